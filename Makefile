@@ -1,0 +1,52 @@
+# churn — every target bootstraps .venv from pyproject.toml, so a machine with only python3 works.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export CHURN_HOME ?= $(CURDIR)/data
+export DAGSTER_HOME ?= $(CHURN_HOME)/dagster_home
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo pipeline serve dagster test lint format bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --upgrade pip uv
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	@touch $(STAMP)
+	@echo "installed into $(VENV)"
+
+install: $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: config/dagster.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	@cp config/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+pipeline: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m churn_assets.pipeline
+
+demo: pipeline
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m churn_assets.demo
+
+serve: $(STAMP)
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port 3001
+
+dagster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml -p 3000
+
+test: $(STAMP)
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	@$(BIN)/ruff format .
+	@$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Where state lives and which source feeds the pipeline, read from the environment.
+
+Every process (Dagster steps, the sensors, the BentoML service, the tests) resolves paths through
+this one module, so pointing ``CHURN_HOME`` at a temp dir isolates a whole run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+DEFAULT_HOME = "./data"
+
+
+@dataclass(frozen=True)
+class SyntheticSize:
+    """Size of the embedded synthetic source; the observation calendar follows from it."""
+
+    customers: int = 5_000
+    months: int = 12
+    seed: int = 42
+    start_date: date = date(2025, 1, 1)
+    burn_in_months: int = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one process."""
+
+    home: Path
+    source: str
+    synthetic: SyntheticSize
+    horizon_days: int
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.home / "raw"
+
+    @property
+    def incoming_dir(self) -> Path:
+        return self.home / "incoming"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home / "quarantine"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def prediction_logs_dir(self) -> Path:
+        return self.home / "prediction_logs"
+
+    @property
+    def truth_dir(self) -> Path:
+        return self.home / "truth"
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return int(raw)
+    except ValueError as error:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read the ``CHURN_*`` variables; unset variables take the documented defaults."""
+    env = os.environ if env is None else env
+    defaults = SyntheticSize()
+    start_raw = env.get("CHURN_START_DATE") or defaults.start_date.isoformat()
+    try:
+        start_date = date.fromisoformat(start_raw)
+    except ValueError as error:
+        raise ValueError(f"CHURN_START_DATE must be YYYY-MM-DD, got {start_raw!r}") from error
+    synthetic = SyntheticSize(
+        customers=_int(env, "CHURN_CUSTOMERS", defaults.customers),
+        months=_int(env, "CHURN_MONTHS", defaults.months),
+        seed=_int(env, "CHURN_SEED", defaults.seed),
+        start_date=start_date,
+    )
+    return Settings(
+        home=Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve(),
+        source=env.get("CHURN_SOURCE") or "synthetic",
+        synthetic=synthetic,
+        horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),
+    )

@@ -1,0 +1,206 @@
+"""Raw → staging: type, validate and deduplicate one table in SQL, keeping every reject's reason.
+
+The rules come from :mod:`churn.schema`. Each broken rule yields a reason such as
+``"out_of_range: monthly_fee=-5 is below 0"``; the part before the colon is the rule name, which
+the asset checks count. A row that breaks any rule goes to ``stg_<table>_rejects`` with all its
+reasons and the raw values exactly as they arrived, so nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from churn.schema import CUSTOMERS, Column, Table
+from churn.warehouse import transaction
+
+RULES = ("missing_required", "invalid_type", "not_allowed", "out_of_range", "unknown_customer")
+"""Rule names, in the order a data engineer would fix them."""
+
+LINEAGE_COLUMNS = ("_loaded_at", "_source_file")
+
+
+def staged_name(table: Table) -> str:
+    return f"stg_{table.name}"
+
+
+def rejects_name(table: Table) -> str:
+    return f"stg_{table.name}_rejects"
+
+
+def raw_name(table: Table) -> str:
+    return f"raw_{table.name}"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _text(column: Column) -> str:
+    """The raw value as trimmed text, NULL when blank: blanks in CSVs mean missing."""
+    return f"nullif(trim(CAST(\"{column.name}\" AS VARCHAR)), '')"
+
+
+def typed_expression(column: Column) -> str:
+    """How a raw value becomes its staged type (categories are matched case-insensitively)."""
+    if column.allowed is not None:
+        return f"lower({_text(column)})"
+    return f"TRY_CAST({_text(column)} AS {column.sql_type})"
+
+
+def _violations(column: Column) -> list[tuple[str, str, str]]:
+    """(rule, SQL condition that is TRUE when broken, SQL text of the reason) for one column."""
+    name = column.name
+    text = _text(column)
+    typed = typed_expression(column)
+    shown = f"coalesce({text}, 'NULL')"
+    found: list[tuple[str, str, str]] = []
+    if column.required:
+        found.append(("missing_required", f"{text} IS NULL", _quote(f"{name} is missing")))
+    found.append(
+        (
+            "invalid_type",
+            f"{text} IS NOT NULL AND {typed} IS NULL",
+            f"{_quote(name + '=')} || {shown} || {_quote(' is not a valid ' + column.sql_type)}",
+        )
+    )
+    if column.allowed is not None:
+        allowed = ", ".join(_quote(value) for value in column.allowed)
+        found.append(
+            (
+                "not_allowed",
+                f"{typed} IS NOT NULL AND {typed} NOT IN ({allowed})",
+                f"{_quote(name + '=')} || {shown} || "
+                f"{_quote(' is not one of ' + ', '.join(column.allowed))}",
+            )
+        )
+    if column.minimum is not None:
+        found.append(
+            (
+                "out_of_range",
+                f"{typed} < {column.minimum}",
+                f"{_quote(name + '=')} || {shown} || {_quote(f' is below {column.minimum:g}')}",
+            )
+        )
+    if column.maximum is not None:
+        found.append(
+            (
+                "out_of_range",
+                f"{typed} > {column.maximum}",
+                f"{_quote(name + '=')} || {shown} || {_quote(f' is above {column.maximum:g}')}",
+            )
+        )
+    return found
+
+
+def _all_violations(table: Table) -> list[tuple[str, str, str]]:
+    found = [item for column in table.columns for item in _violations(column)]
+    if table.references_customers:
+        found.append(
+            (
+                "unknown_customer",
+                f"{_text(table.column('customer_id'))} NOT IN "
+                f"(SELECT customer_id FROM {staged_name(CUSTOMERS)})",
+                f"'customer_id=' || {_text(table.column('customer_id'))} || "
+                f"' is not in {staged_name(CUSTOMERS)}'",
+            )
+        )
+    return found
+
+
+def _reasons_expression(table: Table) -> str:
+    items = [
+        f"CASE WHEN coalesce({condition}, false) THEN '{rule}: ' || {reason} END"
+        for rule, condition, reason in _all_violations(table)
+    ]
+    return "list_filter([" + ",\n    ".join(items) + "], lambda reason: reason IS NOT NULL)"
+
+
+def _is_valid_expression(table: Table) -> str:
+    return " AND ".join(
+        f"NOT coalesce({condition}, false)" for _, condition, _ in _all_violations(table)
+    )
+
+
+@dataclass(frozen=True)
+class StagingResult:
+    """What staging did to one table, for metadata and checks."""
+
+    raw_rows: int
+    staged_rows: int
+    rejected_rows: int
+    duplicates_dropped: int
+    conflicting_keys: int
+    rejects_by_rule: dict[str, int]
+
+    @property
+    def reject_share(self) -> float:
+        return self.rejected_rows / self.raw_rows if self.raw_rows else 0.0
+
+
+def stage_table(con: duckdb.DuckDBPyConnection, table: Table) -> StagingResult:
+    """Rebuild ``stg_<table>`` and its rejects from ``raw_<table>`` in one transaction."""
+    raw, staged, rejects = raw_name(table), staged_name(table), rejects_name(table)
+    key = ", ".join(f'"{column}"' for column in table.key)
+    typed_columns = ",\n    ".join(
+        f'{typed_expression(column)} AS "{column.name}"' for column in table.columns
+    )
+    raw_columns = ",\n    ".join(
+        f'CAST("{column.name}" AS VARCHAR) AS "{column.name}"' for column in table.columns
+    )
+    lineage = ", ".join(LINEAGE_COLUMNS)
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE {rejects} AS
+            WITH checked AS (SELECT *, {_reasons_expression(table)} AS reasons FROM {raw})
+            SELECT {raw_columns},
+                array_to_string(reasons, '; ') AS reject_reason,
+                list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
+                    AS reject_rules,
+                {lineage}
+            FROM checked WHERE len(reasons) > 0
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _valid AS
+            SELECT {typed_columns}, {lineage} FROM {raw} WHERE {_is_valid_expression(table)}
+            """
+        )
+        conflicting = con.execute(
+            f"""
+            SELECT count(*) FROM (
+                SELECT {key} FROM _valid GROUP BY {key}
+                HAVING count(DISTINCT ({", ".join(f'"{c}"' for c in table.column_names)})) > 1
+            )
+            """
+        ).fetchone()[0]
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE {staged} AS
+            SELECT * FROM _valid
+            QUALIFY row_number() OVER (
+                PARTITION BY {key} ORDER BY _loaded_at DESC, _source_file DESC
+            ) = 1
+            """
+        )
+        con.execute("DROP TABLE _valid")
+    raw_rows = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
+    staged_rows = con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0]
+    rejected_rows = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()[0]
+    by_rule = dict(
+        con.execute(
+            f"SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule FROM {rejects}) "
+            "GROUP BY rule"
+        ).fetchall()
+    )
+    return StagingResult(
+        raw_rows=raw_rows,
+        staged_rows=staged_rows,
+        rejected_rows=rejected_rows,
+        duplicates_dropped=raw_rows - rejected_rows - staged_rows,
+        conflicting_keys=conflicting,
+        rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
+    )

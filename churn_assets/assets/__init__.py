@@ -1,0 +1,1 @@
+"""Assets by stage: the folder reads like the asset graph."""

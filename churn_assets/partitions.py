@@ -1,0 +1,38 @@
+"""The observation calendar: one monthly partition per observation date (the month's first day).
+
+Observation dates start after a burn-in (the 90-day feature windows need history) and end at the
+data's end, whose snapshot is the unlabeled one the model scores.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import dagster as dg
+
+from churn.settings import Settings
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + months
+    return date(day.year + month_index // 12, month_index % 12 + 1, 1)
+
+
+def first_observation_date(settings: Settings) -> date:
+    return _add_months(settings.synthetic.start_date, settings.synthetic.burn_in_months)
+
+
+def last_observation_date(settings: Settings) -> date:
+    return _add_months(settings.synthetic.start_date, settings.synthetic.months)
+
+
+def observation_partitions(settings: Settings) -> dg.MonthlyPartitionsDefinition:
+    return dg.MonthlyPartitionsDefinition(
+        start_date=first_observation_date(settings).isoformat(),
+        end_date=_add_months(last_observation_date(settings), 1).isoformat(),
+    )
+
+
+def partition_range_argument(settings: Settings) -> str:
+    """The ``--partition-range`` value that covers every observation date."""
+    return f"{first_observation_date(settings)}...{last_observation_date(settings)}"

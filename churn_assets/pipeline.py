@@ -1,0 +1,59 @@
+"""``make pipeline``: materialize the whole graph once, over every observation month.
+
+This is the contract's plain command with the partition range filled in::
+
+    dagster asset materialize --select '*' --partition-range FIRST...LAST \\
+        -m churn_assets.definitions
+
+The range is needed because the snapshot assets are monthly-partitioned; their single-run
+backfill policy makes the whole range one run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from churn.settings import load_settings
+from churn_assets.partitions import partition_range_argument
+
+
+def materialize_command(selection: str = "*") -> list[str]:
+    settings = load_settings()
+    return [
+        "dagster",
+        "asset",
+        "materialize",
+        "--select",
+        selection,
+        "--partition-range",
+        partition_range_argument(settings),
+        "-m",
+        "churn_assets.definitions",
+    ]
+
+
+def main() -> int:
+    settings = load_settings()
+    command = materialize_command()
+    print(f"$ {' '.join(command)}", flush=True)
+    started = time.perf_counter()
+    completed = subprocess.run(command, env=os.environ.copy(), check=False)
+    seconds = time.perf_counter() - started
+    if completed.returncode != 0:
+        print(f"pipeline failed after {seconds:.0f} s (see the log above)", file=sys.stderr)
+        return completed.returncode
+    print(
+        f"pipeline done in {seconds:.0f} s\n"
+        f"  warehouse: {settings.warehouse_path}\n"
+        f"  raw files: {settings.raw_dir}\n"
+        f"  reports:   {settings.reports_dir}\n"
+        f"  dagster:   {os.environ.get('DAGSTER_HOME', '(DAGSTER_HOME unset)')}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
