@@ -33,14 +33,19 @@ class GraphRun:
 
 def materialize_graph(
     home: Path,
-    selection: str = "*",
+    selection: str | dg.AssetSelection = "*",
     *,
     first: str | None = None,
     last: str | None = None,
     raise_on_error: bool = True,
     run_config: dict | None = None,
 ) -> GraphRun:
-    """Run ``selection`` over the observation range [first, last] with resources in ``home``."""
+    """Run ``selection`` over the observation range [first, last] with resources in ``home``.
+
+    A string selection is comma-separated asset keys, or ``*`` for the whole graph.
+    """
+    if isinstance(selection, str) and selection != "*":
+        selection = dg.AssetSelection.assets(*selection.split(","))
     settings = load_settings()
     first = first or first_observation_date(settings).isoformat()
     last = last or last_observation_date(settings).isoformat()
