@@ -8,6 +8,7 @@ reasons and the raw values exactly as they arrived, so nothing is silently dropp
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -37,34 +38,48 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _text(column: Column) -> str:
+def _arrives_typed(column: Column, raw_types: Mapping[str, str]) -> bool:
+    """Parquet columns that already have the staged type need no text round-trip (the slow part
+    of staging); CSV columns arrive as text and are parsed here."""
+    return raw_types.get(column.name, "VARCHAR").upper() == column.sql_type and (
+        column.sql_type != "VARCHAR"
+    )
+
+
+def _text(column: Column, raw_types: Mapping[str, str]) -> str:
     """The raw value as trimmed text, NULL when blank: blanks in CSVs mean missing."""
+    if _arrives_typed(column, raw_types):
+        return f'"{column.name}"'
     return f"nullif(trim(CAST(\"{column.name}\" AS VARCHAR)), '')"
 
 
-def typed_expression(column: Column) -> str:
+def typed_expression(column: Column, raw_types: Mapping[str, str]) -> str:
     """How a raw value becomes its staged type (categories are matched case-insensitively)."""
+    if _arrives_typed(column, raw_types):
+        return f'"{column.name}"'
     if column.allowed is not None:
-        return f"lower({_text(column)})"
-    return f"TRY_CAST({_text(column)} AS {column.sql_type})"
+        return f"lower({_text(column, raw_types)})"
+    return f"TRY_CAST({_text(column, raw_types)} AS {column.sql_type})"
 
 
-def _violations(column: Column) -> list[tuple[str, str, str]]:
+def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str, str, str]]:
     """(rule, SQL condition that is TRUE when broken, SQL text of the reason) for one column."""
     name = column.name
-    text = _text(column)
-    typed = typed_expression(column)
-    shown = f"coalesce({text}, 'NULL')"
+    text = _text(column, raw_types)
+    typed = typed_expression(column, raw_types)
+    shown = f"coalesce(CAST({text} AS VARCHAR), 'NULL')"
     found: list[tuple[str, str, str]] = []
     if column.required:
         found.append(("missing_required", f"{text} IS NULL", _quote(f"{name} is missing")))
-    found.append(
-        (
-            "invalid_type",
-            f"{text} IS NOT NULL AND {typed} IS NULL",
-            f"{_quote(name + '=')} || {shown} || {_quote(' is not a valid ' + column.sql_type)}",
+    if not _arrives_typed(column, raw_types):  # a typed column cannot hold a wrong type
+        found.append(
+            (
+                "invalid_type",
+                f"{text} IS NOT NULL AND {typed} IS NULL",
+                f"{_quote(name + '=')} || {shown} || "
+                f"{_quote(' is not a valid ' + column.sql_type)}",
+            )
         )
-    )
     if column.allowed is not None:
         allowed = ", ".join(_quote(value) for value in column.allowed)
         found.append(
@@ -94,32 +109,32 @@ def _violations(column: Column) -> list[tuple[str, str, str]]:
     return found
 
 
-def _all_violations(table: Table) -> list[tuple[str, str, str]]:
-    found = [item for column in table.columns for item in _violations(column)]
+def _all_violations(table: Table, raw_types: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    found = [item for column in table.columns for item in _violations(column, raw_types)]
     if table.references_customers:
+        customer = _text(table.column("customer_id"), raw_types)
         found.append(
             (
                 "unknown_customer",
-                f"{_text(table.column('customer_id'))} NOT IN "
+                f"{customer} IS NOT NULL AND {customer} NOT IN "
                 f"(SELECT customer_id FROM {staged_name(CUSTOMERS)})",
-                f"'customer_id=' || {_text(table.column('customer_id'))} || "
-                f"' is not in {staged_name(CUSTOMERS)}'",
+                f"'customer_id=' || {customer} || ' is not in {staged_name(CUSTOMERS)}'",
             )
         )
     return found
 
 
-def _reasons_expression(table: Table) -> str:
+def _reasons_expression(table: Table, raw_types: Mapping[str, str]) -> str:
     items = [
         f"CASE WHEN coalesce({condition}, false) THEN '{rule}: ' || {reason} END"
-        for rule, condition, reason in _all_violations(table)
+        for rule, condition, reason in _all_violations(table, raw_types)
     ]
     return "list_filter([" + ",\n    ".join(items) + "], lambda reason: reason IS NOT NULL)"
 
 
-def _is_valid_expression(table: Table) -> str:
+def _is_valid_expression(table: Table, raw_types: Mapping[str, str]) -> str:
     return " AND ".join(
-        f"NOT coalesce({condition}, false)" for _, condition, _ in _all_violations(table)
+        f"NOT coalesce({condition}, false)" for _, condition, _ in _all_violations(table, raw_types)
     )
 
 
@@ -142,19 +157,22 @@ class StagingResult:
 def stage_table(con: duckdb.DuckDBPyConnection, table: Table) -> StagingResult:
     """Rebuild ``stg_<table>`` and its rejects from ``raw_<table>`` in one transaction."""
     raw, staged, rejects = raw_name(table), staged_name(table), rejects_name(table)
+    raw_types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {raw}").fetchall()}
     key = ", ".join(f'"{column}"' for column in table.key)
     typed_columns = ",\n    ".join(
-        f'{typed_expression(column)} AS "{column.name}"' for column in table.columns
+        f'{typed_expression(column, raw_types)} AS "{column.name}"' for column in table.columns
     )
     raw_columns = ",\n    ".join(
         f'CAST("{column.name}" AS VARCHAR) AS "{column.name}"' for column in table.columns
     )
     lineage = ", ".join(LINEAGE_COLUMNS)
+    reasons = _reasons_expression(table, raw_types)
+    is_valid = _is_valid_expression(table, raw_types)
     with transaction(con):
         con.execute(
             f"""
             CREATE OR REPLACE TABLE {rejects} AS
-            WITH checked AS (SELECT *, {_reasons_expression(table)} AS reasons FROM {raw})
+            WITH checked AS (SELECT *, {reasons} AS reasons FROM {raw})
             SELECT {raw_columns},
                 array_to_string(reasons, '; ') AS reject_reason,
                 list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
@@ -166,7 +184,7 @@ def stage_table(con: duckdb.DuckDBPyConnection, table: Table) -> StagingResult:
         con.execute(
             f"""
             CREATE OR REPLACE TEMP TABLE _valid AS
-            SELECT {typed_columns}, {lineage} FROM {raw} WHERE {_is_valid_expression(table)}
+            SELECT {typed_columns}, {lineage} FROM {raw} WHERE {is_valid}
             """
         )
         conflicting = con.execute(

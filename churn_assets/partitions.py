@@ -36,3 +36,8 @@ def observation_partitions(settings: Settings) -> dg.MonthlyPartitionsDefinition
 def partition_range_argument(settings: Settings) -> str:
     """The ``--partition-range`` value that covers every observation date."""
     return f"{first_observation_date(settings)}...{last_observation_date(settings)}"
+
+
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+"""Every asset carries it, partitioned or not: the CLI's ``--partition-range`` runs the whole
+graph as one run only when all selected assets have this policy."""

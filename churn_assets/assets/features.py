@@ -14,11 +14,10 @@ from churn.snapshots import active_customers_sql, data_end, labels_sql
 from churn.warehouse import transaction
 from churn_assets.assets.raw import WAREHOUSE_POOL
 from churn_assets.metadata import markdown_table, table_metadata
-from churn_assets.partitions import observation_partitions
+from churn_assets.partitions import SINGLE_RUN, observation_partitions
 from churn_assets.resources import WarehouseResource
 
 PARTITIONS = observation_partitions(load_settings())
-SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 KEY_DESCRIPTIONS = {
     "customer_id": "Customer observed.",
@@ -254,6 +253,7 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     description="Features joined to matured labels: every row a model may learn or be tested on.",
     group_name="features",
     pool=WAREHOUSE_POOL,
+    backfill_policy=SINGLE_RUN,
     kinds={"duckdb"},
     owners=["team:data-engineering"],
 )

@@ -13,6 +13,7 @@ from churn.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.settings import load_settings
 from churn.staging import raw_name
 from churn_assets.metadata import table_metadata
+from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
 
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -78,6 +79,7 @@ def _generate_synthetic(context: dg.AssetExecutionContext, churn_home: ChurnHome
 @dg.multi_asset(
     specs=[_raw_spec(table.name) for table in RAW_TABLES],
     pool=WAREHOUSE_POOL,
+    backfill_policy=SINGLE_RUN,
     description="Land the source files (synthetic by default) into the raw_* tables.",
 )
 def raw_tables(

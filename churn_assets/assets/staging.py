@@ -12,6 +12,7 @@ from churn.schema import CUSTOMERS, RAW_TABLES, Table
 from churn.staging import StagingResult, raw_name, rejects_name, stage_table, staged_name
 from churn_assets.assets.raw import WAREHOUSE_POOL, column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
+from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WarehouseResource
 
 RULE_CHECKS: dict[str, tuple[str, ...]] = {
@@ -147,6 +148,7 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
         ],
         check_specs=_check_specs(table),
         pool=WAREHOUSE_POOL,
+        backfill_policy=SINGLE_RUN,
     )
     def _stage(
         context: dg.AssetExecutionContext, config: StagingConfig, warehouse: WarehouseResource
