@@ -53,6 +53,7 @@ FEATURES: tuple[Feature, ...] = (
     ),
     # Usage.
     _count("events_7d", "Events in the 7 days before the observation date."),
+    _count("events_14d", "Events in the 14 days before the observation date."),
     _count("events_30d", "Events in the 30 days before the observation date."),
     _count("events_90d", "Events in the 90 days before the observation date."),
     _count("logins_30d", "Logins in the last 30 days."),
@@ -62,6 +63,7 @@ FEATURES: tuple[Feature, ...] = (
     _count("shares_30d", "Shares in the last 30 days."),
     _count("feature_uses_90d", "Feature uses in the last 90 days."),
     _count("active_days_7d", "Days with at least one event among the last 7."),
+    _count("active_days_14d", "Days with at least one event among the last 14."),
     _count("active_days_30d", "Days with at least one event among the last 30."),
     _count("active_days_90d", "Days with at least one event among the last 90."),
     _count("sessions_30d", "Sessions in the last 30 days (a session counted once per day)."),
@@ -76,11 +78,28 @@ FEATURES: tuple[Feature, ...] = (
         "Smoothed ratio of the 7-day event rate to the 30-day rate (1 = steady, <1 = decaying).",
     ),
     _ratio(
+        "events_ewm_7d",
+        "Exponentially weighted events per day, half-life 7 days: the current usage habit.",
+    ),
+    _ratio(
+        "events_ewm_30d",
+        "Exponentially weighted events per day, half-life 30 days: the slower usage habit.",
+    ),
+    _ratio(
+        "lifetime_events_per_day",
+        "Events per day since the customer's first recorded event: their own usual level.",
+    ),
+    _ratio(
+        "events_trend_14d_lifetime",
+        "Smoothed ratio of the 14-day event rate to the customer's lifetime rate.",
+    ),
+    _ratio(
         "events_trend_30d_90d",
         "Smoothed ratio of the 30-day event rate to the 90-day rate (1 = steady, <1 = decaying).",
     ),
     # Billing.
     _count("failed_payments_30d", "Failed payment attempts in the last 30 days."),
+    _count("failed_payments_60d", "Failed payment attempts in the last 60 days."),
     _count("failed_payments_90d", "Failed payment attempts in the last 90 days."),
     _ratio("amount_paid_90d", "Amount successfully charged in the last 90 days."),
     # Support.
@@ -127,6 +146,7 @@ daily AS (
 usage AS (
     SELECT s.customer_id, s.observation_date,
         sum(d.n_events) FILTER (WHERE d.day >= s.observation_date - 7) AS events_7d,
+        sum(d.n_events) FILTER (WHERE d.day >= s.observation_date - 14) AS events_14d,
         sum(d.n_events) FILTER (WHERE d.day >= s.observation_date - 30) AS events_30d,
         sum(d.n_events) AS events_90d,
         sum(d.n_logins) FILTER (WHERE d.day >= s.observation_date - 30) AS logins_30d,
@@ -136,10 +156,16 @@ usage AS (
         sum(d.n_shares) FILTER (WHERE d.day >= s.observation_date - 30) AS shares_30d,
         sum(d.n_feature_uses) AS feature_uses_90d,
         count(*) FILTER (WHERE d.day >= s.observation_date - 7) AS active_days_7d,
+        count(*) FILTER (WHERE d.day >= s.observation_date - 14) AS active_days_14d,
         count(*) FILTER (WHERE d.day >= s.observation_date - 30) AS active_days_30d,
         count(*) AS active_days_90d,
         sum(d.n_sessions) FILTER (WHERE d.day >= s.observation_date - 30) AS sessions_30d,
         sum(d.n_sessions) AS sessions_90d,
+        -- Integer weights (per mille) keep the weighted sums exact, hence order-independent.
+        sum(d.n_events * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 7.0))
+            AS BIGINT)) AS weighted_events_7d,
+        sum(d.n_events * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 30.0))
+            AS BIGINT)) AS weighted_events_30d,
         sum(d.milliseconds) FILTER (WHERE d.day >= s.observation_date - 30) AS milliseconds_30d
     FROM snap s
     JOIN daily d ON d.customer_id = s.customer_id
@@ -147,15 +173,27 @@ usage AS (
         AND d.day >= s.observation_date - 90
     GROUP BY ALL
 ),
+history AS (
+    -- Running totals per active day; the as-of join below reads them at the last day before T.
+    -- first_day is the earliest day overall, which is never after any day before T.
+    SELECT customer_id, day,
+        sum(n_events) OVER (PARTITION BY customer_id ORDER BY day) AS cumulative_events,
+        min(day) OVER (PARTITION BY customer_id) AS first_day
+    FROM daily
+),
 last_activity AS (
-    SELECT s.customer_id, s.observation_date, d.day AS last_event_day
+    SELECT s.customer_id, s.observation_date, h.day AS last_event_day,
+        h.cumulative_events / greatest(date_diff('day', h.first_day, s.observation_date), 1)
+            AS lifetime_rate
     FROM snap s
-    ASOF LEFT JOIN daily d ON d.customer_id = s.customer_id AND s.observation_date > d.day
+    ASOF LEFT JOIN history h ON h.customer_id = s.customer_id AND s.observation_date > h.day
 ),
 billing AS (
     SELECT s.customer_id, s.observation_date,
         count(*) FILTER (WHERE p.status = 'failed' AND p.payment_date >= s.observation_date - 30)
             AS failed_payments_30d,
+        count(*) FILTER (WHERE p.status = 'failed' AND p.payment_date >= s.observation_date - 60)
+            AS failed_payments_60d,
         count(*) FILTER (WHERE p.status = 'failed') AS failed_payments_90d,
         coalesce(sum(CAST(round(p.amount * 100) AS BIGINT))
             FILTER (WHERE p.status = 'succeeded'), 0) AS cents_paid_90d
@@ -215,6 +253,7 @@ SELECT
     CAST(date_diff('day', c.signup_date, s.observation_date) AS INTEGER) AS tenure_days,
     CAST(greatest(r.raw_days_to_renewal, 0) AS INTEGER) AS days_to_renewal,
     CAST(coalesce(u.events_7d, 0) AS INTEGER) AS events_7d,
+    CAST(coalesce(u.events_14d, 0) AS INTEGER) AS events_14d,
     CAST(coalesce(u.events_30d, 0) AS INTEGER) AS events_30d,
     CAST(coalesce(u.events_90d, 0) AS INTEGER) AS events_90d,
     CAST(coalesce(u.logins_30d, 0) AS INTEGER) AS logins_30d,
@@ -224,6 +263,7 @@ SELECT
     CAST(coalesce(u.shares_30d, 0) AS INTEGER) AS shares_30d,
     CAST(coalesce(u.feature_uses_90d, 0) AS INTEGER) AS feature_uses_90d,
     CAST(coalesce(u.active_days_7d, 0) AS INTEGER) AS active_days_7d,
+    CAST(coalesce(u.active_days_14d, 0) AS INTEGER) AS active_days_14d,
     CAST(coalesce(u.active_days_30d, 0) AS INTEGER) AS active_days_30d,
     CAST(coalesce(u.active_days_90d, 0) AS INTEGER) AS active_days_90d,
     CAST(coalesce(u.sessions_30d, 0) AS INTEGER) AS sessions_30d,
@@ -234,9 +274,16 @@ SELECT
         AS INTEGER) AS days_since_last_event,
     CAST((coalesce(u.events_7d, 0) * 30.0 / 7 + 1) / (coalesce(u.events_30d, 0) + 1) AS DOUBLE)
         AS events_trend_7d_30d,
+    -- Divided by the sum of the weights over days 1..90 (10.1 and 43.3): events per day.
+    CAST(coalesce(u.weighted_events_7d, 0) / 1000.0 / 10.1 AS DOUBLE) AS events_ewm_7d,
+    CAST(coalesce(u.weighted_events_30d, 0) / 1000.0 / 43.3 AS DOUBLE) AS events_ewm_30d,
+    CAST(coalesce(l.lifetime_rate, 0) AS DOUBLE) AS lifetime_events_per_day,
+    CAST((coalesce(u.events_14d, 0) / 14.0 + 0.1) / (coalesce(l.lifetime_rate, 0) + 0.1)
+        AS DOUBLE) AS events_trend_14d_lifetime,
     CAST((coalesce(u.events_30d, 0) * 3.0 + 1) / (coalesce(u.events_90d, 0) + 1) AS DOUBLE)
         AS events_trend_30d_90d,
     CAST(coalesce(b.failed_payments_30d, 0) AS INTEGER) AS failed_payments_30d,
+    CAST(coalesce(b.failed_payments_60d, 0) AS INTEGER) AS failed_payments_60d,
     CAST(coalesce(b.failed_payments_90d, 0) AS INTEGER) AS failed_payments_90d,
     CAST(coalesce(b.cents_paid_90d, 0) / 100.0 AS DOUBLE) AS amount_paid_90d,
     CAST(coalesce(t.tickets_30d, 0) AS INTEGER) AS tickets_30d,

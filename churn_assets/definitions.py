@@ -15,6 +15,7 @@ from churn_assets.assets.features import (
     customer_snapshots,
     training_set,
 )
+from churn_assets.assets.models import candidate_models, champion_model, model_evaluation
 from churn_assets.assets.raw import raw_tables
 from churn_assets.assets.staging import staging_assets
 from churn_assets.resources import build_resources
@@ -29,6 +30,9 @@ defs = dg.Definitions(
         customer_features,
         churn_labels,
         training_set,
+        candidate_models,
+        model_evaluation,
+        champion_model,
     ],
     resources=build_resources(settings),
 )

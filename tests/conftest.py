@@ -18,6 +18,7 @@ os.environ.update(
         "CHURN_SEED": "7",
         "CHURN_START_DATE": "2025-01-01",
         "DAGSTER_HOME": str(SESSION_HOME / "dagster_home"),
+        "BENTOML_HOME": str(SESSION_HOME / "bentoml"),
     }
 )
 (SESSION_HOME / "dagster_home").mkdir(parents=True, exist_ok=True)

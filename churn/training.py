@@ -1,0 +1,271 @@
+"""Train the candidates, evaluate them honestly, choose a winner and decide whether to promote.
+
+Honesty rules, in code: the split is by observation date (train on the past, validate and test on
+later matured months), feature specs and thresholds are fitted on training and validation rows
+only, the winner is chosen on validation AUC, and the test months are touched once, to report
+and to gate. A test AUC above the leakage ceiling is treated as a bug, not a triumph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from churn.modeling.candidates import (
+    LightGBMConfig,
+    LogisticConfig,
+    train_lightgbm,
+    train_logistic,
+)
+from churn.modeling.metrics import auc, evaluate
+from churn.modeling.model import ChurnModel
+from churn.modeling.spec import FeatureSpec, build_feature_specs, encode_frame
+from churn.modeling.split import TimeSplit, time_split
+from churn.modeling.thresholds import expected_value_threshold, risk_tiers
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LEAKAGE_CEILING = 0.98
+"""No honest churn model on behavioural data reaches this test AUC; above it, suspect leakage."""
+
+LABEL = "churned"
+
+
+@dataclass
+class Part:
+    """One block of the split, already encoded for the models."""
+
+    frame: pd.DataFrame
+    X: np.ndarray
+    y: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class TrainingData:
+    specs: list[FeatureSpec]
+    split: TimeSplit
+    train: Part
+    validation: Part
+    test: Part
+    fingerprint: str
+
+    def window(self) -> dict[str, Any]:
+        return self.split.to_dict() | {
+            "rows": {
+                "train": self.train.rows,
+                "validation": self.validation.rows,
+                "test": self.test.rows,
+            }
+        }
+
+
+def fingerprint(frame: pd.DataFrame) -> str:
+    """Content hash of the training rows, so a model can be traced to the exact data."""
+    import pandas as pd
+
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def prepare(
+    frame: pd.DataFrame,
+    feature_names: list[str],
+    *,
+    validation_months: int,
+    test_months: int,
+    horizon_days: int,
+) -> TrainingData:
+    """Split by observation date and encode; specs see only the training block."""
+    split = time_split(
+        frame["observation_date"],
+        validation_months=validation_months,
+        test_months=test_months,
+        horizon_days=horizon_days,
+    )
+    train_mask, validation_mask, test_mask = split.masks(frame["observation_date"])
+    from churn.features import FEATURES
+
+    features = [f for f in FEATURES if f.name in feature_names]
+    specs = build_feature_specs(frame.loc[train_mask], features)
+
+    def part(mask: np.ndarray) -> Part:
+        block = frame.loc[mask].reset_index(drop=True)
+        return Part(block, encode_frame(block, specs), block[LABEL].to_numpy(dtype=np.int8))
+
+    return TrainingData(
+        specs=specs,
+        split=split,
+        train=part(train_mask),
+        validation=part(validation_mask),
+        test=part(test_mask),
+        fingerprint=fingerprint(frame),
+    )
+
+
+def train_candidates(
+    data: TrainingData, logistic: LogisticConfig, lightgbm: LightGBMConfig
+) -> dict[str, ChurnModel]:
+    return {
+        "logistic_regression": train_logistic(data.train.X, data.train.y, data.specs, logistic),
+        "lightgbm": train_lightgbm(
+            data.train.X,
+            data.train.y,
+            data.validation.X,
+            data.validation.y,
+            data.specs,
+            lightgbm,
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class Economics:
+    """What a retention contact costs and what keeping a customer is worth."""
+
+    intervention_cost: float = 10.0
+    retained_value: float = 240.0
+    success_rate: float = 0.3
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    validation: dict[str, float]
+    test: dict[str, float]
+    validation_scores: np.ndarray = field(repr=False)
+    test_scores: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Evaluation:
+    results: dict[str, CandidateResult]
+    winner: str
+    oracle_auc: float | None
+    thresholds: dict[str, float]
+    risk_tier_cuts: tuple[float, float]
+
+    @property
+    def winning(self) -> CandidateResult:
+        return self.results[self.winner]
+
+    @property
+    def auc_to_oracle(self) -> float | None:
+        if self.oracle_auc is None:
+            return None
+        return self.winning.test["roc_auc"] / self.oracle_auc
+
+
+def oracle_auc(test: Part, truth: pd.DataFrame | None) -> float | None:
+    """AUC of the generator's true probabilities on exactly the test rows: the best possible."""
+    if truth is None or truth.empty:
+        return None
+    keys = test.frame[["customer_id", "observation_date"]].copy()
+    keys["observation_date"] = keys["observation_date"].astype("datetime64[ns]")
+    truth = truth.assign(observation_date=truth["observation_date"].astype("datetime64[ns]"))
+    joined = keys.merge(truth, on=["customer_id", "observation_date"], how="left")
+    known = joined["true_churn_probability"].notna().to_numpy()
+    if known.sum() < 0.99 * len(keys):
+        return None
+    return auc(test.y[known], joined["true_churn_probability"].to_numpy()[known])
+
+
+def evaluate_candidates(
+    data: TrainingData,
+    models: dict[str, ChurnModel],
+    truth: pd.DataFrame | None,
+    economics: Economics,
+    *,
+    default_threshold: float = 0.5,
+) -> Evaluation:
+    results: dict[str, CandidateResult] = {}
+    for name, model in models.items():
+        validation_scores = model.predict_proba(data.validation.X)
+        test_scores = model.predict_proba(data.test.X)
+        results[name] = CandidateResult(
+            name=name,
+            validation=evaluate(data.validation.y, validation_scores, default_threshold),
+            test=evaluate(data.test.y, test_scores, default_threshold),
+            validation_scores=validation_scores,
+            test_scores=test_scores,
+        )
+    winner = max(results, key=lambda name: results[name].validation["roc_auc"])
+    chosen = results[winner]
+    ev_threshold, ev_per_customer, _ = expected_value_threshold(
+        data.validation.y,
+        chosen.validation_scores,
+        intervention_cost=economics.intervention_cost,
+        retained_value=economics.retained_value,
+        success_rate=economics.success_rate,
+    )
+    return Evaluation(
+        results=results,
+        winner=winner,
+        oracle_auc=oracle_auc(data.test, truth),
+        thresholds={
+            "default": default_threshold,
+            "expected_value": ev_threshold,
+            "expected_value_per_customer": ev_per_customer,
+        },
+        risk_tier_cuts=risk_tiers(chosen.validation_scores),
+    )
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    reason: str
+    test_auc: float
+    champion_tag: str | None = None
+    champion_auc: float | None = None
+
+
+def decide(
+    test_auc: float,
+    *,
+    auc_floor: float,
+    tolerance: float,
+    champion_tag: str | None = None,
+    champion_auc: float | None = None,
+) -> GateDecision:
+    """The quality gate: leakage ceiling, absolute floor, then no regression against the
+    champion on the same test rows (beyond ``tolerance``)."""
+    common = {"test_auc": test_auc, "champion_tag": champion_tag, "champion_auc": champion_auc}
+    if test_auc > LEAKAGE_CEILING:
+        return GateDecision(
+            False,
+            f"suspected leakage: test AUC {test_auc:.4f} is above {LEAKAGE_CEILING}; no honest "
+            "churn model gets there. Look for a feature that sees the label window.",
+            **common,
+        )
+    if test_auc < auc_floor:
+        return GateDecision(
+            False, f"test AUC {test_auc:.4f} is below the floor {auc_floor:.4f}", **common
+        )
+    if champion_auc is not None and test_auc < champion_auc - tolerance:
+        return GateDecision(
+            False,
+            f"test AUC {test_auc:.4f} is worse than champion {champion_tag} "
+            f"({champion_auc:.4f}) on the same test rows by more than {tolerance:.4f}",
+            **common,
+        )
+    versus = (
+        f"champion {champion_tag} scores {champion_auc:.4f} on the same rows"
+        if champion_auc is not None
+        else "no comparable champion yet"
+    )
+    return GateDecision(True, f"test AUC {test_auc:.4f} passes the gate; {versus}", **common)
+
+
+def champion_auc_on(test: Part, model: ChurnModel, specs: list[FeatureSpec]) -> float | None:
+    """The current champion's AUC on the new test rows, when it speaks the same features."""
+    if [s.name for s in model.specs] != [s.name for s in specs]:
+        return None
+    return auc(test.y, model.predict_proba(encode_frame(test.frame, model.specs)))
