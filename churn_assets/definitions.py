@@ -1,38 +1,24 @@
 """The code location: ``dagster dev`` and ``dagster asset materialize -m`` load ``defs``.
 
-Importing this module must stay cheap: the multiprocess executor re-imports it in every step,
-so heavy libraries (LightGBM, scikit-learn, BentoML, Evidently) are imported inside assets.
+Assets and checks are collected from one module per stage, so the folder reads like the graph
+and a new stage is one new module. Importing this must stay cheap: the multiprocess executor
+re-imports it in every step, so heavy libraries are imported inside the assets that use them.
 """
-
-from __future__ import annotations
 
 import dagster as dg
 
 from churn.settings import load_settings
-from churn_assets.assets.features import (
-    churn_labels,
-    customer_features,
-    customer_snapshots,
-    training_set,
-)
-from churn_assets.assets.models import candidate_models, champion_model, model_evaluation
-from churn_assets.assets.raw import raw_tables
-from churn_assets.assets.staging import staging_assets
+from churn_assets import automation
+from churn_assets.assets import bento, eda, features, models, monitoring, raw, staging
 from churn_assets.resources import build_resources
 
-settings = load_settings()
+STAGES = [raw, staging, features, eda, models, bento, monitoring]
 
 defs = dg.Definitions(
-    assets=[
-        raw_tables,
-        *staging_assets,
-        customer_snapshots,
-        customer_features,
-        churn_labels,
-        training_set,
-        candidate_models,
-        model_evaluation,
-        champion_model,
-    ],
-    resources=build_resources(settings),
+    assets=dg.load_assets_from_modules(STAGES),
+    asset_checks=dg.load_asset_checks_from_modules(STAGES),
+    sensors=automation.SENSORS,
+    schedules=automation.SCHEDULES,
+    jobs=automation.JOBS,
+    resources=build_resources(load_settings()),
 )

@@ -1,0 +1,1 @@
+"""[model] The champion packaged as a Bento (``churn_bento``)."""

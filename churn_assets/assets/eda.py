@@ -1,0 +1,1 @@
+"""[features] Exploratory report on the features and labels (``eda_report``)."""

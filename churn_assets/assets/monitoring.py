@@ -1,0 +1,1 @@
+"""[monitoring] Prediction logs, drift and realized model performance."""
