@@ -13,8 +13,8 @@ os.environ.update(
     {
         "CHURN_HOME": str(SESSION_HOME),
         "CHURN_SOURCE": "synthetic",
-        "CHURN_CUSTOMERS": "600",
-        "CHURN_MONTHS": "7",
+        "CHURN_CUSTOMERS": "2500",
+        "CHURN_MONTHS": "8",
         "CHURN_SEED": "7",
         "CHURN_START_DATE": "2025-01-01",
         "DAGSTER_HOME": str(SESSION_HOME / "dagster_home"),

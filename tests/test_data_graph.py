@@ -51,7 +51,7 @@ def test_features_exist_for_every_active_customer_and_date(materialized: GraphRu
         GROUP BY ALL ORDER BY 1
         """,
     )
-    assert len(per_date) == 5  # 2025-04-01 .. 2025-08-01 for a 7-month source with 3 burn-in
+    assert len(per_date) == 6  # 2025-04-01 .. 2025-09-01 for an 8-month source with 3 burn-in
     assert all(snapshots == features > 0 for _, snapshots, features in per_date)
     columns = [row[0] for row in read(materialized.warehouse, "DESCRIBE customer_features")]
     assert columns[2:] == list(FEATURE_NAMES) and len(FEATURE_NAMES) >= 25

@@ -47,6 +47,8 @@ def test_labels_follow_the_horizon_and_maturity(tmp_path: Path):
         tmp_path,
         dg.AssetSelection.groups("raw", "staging")
         | dg.AssetSelection.assets("customer_snapshots", "churn_labels"),
+        first="2025-04-01",
+        last="2025-08-01",
     )
     assert run.result.success
     with duckdb.connect(str(run.warehouse), read_only=True) as con:
