@@ -68,6 +68,12 @@ def save_model(
 
 def load_model(tag: str = f"{MODEL_NAME}:latest") -> RegisteredModel:
     """Load a stored model. Only files written by :func:`save_model` are unpickled."""
+    return from_path(*locate(tag))
+
+
+def locate(tag: str = f"{MODEL_NAME}:latest") -> tuple[str, Path]:
+    """The exact tag and directory of a stored model, without unpickling it: the scoring
+    service reads only the card at import time to build its request schemas."""
     import bentoml
     from bentoml.exceptions import NotFound
 
@@ -78,7 +84,15 @@ def load_model(tag: str = f"{MODEL_NAME}:latest") -> RegisteredModel:
             f"No model '{tag}' in the BentoML model store (BENTOML_HOME). Train one with "
             "`make pipeline`, or list what is there with `bentoml models list`."
         ) from error
-    return from_path(str(stored.tag), Path(stored.path))
+    return str(stored.tag), Path(stored.path)
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The model card stored next to the model in ``path``."""
+    card_file = path / CARD_FILE
+    if not card_file.exists():
+        raise ModelNotFoundError(f"{path} lacks {CARD_FILE}: not a churn model.")
+    return json.loads(card_file.read_text())
 
 
 def from_path(tag: str, path: Path) -> RegisteredModel:
