@@ -12,6 +12,7 @@ a background thread writes it out, so logging costs a list append on the request
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -23,6 +24,10 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 OPEN_SUFFIX = ".jsonl.open"
+_FILE_SEQUENCE = itertools.count(1)
+"""Process-wide, not per writer: two writers opened in the same second by one process (several
+service instances, tests) would otherwise pick the same file name, and the second rename would
+overwrite the first writer's published file."""
 CLOSED_SUFFIX = ".jsonl"
 
 
@@ -65,7 +70,6 @@ class PredictionLogWriter:
         self._buffer: list[Mapping[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._sequence = 0
         self._file: Path | None = None
         self._opened_at = 0.0
         self._written = 0
@@ -110,8 +114,8 @@ class PredictionLogWriter:
         now = datetime.now(UTC)
         day_folder = self.folder / now.strftime("%Y-%m-%d")
         day_folder.mkdir(parents=True, exist_ok=True)
-        self._sequence += 1
-        name = f"{socket.gethostname()}-{os.getpid()}-{now:%H%M%S}-{self._sequence:05d}"
+        sequence = next(_FILE_SEQUENCE)
+        name = f"{socket.gethostname()}-{os.getpid()}-{now:%H%M%S}-{sequence:05d}"
         self._file = day_folder / f"{name}{OPEN_SUFFIX}"
         self._opened_at = time.monotonic()
         self._written = 0

@@ -1,0 +1,122 @@
+"""API keys for the scoring routes, as plain ASGI middleware (BentoML's ``add_asgi_middleware``).
+
+When ``CHURN_API_KEYS`` (comma-separated) is set, every request outside :data:`OPEN_PATHS` must
+carry ``Authorization: Bearer <key>``; otherwise it gets a 401 before the body is read or the
+model touched. Health, readiness, metrics and the OpenAPI document stay open so orchestrators
+and humans can probe the service. Keys are compared with ``hmac.compare_digest`` (no timing
+oracle) and never logged: neither the configured keys nor the presented one appear in any
+message or response.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_KEYS_ENV = "CHURN_API_KEYS"
+OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"})
+OPEN_PREFIXES = ("/static_content/",)
+
+
+def configured_keys(env: MutableMapping[str, str] | None = None) -> tuple[bytes, ...]:
+    """Non-empty keys from ``CHURN_API_KEYS``; an empty tuple means authentication is off."""
+    raw = (os.environ if env is None else env).get(API_KEYS_ENV, "")
+    return tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+
+
+def key_matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:
+    """Constant-time per key, and every key is compared, so timing reveals neither which key
+    matched nor how much of one did."""
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(presented, key)
+    return matched
+
+
+def bearer_token(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+class ApiKeyMiddleware:
+    """Refuses unauthenticated requests to protected paths with 401 and a JSON body.
+
+    With ``keys`` given they are fixed; otherwise ``CHURN_API_KEYS`` is read on each request
+    (a dict lookup, re-parsed only when the value changes), so the variable is the single source
+    of truth even for an app object built before it was set (as in-process tests do).
+    """
+
+    def __init__(self, app: ASGIApp, keys: tuple[bytes, ...] | None = None) -> None:
+        self.app = app
+        self._fixed = keys
+        self._raw: str | None = None
+        self._parsed: tuple[bytes, ...] = ()
+
+    @property
+    def keys(self) -> tuple[bytes, ...]:
+        if self._fixed is not None:
+            return self._fixed
+        raw = os.environ.get(API_KEYS_ENV, "")
+        if raw != self._raw:
+            self._parsed, self._raw = configured_keys({API_KEYS_ENV: raw}), raw
+        return self._parsed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or _is_open(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        keys = self.keys
+        if not keys:
+            await self.app(scope, receive, send)
+            return
+        token = bearer_token(scope)
+        if token is not None and key_matches(token, keys):
+            await self.app(scope, receive, send)
+            return
+        await _unauthorized(send, "missing" if token is None else "invalid")
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+async def _unauthorized(send: Send, problem: str) -> None:
+    body = json.dumps(
+        {
+            "error": f"{problem} API key",
+            "detail": [
+                {
+                    "type": "unauthorized",
+                    "loc": ["header", "Authorization"],
+                    "msg": "send 'Authorization: Bearer <key>' with one of the keys in "
+                    f"{API_KEYS_ENV}",
+                }
+            ],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="churn"'),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,201 @@
+"""Request and response models built from the packaged model's card.
+
+The feature schema is not written by hand: it is generated from ``card["feature_schema"]`` (the
+specs the model was trained with), so validation and the OpenAPI document at ``/docs.json`` match
+the packaged model exactly. Every model forbids unknown keys, so a misspelled feature is refused
+instead of silently scored as missing.
+
+Choices, each deliberate:
+
+* Categorical features are ``Literal`` of the categories seen in training. ``encode_records``
+  would map an unknown category to "missing", but on ``/score`` the caller sends model inputs
+  directly, and an unknown value there is far more often a typo than a new plan.
+* Numeric features are strict: integers must be JSON integers, numbers JSON numbers (no strings,
+  no booleans), finite, and inside the spec's validation bounds.
+* The raw tables of ``/score_events`` follow the raw-table contract (``churn.schema``), the same
+  rules staging enforces, so a history the warehouse would reject is refused here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from churn.modeling.spec import FeatureSpec
+from churn.modeling.thresholds import TIERS
+from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
+
+MAX_BATCH_SIZE = 1000
+"""Rows per ``/score_batch`` request: one request then stays well under 100 ms and a few MB."""
+MAX_HISTORY_ROWS = 100_000
+"""Rows per table in one ``/score_events`` request (years of daily activity for one customer)."""
+
+FORBID = ConfigDict(extra="forbid")
+CUSTOMER_ID = Annotated[str, Field(min_length=1, max_length=256, description="Customer id.")]
+THRESHOLD = Annotated[
+    float | None,
+    Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        strict=True,
+        allow_inf_nan=False,
+        description="Decision threshold for churn_label; default: the model card's.",
+    ),
+]
+
+
+class Reason(BaseModel):
+    """One feature's push on this customer's risk, in log-odds (positive raises the risk)."""
+
+    feature: str
+    value: Any
+    contribution: float
+
+
+class Score(BaseModel):
+    """The answer for one customer."""
+
+    customer_id: str
+    churn_probability: float = Field(ge=0.0, le=1.0)
+    churn_label: Literal[0, 1]
+    threshold: float
+    risk_tier: Literal[TIERS]  # type: ignore[valid-type]
+    reasons: list[Reason]
+    model_version: str
+    feature_order: list[str]
+
+
+class ScoreBatchResponse(BaseModel):
+    scores: list[Score]
+
+
+class ModelRequest(BaseModel):
+    """``/model`` takes an empty object; the route is POST only because BentoML APIs are."""
+
+    model_config = FORBID
+
+
+def feature_annotation(spec: FeatureSpec) -> Any:
+    """The pydantic type of one feature: categories, strict numbers and bounds from the spec."""
+    description = spec.description
+    if spec.kind == "categorical":
+        categories = tuple(spec.categories or ())
+        return Annotated[Literal[categories], Field(description=description)]  # type: ignore[valid-type]
+    python_type = int if spec.dtype == "integer" else float
+    bounds: dict[str, Any] = {}
+    if spec.minimum is not None:
+        bounds["ge"] = int(spec.minimum) if python_type is int else spec.minimum
+    if spec.maximum is not None:
+        bounds["le"] = int(spec.maximum) if python_type is int else spec.maximum
+    if python_type is float:
+        bounds["allow_inf_nan"] = False
+    return Annotated[python_type, Field(strict=True, description=description, **bounds)]
+
+
+def column_annotation(column: Column, *, optional: bool = False) -> Any:
+    """The pydantic type of one raw-table column, with the contract's allowed values and range."""
+    kind = column.sql_type.upper()
+    extra: dict[str, Any] = {}
+    if column.allowed is not None:
+        python_type: Any = Literal[column.allowed]  # type: ignore[valid-type]
+    elif kind == "VARCHAR":
+        python_type, extra = str, {"min_length": 1, "max_length": 256}
+    elif kind == "DATE":
+        python_type = date
+    elif kind == "TIMESTAMP":
+        python_type = datetime
+    elif kind == "INTEGER":
+        python_type, extra = int, {"strict": True}
+    else:
+        python_type, extra = float, {"strict": True, "allow_inf_nan": False}
+    if column.minimum is not None:
+        extra["ge"] = column.minimum
+    if column.maximum is not None:
+        extra["le"] = column.maximum
+    if optional or not column.required:
+        return Annotated[python_type | None, Field(default=None, description=column.description)]
+    return Annotated[python_type, Field(description=column.description, **extra)]
+
+
+def table_model(table: Table, name: str, optional: Sequence[str] = ()) -> type[BaseModel]:
+    """A row of a raw table; ``optional`` columns may be left out (ids the SQL never reads)."""
+    fields = {
+        column.name: column_annotation(column, optional=column.name in optional)
+        for column in table.columns
+    }
+    return create_model(name, __config__=FORBID, __doc__=table.description, **fields)
+
+
+@dataclass(frozen=True)
+class Schemas:
+    """The request models of one packaged model."""
+
+    features: type[BaseModel]
+    score_request: type[BaseModel]
+    batch_request: type[BaseModel]
+    events_request: type[BaseModel]
+
+
+def build_schemas(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> Schemas:
+    """Models for every route, named so the OpenAPI document reads well."""
+    features = create_model(
+        "Features",
+        __config__=FORBID,
+        __doc__=f"The {len(specs)} inputs of {card.get('model_kind', 'the model')}; all required.",
+        **{spec.name: feature_annotation(spec) for spec in specs},
+    )
+    score_request = create_model(
+        "ScoreRequest",
+        __config__=FORBID,
+        customer_id=CUSTOMER_ID,
+        features=features,
+        threshold=THRESHOLD,
+    )
+    customer_row = create_model(
+        "BatchCustomer", __config__=FORBID, customer_id=CUSTOMER_ID, features=features
+    )
+    batch_request = create_model(
+        "ScoreBatchRequest",
+        __config__=FORBID,
+        customers=Annotated[
+            list[customer_row],  # type: ignore[valid-type]
+            Field(min_length=1, max_length=MAX_BATCH_SIZE),
+        ],
+        threshold=THRESHOLD,
+    )
+    return Schemas(features, score_request, batch_request, _events_request())
+
+
+def _events_request() -> type[BaseModel]:
+    """``/score_events``: one customer's raw history; ``customer_id`` on the history rows and
+    their own ids are optional (the profile names the customer, the SQL never reads the ids)."""
+    history_optional = ("customer_id", "event_id", "payment_id", "ticket_id")
+    profile = table_model(CUSTOMERS, "CustomerProfile")
+    event = table_model(EVENTS, "Event", history_optional)
+    payment = table_model(PAYMENTS, "Payment", history_optional)
+    ticket = table_model(TICKETS, "Ticket", history_optional)
+
+    def rows(model: type[BaseModel]) -> Any:
+        return Annotated[list[model], Field(default_factory=list, max_length=MAX_HISTORY_ROWS)]  # type: ignore[valid-type]
+
+    return create_model(
+        "ScoreEventsRequest",
+        __config__=FORBID,
+        customer=profile,
+        events=rows(event),
+        payments=rows(payment),
+        tickets=rows(ticket),
+        as_of=Annotated[
+            datetime,
+            Field(
+                description="Score as of this time: features use history strictly before the "
+                "start of its UTC day, like the offline snapshot at that observation date."
+            ),
+        ],
+        threshold=THRESHOLD,
+    )

@@ -1,0 +1,103 @@
+"""Shared by the serving tests: real rows from the materialized warehouse, request bodies built
+from them the way a client would (JSON), and a temporary-environment helper."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from churn.features import FEATURE_NAMES
+from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
+
+
+@contextmanager
+def environment(**values: str | None) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables for the block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def feature_rows(warehouse: Path, limit: int = 20) -> list[dict[str, Any]]:
+    """Offline feature rows (customer_id, observation_date and the features), varied dates."""
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        columns = ", ".join(("customer_id", "observation_date", *FEATURE_NAMES))
+        return _rows(
+            con,
+            f"SELECT {columns} FROM customer_features ORDER BY hash(customer_id, "
+            "observation_date) LIMIT ?",
+            [limit],
+        )
+    finally:
+        con.close()
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date | datetime) else value
+
+
+def history_payload(
+    con: duckdb.DuckDBPyConnection, customer_id: str, observation_date: date
+) -> dict[str, Any]:
+    """A ``/score_events`` body for a warehouse customer: the staged profile and every staged
+    row strictly before the observation date, as JSON-ready dicts."""
+
+    def table(name: str, contract: Any, time_column: str | None) -> list[dict[str, Any]]:
+        columns = ", ".join(contract.column_names)
+        where = "customer_id = ?" + (f" AND {time_column} < ?" if time_column else "")
+        params: list[Any] = [customer_id] + ([observation_date] if time_column else [])
+        rows = _rows(con, f"SELECT {columns} FROM {name} WHERE {where} ORDER BY ALL", params)
+        return [{k: _jsonable(v) for k, v in row.items()} for row in rows]
+
+    return {
+        "customer": table("stg_customers", CUSTOMERS, None)[0],
+        "events": table("stg_events", EVENTS, "event_time"),
+        "payments": table("stg_payments", PAYMENTS, "payment_date"),
+        "tickets": table("stg_tickets", TICKETS, "created_at"),
+        "as_of": f"{observation_date.isoformat()}T00:00:00Z",
+    }
+
+
+def histories(warehouse: Path, rows: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return [history_payload(con, r["customer_id"], r["observation_date"]) for r in rows]
+    finally:
+        con.close()
+
+
+def request_features(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``features`` object of a /score body for an offline row (JSON round-tripped)."""
+    return json.loads(json.dumps({name: row[name] for name in FEATURE_NAMES}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
