@@ -2,16 +2,25 @@
 
 With the default synthetic source, the generator writes the files first when they are absent,
 so a fresh ``CHURN_HOME`` materializes end to end with no manual step.
+
+Files accepted from ``incoming/`` (see ``incoming_files_sensor``) are *appended*: each is landed
+once (its content hash is recorded in ``raw_landed_files`` in the same transaction as its rows)
+and archived under ``$CHURN_HOME/landed/``. A full reload from the source replays the archived
+files after it, so the raw layer is always "source + every accepted incoming file".
 """
 
+import shutil
 import time
+from pathlib import Path
 
 import dagster as dg
 
+from churn.incoming import content_hash, table_for
 from churn.landing import SourceFileError, find_source_file, land_file
 from churn.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.settings import load_settings
 from churn.staging import raw_name
+from churn.warehouse import transaction
 from churn_assets.metadata import table_metadata
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
@@ -30,6 +39,8 @@ class RawSourceConfig(dg.Config):
 
     regenerate: bool = False
     """Rewrite the synthetic source files even when they already exist."""
+    incoming_files: list[str] | None = None
+    """Validated files from ``incoming/`` to append; when set, the source is not reloaded."""
 
 
 def column_descriptions(table_name: str) -> dict[str, str]:
@@ -76,6 +87,59 @@ def _generate_synthetic(context: dg.AssetExecutionContext, churn_home: ChurnHome
     )
 
 
+LANDED_DDL = """
+CREATE TABLE IF NOT EXISTS raw_landed_files (
+    file_name VARCHAR, table_name VARCHAR, content_sha256 VARCHAR PRIMARY KEY, rows BIGINT,
+    landed_at TIMESTAMPTZ, archived_path VARCHAR
+)
+"""
+
+
+def append_incoming(con, path: Path, landed_dir: Path) -> tuple[str, int] | None:
+    """Append one incoming file to its raw table exactly once and archive it.
+
+    Returns (table, rows), or None when a file with the same content was landed before (the
+    file is then archived without loading it again).
+    """
+    table = table_for(path)
+    if table is None:
+        raise SourceFileError(f"{path.name}: not a known table")
+    digest = content_hash(path)
+    con.execute(LANDED_DDL)
+    landed_dir.mkdir(parents=True, exist_ok=True)
+    archived = landed_dir / f"{digest[:12]}_{path.name}"
+    seen = con.execute(
+        "SELECT count(*) FROM raw_landed_files WHERE content_sha256 = ?", [digest]
+    ).fetchone()[0]
+    if seen:
+        shutil.move(str(path), archived)
+        return None
+    shutil.copy2(path, archived)  # land from the archive: its name is unique per content
+    with transaction(con):
+        rows = land_file(con, archived, table, replace=False)
+        con.execute(
+            "INSERT INTO raw_landed_files VALUES (?, ?, ?, ?, now(), ?)",
+            [path.name, table.name, digest, rows, str(archived)],
+        )
+    path.unlink()
+    return table.name, rows
+
+
+def _replay_landed(con, context: dg.AssetExecutionContext) -> None:
+    """After a full reload, re-append every file accepted from incoming/ before."""
+    con.execute(LANDED_DDL)
+    landed = con.execute(
+        "SELECT table_name, archived_path FROM raw_landed_files ORDER BY landed_at"
+    ).fetchall()
+    for table_name, archived in landed:
+        path = Path(archived)
+        if not path.exists():
+            context.log.warning(f"archived incoming file {path} is gone; not replayed")
+            continue
+        rows = land_file(con, path, TABLES_BY_NAME[table_name], replace=False)
+        context.log.info(f"raw_{table_name}: replayed {rows:,} rows from {path.name}")
+
+
 @dg.multi_asset(
     specs=[_raw_spec(table.name) for table in RAW_TABLES],
     pool=WAREHOUSE_POOL,
@@ -88,6 +152,9 @@ def raw_tables(
     warehouse: WarehouseResource,
     churn_home: ChurnHomeResource,
 ):
+    if config.incoming_files:
+        yield from _land_incoming(context, config, warehouse, churn_home)
+        return
     settings = load_settings()
     raw_dir = churn_home.folder("raw")
     if settings.is_synthetic:
@@ -95,6 +162,7 @@ def raw_tables(
         if config.regenerate or absent:
             _generate_synthetic(context, churn_home)
     with warehouse.connect(context) as con:
+        loaded = []
         for table in RAW_TABLES:
             path = find_source_file(raw_dir, table)
             if path is None:
@@ -108,12 +176,45 @@ def raw_tables(
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
             context.log.info(f"{raw_name(table)}: {rows:,} rows from {path.name}")
+            loaded.append((table, path, round(time.perf_counter() - started, 3)))
+        _replay_landed(con, context)
+        for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
                 metadata=metadata
-                | {
-                    "source_file": dg.MetadataValue.path(str(path)),
-                    "load_seconds": round(time.perf_counter() - started, 3),
-                },
+                | {"source_file": dg.MetadataValue.path(str(path)), "load_seconds": seconds},
+            )
+
+
+def _land_incoming(
+    context: dg.AssetExecutionContext,
+    config: RawSourceConfig,
+    warehouse: WarehouseResource,
+    churn_home: ChurnHomeResource,
+):
+    """Append the sensor's validated files; every raw table reports its (possibly new) size."""
+    landed: dict[str, list[str]] = {}
+    with warehouse.connect(context) as con:
+        for name in config.incoming_files:
+            path = Path(name)
+            if not path.exists():
+                context.log.warning(f"{path} is gone (landed by an earlier run?); skipped")
+                continue
+            try:
+                outcome = append_incoming(con, path, churn_home.folder("landed"))
+            except SourceFileError as error:
+                raise dg.Failure(description=str(error)) from error
+            if outcome is None:
+                context.log.info(f"{path.name}: same content landed before; skipped")
+                continue
+            table_name, rows = outcome
+            landed.setdefault(table_name, []).append(f"{path.name} ({rows:,} rows)")
+            context.log.info(f"raw_{table_name}: appended {rows:,} rows from {path.name}")
+        for table in RAW_TABLES:
+            metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
+            yield dg.MaterializeResult(
+                asset_key=raw_name(table),
+                metadata=metadata
+                | {"incoming_files": dg.MetadataValue.json(landed.get(table.name, []))},
             )

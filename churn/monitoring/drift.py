@@ -1,0 +1,266 @@
+"""Feature drift between the champion's training reference and new data, with Evidently.
+
+Why these tests. Evidently's defaults pick a p-value test (KS, chi-square) below 1,000 reference
+rows and a distance above, so the same data flips verdicts with the sample size. Neither family
+alone is right at every size: a p-value test at thousands of rows flags differences too small to
+matter (and Evidently's chi-square treats the reference frequencies as exact, so it over-alerts on
+small samples), while a distance with a fixed threshold is pure noise at a few hundred rows
+(Wasserstein >= 0.1 flagged ~50% of unchanged columns at 200 vs 200 rows in our measurement).
+
+So a column drifts only when the change is both *material* and *significant*:
+
+* numeric (``churn_wasserstein_ks``): Wasserstein distance normed by the reference standard
+  deviation >= 0.1, and the two-sample Kolmogorov-Smirnov p-value < 0.01;
+* categorical (``churn_jensenshannon_chi2``): Jensen-Shannon distance of the category
+  frequencies >= 0.1, and the chi-square test of the 2 x k contingency table (both samples
+  noisy) p-value < 0.01.
+
+The p-value caps false alarms near 1% of columns at small sizes; the distance floor drives them
+to 0 at large sizes. The reported score is the distance when significant and 0 otherwise, so
+"score >= threshold" is the verdict everywhere (Evidently's HTML, our JSON, the check).
+``tests/test_drift.py`` measures the false-alarm rate on the warehouse's own features.
+
+Evidently is imported inside the functions: it costs ~14 s to import and the code location (and
+every Dagster step) imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from churn.features import FEATURES
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+NUMERIC_METHOD = "churn_wasserstein_ks"
+CATEGORICAL_METHOD = "churn_jensenshannon_chi2"
+NUMERIC_THRESHOLD = 0.1
+CATEGORICAL_THRESHOLD = 0.1
+SIGNIFICANCE = 0.01
+
+KINDS: dict[str, str] = {feature.name: feature.kind for feature in FEATURES}
+
+
+@dataclass(frozen=True)
+class ColumnDrift:
+    column: str
+    kind: str
+    method: str
+    threshold: float
+    score: float
+    drifted: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """The per-column verdicts and the share the ``drift_check`` compares with its threshold."""
+
+    columns: list[ColumnDrift]
+    reference_rows: int
+    current_rows: int
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.drifted]
+
+    @property
+    def share(self) -> float:
+        return len(self.drifted_columns) / len(self.columns) if self.columns else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "share": self.share,
+            "drifted_columns": self.drifted_columns,
+            "reference_rows": self.reference_rows,
+            "current_rows": self.current_rows,
+            "columns": [asdict(c) for c in self.columns],
+        }
+
+
+def _significant_wasserstein(reference, current, feature_type, threshold) -> tuple[float, bool]:
+    """Normed Wasserstein distance, kept only when KS says the samples differ (else 0)."""
+    import numpy as np
+    from scipy import stats
+
+    ref, cur = np.asarray(reference, float), np.asarray(current, float)
+    if len(ref) == 0 or len(cur) == 0:
+        return 0.0, False
+    distance = stats.wasserstein_distance(ref, cur) / max(float(np.std(ref)), 0.001)
+    p_value = stats.ks_2samp(ref, cur, method="asymp").pvalue
+    score = float(distance) if p_value < SIGNIFICANCE else 0.0
+    return score, score >= threshold
+
+
+def _significant_jensenshannon(reference, current, feature_type, threshold) -> tuple[float, bool]:
+    """Jensen-Shannon distance of category shares, kept only when chi-square on the 2 x k table
+    of both samples says they differ (else 0)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+    from scipy.spatial import distance
+
+    counts = pd.concat(
+        [pd.Series(reference).value_counts(), pd.Series(current).value_counts()], axis=1
+    ).fillna(0)
+    table = counts.to_numpy(float).T
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, False
+    shares = table / table.sum(axis=1, keepdims=True)
+    js = float(distance.jensenshannon(shares[0], shares[1], base=2))
+    p_value = stats.chi2_contingency(table, correction=False).pvalue
+    score = js if p_value < SIGNIFICANCE and np.isfinite(js) else 0.0
+    return score, score >= threshold
+
+
+_REGISTERED = False
+
+
+def register_stattests() -> None:
+    """Make the two tests known to Evidently by name (once per process, lazily)."""
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from evidently.legacy.calculations.stattests.registry import StatTest, register_stattest
+    from evidently.legacy.core import ColumnType
+
+    register_stattest(
+        StatTest(
+            name=NUMERIC_METHOD,
+            display_name=f"Wasserstein normed, if KS p < {SIGNIFICANCE}",
+            allowed_feature_types=[ColumnType.Numerical],
+            default_threshold=NUMERIC_THRESHOLD,
+        ),
+        _significant_wasserstein,
+    )
+    register_stattest(
+        StatTest(
+            name=CATEGORICAL_METHOD,
+            display_name=f"Jensen-Shannon, if chi-square p < {SIGNIFICANCE}",
+            allowed_feature_types=[ColumnType.Categorical],
+            default_threshold=CATEGORICAL_THRESHOLD,
+        ),
+        _significant_jensenshannon,
+    )
+    _REGISTERED = True
+
+
+def method_for(column: str) -> tuple[str, float]:
+    """The (Evidently stattest name, threshold) used for a feature, by its declared kind."""
+    if KINDS[column] == "categorical":
+        return CATEGORICAL_METHOD, CATEGORICAL_THRESHOLD
+    return NUMERIC_METHOD, NUMERIC_THRESHOLD
+
+
+def feature_columns(frame: pd.DataFrame) -> list[str]:
+    """The model features present in ``frame``, in the declared order."""
+    return [feature.name for feature in FEATURES if feature.name in frame.columns]
+
+
+def _prepared(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """Categoricals as strings and numerics as floats: the types the DataDefinition declares."""
+    out = frame[list(columns)].copy()
+    for column in columns:
+        if KINDS[column] == "categorical":
+            out[column] = out[column].astype("string").astype(object)
+        else:
+            out[column] = out[column].astype(float)
+    return out
+
+
+def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult:
+    """The same registered Evidently stattests the report runs, without building a report.
+
+    Fast enough to repeat hundreds of times in the false-alarm test.
+    """
+    from evidently.legacy.calculations.stattests.registry import get_stattest
+    from evidently.legacy.core import ColumnType
+
+    register_stattests()
+
+    columns = [c for c in feature_columns(reference) if c in current.columns]
+    ref, cur = _prepared(reference, columns), _prepared(current, columns)
+    results = []
+    for column in columns:
+        method, threshold = method_for(column)
+        kind = ColumnType.Categorical if KINDS[column] == "categorical" else ColumnType.Numerical
+        test = get_stattest(ref[column], cur[column], kind, method)
+        outcome = test(ref[column].dropna(), cur[column].dropna(), kind, threshold)
+        results.append(
+            ColumnDrift(
+                column,
+                KINDS[column],
+                method,
+                threshold,
+                float(outcome.drift_score),
+                bool(outcome.drifted),
+            )
+        )
+    return DriftResult(results, len(reference), len(current))
+
+
+def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftResult, Any]:
+    """Run Evidently's drift preset with explicit types and per-column methods.
+
+    Returns the verdicts (read back from the report's own values) and the Evidently snapshot,
+    whose HTML is what a person opens from the Dagster UI.
+    """
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.presets import DataDriftPreset
+
+    register_stattests()
+    columns = [c for c in feature_columns(reference) if c in current.columns]
+    numeric = [c for c in columns if KINDS[c] == "numeric"]
+    categorical = [c for c in columns if KINDS[c] == "categorical"]
+    definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
+    methods = {c: method_for(c) for c in columns}
+    report = Report(
+        [
+            DataDriftPreset(
+                columns=columns,
+                per_column_method={c: m for c, (m, _) in methods.items()},
+                per_column_threshold={c: t for c, (_, t) in methods.items()},
+            )
+        ]
+    )
+    snapshot = report.run(
+        Dataset.from_pandas(_prepared(current, columns), data_definition=definition),
+        Dataset.from_pandas(_prepared(reference, columns), data_definition=definition),
+    )
+    scores = _scores_from_snapshot(snapshot.dict())
+    results = [
+        ColumnDrift(
+            column=c,
+            kind=KINDS[c],
+            method=methods[c][0],
+            threshold=methods[c][1],
+            score=scores[c],
+            drifted=scores[c] >= methods[c][1],  # a significant distance: higher = more drift
+        )
+        for c in columns
+    ]
+    return DriftResult(results, len(reference), len(current)), snapshot
+
+
+def _scores_from_snapshot(payload: dict[str, Any]) -> dict[str, float]:
+    scores: dict[str, float] = {}
+    for metric in payload.get("metrics", []):
+        config = metric.get("config", {})
+        if config.get("type", "").endswith(":ValueDrift"):
+            scores[config["column"]] = float(metric["value"])
+    return scores
+
+
+def save_report(snapshot: Any, result: DriftResult, folder: Path, stem: str) -> tuple[Path, Path]:
+    """Write ``<stem>.html`` (Evidently) and ``<stem>.json`` (our verdicts + Evidently's dict)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    html, payload = folder / f"{stem}.html", folder / f"{stem}.json"
+    snapshot.save_html(str(html))
+    payload.write_text(
+        json.dumps({"drift": result.to_dict(), "evidently": snapshot.dict()}, indent=2, default=str)
+    )
+    return html, payload

@@ -1,0 +1,153 @@
+"""Exactly-once ingestion of the scoring service's prediction logs into DuckDB.
+
+Only closed ``*.jsonl`` files are read (the service renames ``.jsonl.open`` when a file is
+complete), so a half-written file is never loaded. Each file's rows and its entry in
+``prediction_log_files`` (name + SHA-256 of the content) are written in one transaction: a crash
+leaves either both or neither, and a file whose name or content was already ingested is skipped,
+so re-running the asset, or copying a file twice, never duplicates a row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from churn.prediction_log import closed_files
+from churn.warehouse import transaction
+
+LOG_TABLE = "prediction_logs"
+FILES_TABLE = "prediction_log_files"
+
+LOG_COLUMNS: dict[str, str] = {
+    "request_id": "VARCHAR",
+    "logged_at": "TIMESTAMPTZ",
+    "route": "VARCHAR",
+    "model_version": "VARCHAR",
+    "customer_id": "VARCHAR",
+    "features": "JSON",
+    "churn_probability": "DOUBLE",
+    "churn_label": "INTEGER",
+    "threshold": "DOUBLE",
+    "risk_tier": "VARCHAR",
+    "observation_date": "DATE",
+}
+"""The columns of :class:`churn.prediction_log.PredictionRecord`, typed for the warehouse."""
+
+DDL = f"""
+CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
+    {", ".join(f"{name} {kind}" for name, kind in LOG_COLUMNS.items())},
+    _source_file VARCHAR, _ingested_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {FILES_TABLE} (
+    file_name VARCHAR PRIMARY KEY, content_sha256 VARCHAR, rows BIGINT, ingested_at TIMESTAMPTZ
+);
+"""
+
+
+@dataclass
+class IngestSummary:
+    """What one ingestion pass did, for metadata and tests."""
+
+    files_loaded: list[str] = field(default_factory=list)
+    rows_loaded: int = 0
+    skipped_duplicates: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def relative_name(path: Path, folder: Path) -> str:
+    """``<day>/<file>.jsonl``: unique across days, stable when CHURN_HOME moves."""
+    return path.relative_to(folder).as_posix()
+
+
+def _select_file(path: Path, name: str) -> str:
+    quoted = "'" + str(path).replace("'", "''") + "'"
+    columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in LOG_COLUMNS.items()) + "}"
+    source = "'" + name.replace("'", "''") + "'"
+    return (
+        f"SELECT *, {source} AS _source_file, now() AS _ingested_at "
+        f"FROM read_json({quoted}, format = 'newline_delimited', columns = {columns})"
+    )
+
+
+def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
+    """Load every closed log file under ``folder`` not loaded before; return what happened.
+
+    A file that cannot be parsed is reported in ``failed`` and retried next time (nothing of it
+    is written), so one corrupt file never blocks the others.
+    """
+    con.execute(DDL)
+    summary = IngestSummary()
+    known_names = {row[0] for row in con.execute(f"SELECT file_name FROM {FILES_TABLE}").fetchall()}
+    known_hashes = {
+        row[0] for row in con.execute(f"SELECT content_sha256 FROM {FILES_TABLE}").fetchall()
+    }
+    for path in closed_files(folder):
+        name = relative_name(path, folder)
+        if name in known_names:
+            continue
+        content_hash = file_sha256(path)
+        if content_hash in known_hashes:
+            summary.skipped_duplicates.append(name)
+            continue
+        try:
+            with transaction(con):
+                con.execute(f"INSERT INTO {LOG_TABLE} BY NAME {_select_file(path, name)}")
+                rows = con.execute(
+                    f"SELECT count(*) FROM {LOG_TABLE} WHERE _source_file = ?", [name]
+                ).fetchone()[0]
+                con.execute(
+                    f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, now())", [name, content_hash, rows]
+                )
+        except duckdb.Error as error:
+            summary.failed[name] = str(error).splitlines()[0]
+            continue
+        known_names.add(name)
+        known_hashes.add(content_hash)
+        summary.files_loaded.append(name)
+        summary.rows_loaded += rows
+    return summary
+
+
+def volume_by_version(con: duckdb.DuckDBPyConnection) -> list[tuple]:
+    """Per model version: rows, files, score quantiles and risk-tier counts (for metadata)."""
+    return con.execute(
+        f"""
+        SELECT model_version, count(*) AS rows, count(DISTINCT _source_file) AS files,
+            round(avg(churn_probability), 4) AS mean_score,
+            round(quantile_cont(churn_probability, 0.1), 4) AS p10,
+            round(quantile_cont(churn_probability, 0.5), 4) AS p50,
+            round(quantile_cont(churn_probability, 0.9), 4) AS p90,
+            count(*) FILTER (WHERE risk_tier = 'low') AS low,
+            count(*) FILTER (WHERE risk_tier = 'medium') AS medium,
+            count(*) FILTER (WHERE risk_tier = 'high') AS high,
+            min(logged_at) AS first_logged, max(logged_at) AS last_logged
+        FROM {LOG_TABLE} GROUP BY model_version ORDER BY last_logged
+        """
+    ).fetchall()
+
+
+VERSION_COLUMNS = (
+    "model_version",
+    "rows",
+    "files",
+    "mean_score",
+    "p10",
+    "p50",
+    "p90",
+    "low",
+    "medium",
+    "high",
+    "first_logged",
+    "last_logged",
+)

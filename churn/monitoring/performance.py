@@ -1,0 +1,107 @@
+"""Realized model quality once labels mature, compared with what the model card promised.
+
+Two sources of scored-and-labeled rows:
+
+* ``logged``: prediction-log rows that carry an ``observation_date`` (``/score_events``) joined
+  to ``churn_labels`` on (customer_id, observation_date): the scores the service really served.
+* ``rescored``: the champion re-scores every matured snapshot after its test window, i.e. data
+  it neither trained nor was selected on. Plain ``/score`` rows carry no date, so this is what
+  measures a champion whose traffic cannot be joined to labels (and the batch population).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+
+from churn.modeling.metrics import auc, average_precision, brier
+
+
+@dataclass(frozen=True)
+class Realized:
+    source: str
+    model_version: str
+    rows: int
+    positives: int
+    roc_auc: float | None
+    pr_auc: float | None
+    brier: float | None
+    mean_score: float
+    observed_rate: float
+    expected_roc_auc: float | None
+    expected_pr_auc: float | None
+
+    @property
+    def auc_drop(self) -> float | None:
+        if self.roc_auc is None or self.expected_roc_auc is None:
+            return None
+        return self.expected_roc_auc - self.roc_auc
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"auc_drop": self.auc_drop}
+
+
+def realized(
+    source: str, version: str, y: np.ndarray, scores: np.ndarray, card: dict | None
+) -> Realized:
+    """Metrics on matured rows; AUCs are None when only one class is present."""
+    y, scores = np.asarray(y, int), np.asarray(scores, float)
+    both = 0 < y.sum() < len(y)
+    test = (card or {}).get("metrics", {}).get("test", {})
+    return Realized(
+        source=source,
+        model_version=version,
+        rows=len(y),
+        positives=int(y.sum()),
+        roc_auc=float(auc(y, scores)) if both else None,
+        pr_auc=float(average_precision(y, scores)) if both else None,
+        brier=float(brier(y, scores)) if len(y) else None,
+        mean_score=float(scores.mean()) if len(y) else 0.0,
+        observed_rate=float(y.mean()) if len(y) else 0.0,
+        expected_roc_auc=test.get("roc_auc"),
+        expected_pr_auc=test.get("pr_auc"),
+    )
+
+
+def logged_rows(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per model version: (labels, served scores) of logged rows whose label has matured."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'prediction_logs'"
+    ).fetchone()[0]
+    if not exists:
+        return {}
+    rows = con.execute(
+        """
+        SELECT p.model_version, CAST(l.churned AS INTEGER), p.churn_probability
+        FROM prediction_logs p
+        JOIN churn_labels l
+          ON l.customer_id = p.customer_id AND l.observation_date = p.observation_date
+        WHERE p.observation_date IS NOT NULL AND l.churned IS NOT NULL
+        """
+    ).fetchall()
+    out: dict[str, list[tuple[int, float]]] = {}
+    for version, label, score in rows:
+        out.setdefault(version, []).append((label, score))
+    return {
+        v: (np.array([r[0] for r in pairs]), np.array([r[1] for r in pairs]))
+        for v, pairs in out.items()
+    }
+
+
+def unseen_matured(con: duckdb.DuckDBPyConnection, after: str):
+    """Matured training-set rows observed after ``after`` (the end of the card's test window)."""
+    return con.execute(
+        "SELECT * FROM training_set WHERE observation_date > CAST(? AS DATE) "
+        "ORDER BY observation_date, customer_id",
+        [after],
+    ).df()
+
+
+def last_seen_date(card: dict) -> str:
+    """The newest observation date the model trained, validated or was tested on."""
+    window = card.get("data_window", {})
+    dates = [d for key in ("train_dates", "validation_dates", "test_dates") for d in window[key]]
+    return max(dates)

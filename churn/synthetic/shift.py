@@ -1,0 +1,137 @@
+"""The next month of data with a chosen shift, as files for ``incoming/``.
+
+``python -m churn.synthetic.shift --kind price_rise --region north --out $CHURN_HOME/incoming``
+
+The month after the source's last one is built from its last month: every active customer's
+events, payments and tickets move forward one calendar month (new ids), then the shift is applied:
+
+* ``price_rise``: the region's monthly fee rises by ``--pct`` (an updated customers file; staging
+  keeps the newest profile) and its new payments charge the new fee;
+* ``payment_failure``: every payment with ``--method`` fails (a broken payment provider);
+* ``usage_drop``: the region loses ``--pct`` of its product events (an outage).
+
+Files are written as ``<table>_<YYYY-MM>_<kind>.parquet`` (``*.part`` first, then renamed, so the
+sensor never sees a half-written file). Partitions: the new month's observation date exists only
+when ``CHURN_MONTHS`` is raised by one (see docs/drift-walkthrough.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import duckdb
+
+from churn.schema import REGIONS
+
+KINDS = ("price_rise", "payment_failure", "usage_drop")
+
+
+def _q(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def _source(raw_dir: Path, name: str) -> str:
+    parquet, csv = raw_dir / f"{name}.parquet", raw_dir / f"{name}.csv"
+    if parquet.exists():
+        return f"read_parquet({_q(parquet)})"
+    return f"read_csv({_q(csv)}, header = true)"
+
+
+def next_month(
+    raw_dir: Path,
+    out_dir: Path,
+    kind: str,
+    *,
+    region: str = "north",
+    method: str = "card",
+    pct: float = 30.0,
+) -> list[Path]:
+    """Write the shifted next month into ``out_dir``; return the files written."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    for name in ("customers", "events", "payments", "tickets", "cancellations"):
+        con.execute(f"CREATE VIEW src_{name} AS SELECT * FROM {_source(raw_dir, name)}")
+    end = con.execute(
+        "SELECT CAST(date_trunc('month', greatest((SELECT max(CAST(event_time AS TIMESTAMP)) "
+        "FROM src_events), (SELECT max(CAST(payment_date AS TIMESTAMP)) FROM src_payments))) "
+        "+ INTERVAL 1 MONTH AS DATE)"
+    ).fetchone()[0]
+    start = con.execute("SELECT CAST(? AS DATE) - INTERVAL 1 MONTH", [end]).fetchone()[0]
+    factor = 1 + pct / 100
+    con.execute(
+        """CREATE TEMP TABLE active AS SELECT c.* FROM src_customers c
+        LEFT JOIN src_cancellations x USING (customer_id)
+        WHERE x.customer_id IS NULL OR CAST(x.cancel_date AS DATE) >= ?""",
+        [end],
+    )
+    month = f"{end:%Y-%m}"
+    keep = "1 = 1"
+    if kind == "usage_drop":
+        keep = f"(c.region <> '{region}' OR hash(e.event_id) % 100 >= {int(pct)})"  # drop pct%
+    tables = {
+        "events": f"""
+            SELECT e.event_id || '_{month}' AS event_id, e.customer_id,
+                e.session_id || '_{month}' AS session_id,
+                CAST(e.event_time AS TIMESTAMP) + INTERVAL 1 MONTH AS event_time,
+                e.event_type, e.duration_seconds
+            FROM src_events e JOIN active c USING (customer_id)
+            WHERE CAST(e.event_time AS TIMESTAMP) >= '{start}' AND {keep}""",
+        "payments": f"""
+            SELECT p.payment_id || '_{month}' AS payment_id, p.customer_id,
+                CAST(CAST(p.payment_date AS DATE) + INTERVAL 1 MONTH AS DATE) AS payment_date,
+                CASE WHEN '{kind}' = 'price_rise' AND c.region = '{region}'
+                    THEN round(p.amount * {factor}, 2) ELSE p.amount END AS amount,
+                CASE WHEN '{kind}' = 'payment_failure' AND p.payment_method = '{method}'
+                    THEN 'failed' ELSE p.status END AS status,
+                p.payment_method, p.attempt
+            FROM src_payments p JOIN active c USING (customer_id)
+            WHERE CAST(p.payment_date AS DATE) >= '{start}'""",
+        "tickets": f"""
+            SELECT t.ticket_id || '_{month}' AS ticket_id, t.customer_id,
+                CAST(t.created_at AS TIMESTAMP) + INTERVAL 1 MONTH AS created_at,
+                t.category, t.priority
+            FROM src_tickets t JOIN active c USING (customer_id)
+            WHERE CAST(t.created_at AS TIMESTAMP) >= '{start}'""",
+    }
+    if kind == "price_rise":
+        tables["customers"] = f"""
+            SELECT customer_id, signup_date, region, plan,
+                round(monthly_fee * {factor}, 2) AS monthly_fee, contract, payment_method, age,
+                acquisition_channel
+            FROM active WHERE region = '{region}'"""
+    written = []
+    for table, sql in tables.items():
+        final = out_dir / f"{table}_{month}_{kind}.parquet"
+        partial = final.with_name(final.name + ".part")
+        con.execute(f"COPY ({sql}) TO {_q(partial)} (FORMAT parquet)")
+        partial.rename(final)
+        written.append(final)
+    con.close()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m churn.synthetic.shift", description=__doc__)
+    parser.add_argument("--kind", choices=KINDS, required=True)
+    parser.add_argument("--region", choices=REGIONS, default="north")
+    parser.add_argument("--method", default="card", help="payment method for payment_failure")
+    parser.add_argument("--pct", type=float, default=30.0, help="size of the shift in percent")
+    parser.add_argument("--raw", type=Path, default=None, help="source files (default: raw/)")
+    parser.add_argument("--out", type=Path, required=True, help="usually $CHURN_HOME/incoming")
+    args = parser.parse_args(argv)
+    from churn.settings import load_settings
+
+    raw_dir = args.raw or load_settings().raw_dir
+    for path in next_month(
+        raw_dir, args.out, args.kind, region=args.region, method=args.method, pct=args.pct
+    ):
+        sys.stdout.write(f"{path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Sensors and automation: incoming files, quarantine, declarative refresh, drift -> retrain."""
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from churn.synthetic.shift import next_month
+from churn_assets import automation
+from churn_assets.assets.monitoring import REFRESH
+from churn_assets.definitions import defs
+from churn_assets.resources import ChurnHomeResource, WarehouseResource
+
+RAW_TABLES = ("raw_customers", "raw_events", "raw_payments", "raw_tickets", "raw_cancellations")
+
+
+def _age(path: Path) -> Path:
+    """Make a file look fully copied (older than the sensor's settle time)."""
+    old = time.time() - automation.SETTLE_SECONDS - 5
+    os.utime(path, (old, old))
+    return path
+
+
+def _tick(sensor, instance: dg.DagsterInstance, cursor: str | None = None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    return sensor(context), context.cursor
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CHURN_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _customers_csv(path: Path, rows: list[str]) -> Path:
+    header = "customer_id,signup_date,region,plan,monthly_fee,contract,payment_method,age,"
+    header += "acquisition_channel"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return _age(path)
+
+
+GOOD_ROW = "c_new_1,2025-09-03,north,basic,19.0,monthly,card,33,organic"
+
+
+def test_new_file_requests_one_run_keyed_by_content(home: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    path = _customers_csv(home / "incoming" / "customers_2025-10.csv", [GOOD_ROW])
+    request, cursor = _tick(automation.incoming_files_sensor, instance)
+    assert isinstance(request, dg.RunRequest)
+    files = request.run_config["ops"]["raw_tables"]["config"]["incoming_files"]
+    assert files == [str(path)]
+    # The same bytes give the same key, so the daemon never launches it twice.
+    again = automation.incoming_files_sensor(
+        dg.build_sensor_context(instance=instance, definitions=defs)
+    )
+    assert again.run_key == request.run_key
+    # With the cursor, a tick while the run is pending requests nothing new.
+    skipped, _ = _tick(automation.incoming_files_sensor, instance, cursor)
+    assert isinstance(skipped, dg.SkipReason)
+    assert path.exists()
+
+
+def test_a_file_still_being_copied_is_left_alone(home: Path) -> None:
+    path = _customers_csv(home / "incoming" / "customers.csv", [GOOD_ROW])
+    os.utime(path, None)  # just written
+    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    assert isinstance(result, dg.SkipReason) and path.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("customers_bad.csv", None, "missing column(s) region"),
+        ("customers_types.csv", "c1,not-a-date,north,basic,abc,monthly,card,33,organic", "wrong"),
+        ("customers_dupes.csv", GOOD_ROW + "\n" + GOOD_ROW, "duplicate key"),
+        ("invoices.csv", GOOD_ROW, "not a known table"),
+        ("customers_torn.csv", GOOD_ROW + "\nc2,2025-09-03,no", "cannot be read"),
+    ],
+)
+def test_bad_files_are_quarantined_with_a_reason(
+    home: Path, name: str, content: str | None, reason: str
+) -> None:
+    incoming = home / "incoming"
+    if content is None:
+        incoming.mkdir(parents=True)
+        (incoming / name).write_text("customer_id,signup_date\nc1,2025-01-01\n")
+        _age(incoming / name)
+    else:
+        _customers_csv(incoming / name, content.split("\n"))
+    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    assert isinstance(result, dg.SkipReason)
+    assert not (incoming / name).exists()
+    assert (home / "quarantine" / name).exists()
+    assert reason in (home / "quarantine" / f"{name}.reason.txt").read_text()
+
+
+def test_refresh_waits_for_blocking_checks_that_eager_alone_ignores() -> None:
+    def graph(check_passes: bool, condition: dg.AutomationCondition) -> list:
+        @dg.asset(check_specs=[dg.AssetCheckSpec("gate", asset="upstream", blocking=True)])
+        def upstream():
+            yield dg.MaterializeResult()
+            yield dg.AssetCheckResult(check_name="gate", passed=check_passes)
+
+        @dg.asset(deps=[upstream], automation_condition=condition)
+        def report() -> None: ...
+
+        return [upstream, report]
+
+    for condition, passes, expected in [
+        (REFRESH, True, 1),
+        (REFRESH, False, 0),
+        (dg.AutomationCondition.eager(), False, 1),
+    ]:
+        assets = graph(passes, condition)
+        instance = dg.DagsterInstance.ephemeral()
+        first = dg.evaluate_automation_conditions(defs=assets, instance=instance)
+        dg.materialize(assets[:1], instance=instance, raise_on_error=False)
+        second = dg.evaluate_automation_conditions(
+            defs=assets, instance=instance, cursor=first.cursor
+        )
+        assert second.get_num_requested(dg.AssetKey("report")) == expected, (condition, passes)
+
+
+def test_monitoring_assets_carry_the_refresh_condition() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in ("drift_report", "model_performance"):
+        assert graph.get(dg.AssetKey(key)).automation_condition == REFRESH
+    statuses = {s.name: s.default_status for s in automation.SENSORS}
+    assert set(statuses.values()) == {dg.DefaultSensorStatus.RUNNING}
+
+
+# --------------------------------------------------------------------------------------------
+# End to end on a copy of the session's pipeline home
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pipeline_copy(materialized, home: Path):
+    """The session home's warehouse, source files and model store, copied: never touched."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    for name in ("raw", "truth"):
+        shutil.copytree(materialized.home / name, home / name)
+    shutil.copy2(materialized.warehouse, home / "warehouse.duckdb")
+    shutil.copytree(materialized.home / "bentoml" / "models", home / "models")
+    with BentoMLContainer.model_store.patch(ModelStore(str(home / "models"))):
+        yield home
+
+
+def _counts(home: Path) -> dict[str, int]:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RAW_TABLES}
+
+
+def _run(home: Path, instance, selection, run_config: dict | None = None):
+    from churn.settings import load_settings
+    from churn_assets.partitions import first_observation_date, last_observation_date
+
+    settings = load_settings()
+    return dg.materialize(
+        assets=list(defs.assets or []),
+        selection=selection,
+        resources={
+            "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
+            "churn_home": ChurnHomeResource(home=str(home)),
+        },
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: first_observation_date(settings).isoformat(),
+            ASSET_PARTITION_RANGE_END_TAG: last_observation_date(settings).isoformat(),
+        },
+        run_config=run_config,
+        raise_on_error=False,
+    )
+
+
+def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) -> None:
+    from churn import registry
+
+    home = pipeline_copy
+    champion_before = registry.latest_tag()
+    before = _counts(home)
+    files = next_month(home / "raw", home / "incoming", "price_rise", region="north", pct=60)
+    for path in files:
+        _age(path)
+    bad = _customers_csv(home / "incoming" / "payments_broken.csv", [GOOD_ROW])
+
+    instance = dg.DagsterInstance.ephemeral()
+    request, _ = _tick(automation.incoming_files_sensor, instance)
+    assert isinstance(request, dg.RunRequest)
+    assert (home / "quarantine" / f"{bad.name}.reason.txt").exists()
+    assert _counts(home) == before  # the sensor itself never writes the warehouse
+
+    run_config = dict(request.run_config)
+    run_config["ops"] = run_config["ops"] | {
+        "drift_report": {"config": {"max_drift_share": 0.0}}  # any drifted feature fails
+    }
+    ingest = _run(home, instance, automation.INCOMING_SELECTION, run_config)
+    assert ingest.success
+    after = _counts(home)
+    assert after["raw_events"] > before["raw_events"]
+    assert after["raw_cancellations"] == before["raw_cancellations"]
+    assert not any((home / "incoming").iterdir())  # landed files are archived
+    drift = {e.check_name: e for e in ingest.get_asset_check_evaluations()}["drift_check"]
+    assert not drift.passed
+    assert "monthly_fee" in drift.metadata["drifted_columns"].value
+
+    retrain, _ = _tick(automation.drift_retrain_sensor, instance)
+    assert isinstance(retrain, dg.RunRequest)
+    again, _ = _tick(automation.drift_retrain_sensor, instance, cursor=str(10**12))
+    assert isinstance(again, dg.SkipReason)
+    result = _run(home, instance, automation.RETRAIN_SELECTION)
+    gate = {e.check_name: e for e in result.get_asset_check_evaluations()}["quality_gate"]
+    materialized_keys = {
+        e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
+    }
+    if gate.passed:
+        assert "champion_model" in materialized_keys
+        assert registry.latest_tag() != champion_before
+    else:
+        assert "champion_model" not in materialized_keys
+        assert registry.latest_tag() == champion_before
+
+
+def test_a_bad_file_changes_nothing(pipeline_copy: Path) -> None:
+    from churn import registry
+
+    home = pipeline_copy
+    before, champion = _counts(home), registry.latest_tag()
+    path = home / "incoming" / "events_2025-09.csv"
+    path.parent.mkdir(parents=True)
+    path.write_text("event_id,customer_id\ne1,c1\n")
+    _age(path)
+    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    assert isinstance(result, dg.SkipReason)
+    assert "missing column" in (home / "quarantine" / "events_2025-09.csv.reason.txt").read_text()
+    assert _counts(home) == before and registry.latest_tag() == champion
