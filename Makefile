@@ -7,7 +7,7 @@ export CHURN_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CHURN_HOME)/dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo pipeline serve dagster test lint format bench clean
+.PHONY: install demo pipeline serve dagster test reliability lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,10 @@ dagster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml -p 3000
 
 test: $(STAMP)
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m "not reliability"
+
+reliability: $(STAMP)
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m reliability
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
