@@ -336,33 +336,30 @@ def leakage_differences(
     the observation date removed, and count the rows whose features differ from the stored ones.
 
     Zero means the stored features could not have seen the future. The cut sources are temp
-    views, so the check never copies the warehouse.
+    views, so the check never copies the warehouse; the sample and its recomputed features are
+    materialized once and compared both ways.
     """
     date_literal = f"DATE '{observation_date}'"
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP VIEW _leak_snapshots AS
+        CREATE OR REPLACE TEMP TABLE _leak_snapshots AS
         SELECT customer_id, observation_date FROM {features_table}
         WHERE observation_date = {date_literal}
         ORDER BY hash(customer_id) LIMIT {int(sample_size)}
         """
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _leak_customers AS SELECT * FROM {sources.customers} "
-        f"WHERE signup_date < {date_literal}"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _leak_events AS SELECT * FROM {sources.events} "
-        f"WHERE event_time < {date_literal}"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _leak_payments AS SELECT * FROM {sources.payments} "
-        f"WHERE payment_date < {date_literal}"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP VIEW _leak_tickets AS SELECT * FROM {sources.tickets} "
-        f"WHERE created_at < {date_literal}"
-    )
+    cuts = {
+        "customers": ("signup_date", sources.customers),
+        "events": ("event_time", sources.events),
+        "payments": ("payment_date", sources.payments),
+        "tickets": ("created_at", sources.tickets),
+    }
+    for name, (time_column, table) in cuts.items():
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW _leak_{name} AS SELECT * FROM {table} "
+            f"WHERE {time_column} < {date_literal} "
+            "AND customer_id IN (SELECT customer_id FROM _leak_snapshots)"
+        )
     cut = feature_sql(
         SourceTables(
             snapshots="_leak_snapshots",
@@ -373,19 +370,25 @@ def leakage_differences(
         )
     )
     columns = ", ".join(KEY_COLUMNS + FEATURE_NAMES)
-    differing = con.execute(
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _leak_recomputed AS SELECT {columns} FROM ({cut})")
+    con.execute(
         f"""
+        CREATE OR REPLACE TEMP TABLE _leak_stored AS SELECT {columns} FROM {features_table}
+        WHERE observation_date = {date_literal}
+          AND customer_id IN (SELECT customer_id FROM _leak_snapshots)
+        """
+    )
+    differing = con.execute(
+        """
         SELECT count(*) FROM (
-            (SELECT {columns} FROM ({cut})
-             EXCEPT SELECT {columns} FROM {features_table} WHERE observation_date = {date_literal})
+            (SELECT * FROM _leak_recomputed EXCEPT SELECT * FROM _leak_stored)
             UNION ALL
-            (SELECT {columns} FROM {features_table}
-             WHERE observation_date = {date_literal}
-               AND customer_id IN (SELECT customer_id FROM _leak_snapshots)
-             EXCEPT SELECT {columns} FROM ({cut}))
+            (SELECT * FROM _leak_stored EXCEPT SELECT * FROM _leak_recomputed)
         )
         """
     ).fetchone()[0]
-    for view in ("snapshots", "customers", "events", "payments", "tickets"):
-        con.execute(f"DROP VIEW IF EXISTS _leak_{view}")
+    for name in cuts:
+        con.execute(f"DROP VIEW IF EXISTS _leak_{name}")
+    for name in ("snapshots", "recomputed", "stored"):
+        con.execute(f"DROP TABLE IF EXISTS _leak_{name}")
     return int(differing)
