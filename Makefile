@@ -7,7 +7,7 @@ export CHURN_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CHURN_HOME)/dagster_home
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo pipeline serve dagster test reliability lint format bench clean
+.PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ pipeline: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 
 demo: pipeline
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m churn_assets.demo
+
+examples: $(STAMP)
+	@$(BIN)/python examples/make_examples.py
 
 serve: $(STAMP)
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port 3001

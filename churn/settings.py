@@ -11,6 +11,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from churn.sources import SourceConfig
 
 DEFAULT_HOME = "./data"
 
@@ -34,10 +38,20 @@ class Settings:
     source: str
     synthetic: SyntheticSize
     horizon_days: int
+    warehouse: str = ""
+    """``CHURN_WAREHOUSE``: a DuckDB file path or a ``md:<database>`` (MotherDuck) URI; empty
+    means ``$CHURN_HOME/warehouse.duckdb``."""
+    source_config: SourceConfig | None = None
+    """The parsed YAML when ``CHURN_SOURCE`` names one (read at load: partitions follow it)."""
 
     @property
     def warehouse_path(self) -> Path:
-        return self.home / "warehouse.duckdb"
+        return Path(self.warehouse_location)
+
+    @property
+    def warehouse_location(self) -> str:
+        """What DuckDB opens: a file path, or an ``md:`` URI passed through untouched."""
+        return self.warehouse or str(self.home / "warehouse.duckdb")
 
     @property
     def raw_dir(self) -> Path:
@@ -93,9 +107,20 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         seed=_int(env, "CHURN_SEED", defaults.seed),
         start_date=start_date,
     )
+    source = env.get("CHURN_SOURCE") or "synthetic"
+    source_config = None
+    if source != "synthetic":
+        from churn.sources import load_source
+
+        source_config = load_source(source)
+    warehouse = env.get("CHURN_WAREHOUSE") or ""
+    if warehouse and not warehouse.startswith("md:"):
+        warehouse = str(Path(warehouse).resolve())
     return Settings(
         home=Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve(),
-        source=env.get("CHURN_SOURCE") or "synthetic",
+        source=source,
         synthetic=synthetic,
         horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),
+        warehouse=warehouse,
+        source_config=source_config,
     )

@@ -23,11 +23,15 @@ from churn.modeling.candidates import (
 from churn.modeling.metrics import auc, evaluate
 from churn.modeling.model import ChurnModel
 from churn.modeling.spec import FeatureSpec, build_feature_specs, encode_frame
-from churn.modeling.split import TimeSplit, time_split
+from churn.modeling.split import StratifiedSplit, TimeSplit, stratified_split, time_split
 from churn.modeling.thresholds import expected_value_threshold, risk_tiers
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
+
+    from churn.features import Feature
 
 LEAKAGE_CEILING = 0.98
 """No honest churn model on behavioural data reaches this test AUC; above it, suspect leakage."""
@@ -51,7 +55,7 @@ class Part:
 @dataclass
 class TrainingData:
     specs: list[FeatureSpec]
-    split: TimeSplit
+    split: TimeSplit | StratifiedSplit
     train: Part
     validation: Part
     test: Part
@@ -75,6 +79,16 @@ def fingerprint(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class StratifiedOptions:
+    """How a table without a time axis is split (and optionally cross-validated)."""
+
+    validation_share: float = 0.15
+    test_share: float = 0.15
+    seed: int = 42
+    cv_folds: int = 0
+
+
 def prepare(
     frame: pd.DataFrame,
     feature_names: list[str],
@@ -82,18 +96,45 @@ def prepare(
     validation_months: int,
     test_months: int,
     horizon_days: int,
+    features: Sequence[Feature] | None = None,
+    stratified: StratifiedOptions | None = None,
 ) -> TrainingData:
-    """Split by observation date and encode; specs see only the training block."""
-    split = time_split(
-        frame["observation_date"],
-        validation_months=validation_months,
-        test_months=test_months,
-        horizon_days=horizon_days,
-    )
-    train_mask, validation_mask, test_mask = split.masks(frame["observation_date"])
-    from churn.features import FEATURES
+    """Split and encode; specs see only the training block.
 
-    features = [f for f in FEATURES if f.name in feature_names]
+    By observation date (the default), or, for a flat table observed once (``stratified``), a
+    stratified row split. ``features`` are the declared model inputs; by default the event
+    schema's :data:`churn.features.FEATURES`, for a flat source the ones inferred from its table.
+    """
+    split: TimeSplit | StratifiedSplit
+    if stratified is None:
+        split = time_split(
+            frame["observation_date"],
+            validation_months=validation_months,
+            test_months=test_months,
+            horizon_days=horizon_days,
+        )
+        train_mask, validation_mask, test_mask = split.masks(frame["observation_date"])
+    else:
+        dates = sorted({_as_date(d) for d in frame["observation_date"]})
+        split = StratifiedSplit(
+            stratified_split(
+                frame[LABEL].to_numpy(),
+                validation_share=stratified.validation_share,
+                test_share=stratified.test_share,
+                seed=stratified.seed,
+            ),
+            tuple(dates),
+            stratified.validation_share,
+            stratified.test_share,
+            stratified.seed,
+            stratified.cv_folds,
+        )
+        train_mask, validation_mask, test_mask = split.masks(len(frame))
+    if features is None:
+        from churn.features import FEATURES
+
+        features = FEATURES
+    features = [f for f in features if f.name in feature_names]
     specs = build_feature_specs(frame.loc[train_mask], features)
 
     def part(mask: np.ndarray) -> Part:
@@ -108,6 +149,44 @@ def prepare(
         test=part(test_mask),
         fingerprint=fingerprint(frame),
     )
+
+
+def _as_date(value: Any):
+    from datetime import date
+
+    return value if type(value) is date else date.fromisoformat(str(value)[:10])
+
+
+def cross_validate(
+    data: TrainingData,
+    logistic: LogisticConfig,
+    lightgbm: LightGBMConfig,
+    folds: int,
+    *,
+    seed: int = 42,
+) -> dict[str, list[float]]:
+    """Stratified k-fold ROC AUC of both candidates over the training and validation rows (the
+    test rows stay untouched). LightGBM early-stops on a stratified slice of each training
+    fold, never on the fold it is scored on."""
+    from churn.modeling.split import stratified_split
+
+    X = np.vstack([data.train.X, data.validation.X])
+    y = np.concatenate([data.train.y, data.validation.y])
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(len(y), dtype=int)
+    for value in np.unique(y):
+        rows = rng.permutation(np.flatnonzero(y == value))
+        fold_of[rows] = np.arange(rows.size) % folds
+    scores: dict[str, list[float]] = {"logistic_regression": [], "lightgbm": []}
+    for fold in range(folds):
+        held, kept = fold_of == fold, np.flatnonzero(fold_of != fold)
+        inner = stratified_split(y[kept], validation_share=0.15, test_share=0.01, seed=seed)
+        fit, stop = kept[np.concatenate([inner.train, inner.test])], kept[inner.validation]
+        model = train_logistic(X[kept], y[kept], data.specs, logistic)
+        scores["logistic_regression"].append(auc(y[held], model.predict_proba(X[held])))
+        booster = train_lightgbm(X[fit], y[fit], X[stop], y[stop], data.specs, lightgbm)
+        scores["lightgbm"].append(auc(y[held], booster.predict_proba(X[held])))
+    return scores
 
 
 def train_candidates(

@@ -11,6 +11,7 @@ from datetime import date
 import dagster as dg
 
 from churn.settings import Settings
+from churn.sources import SourceConfig, flat_observation_date
 
 
 def _add_months(day: date, months: int) -> date:
@@ -19,11 +20,26 @@ def _add_months(day: date, months: int) -> date:
 
 
 def first_observation_date(settings: Settings) -> date:
+    """The synthetic calendar's first date, or the source config's (``observation.start``; a
+    flat table without a time column has one date, the month of ``as_of``)."""
+    source = settings.source_config
+    if source is not None:
+        return _source_dates(source)[0]
     return _add_months(settings.synthetic.start_date, settings.synthetic.burn_in_months)
 
 
 def last_observation_date(settings: Settings) -> date:
+    source = settings.source_config
+    if source is not None:
+        return _source_dates(source)[1]
     return _add_months(settings.synthetic.start_date, settings.synthetic.months)
+
+
+def _source_dates(source: SourceConfig) -> tuple[date, date]:
+    if source.is_flat and not source.flat.time_column:
+        month = flat_observation_date(source).replace(day=1)
+        return month, month
+    return source.observation.start, source.observation.end
 
 
 def observation_partitions(settings: Settings) -> dg.MonthlyPartitionsDefinition:

@@ -57,12 +57,28 @@ def main() -> int:
         return completed.returncode
     print(
         f"pipeline done in {seconds:.0f} s\n"
-        f"  warehouse: {settings.warehouse_path}\n"
-        f"  raw files: {settings.raw_dir}\n"
-        f"  reports:   {settings.reports_dir}\n"
+        f"  source:    {settings.source}\n"
+        f"  warehouse: {settings.warehouse_location}\n"
+        f"  raw files: {settings.raw_dir if settings.is_synthetic else settings.source}\n"
+        f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/)\n"
+        f"  models:    BentoML store {os.environ.get('BENTOML_HOME', '(BentoML default)')}"
+        " (churn_model, churn_service)\n"
         f"  dagster:   {os.environ.get('DAGSTER_HOME', '(DAGSTER_HOME unset)')}"
     )
+    _write_sample(settings)
     return 0
+
+
+def _write_sample(settings) -> None:
+    """A /score body for the new champion, so the README's curl works right away."""
+    try:
+        from churn_assets.demo import sample_request
+
+        path = sample_request(settings.home / "sample_request.json")
+    except Exception as error:  # a missing champion (gate refused) is not a pipeline failure
+        print(f"  (no sample request written: {error})")
+        return
+    print(f"  sample:    {path}  (curl -d @{path} ... /score)")
 
 
 if __name__ == "__main__":

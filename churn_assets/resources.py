@@ -16,7 +16,12 @@ from churn.settings import Settings
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The DuckDB warehouse. Opened per step and closed at once: DuckDB allows one writer."""
+    """The DuckDB warehouse. Opened per step and closed at once: DuckDB allows one writer.
+
+    ``path`` is anything ``duckdb.connect`` opens: a local file (default
+    ``$CHURN_HOME/warehouse.duckdb``, or ``CHURN_WAREHOUSE``) or ``md:<database>`` for a shared
+    MotherDuck database (token in ``motherduck_token``); asset code never sees the difference.
+    """
 
     path: str
     lock_timeout_seconds: float = 300.0
@@ -55,6 +60,6 @@ class ChurnHomeResource(dg.ConfigurableResource):
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
     return {
-        "warehouse": WarehouseResource(path=str(settings.warehouse_path)),
+        "warehouse": WarehouseResource(path=settings.warehouse_location),
         "churn_home": ChurnHomeResource(home=str(settings.home)),
     }

@@ -33,8 +33,9 @@ class TimeSplit:
             for block in (self.train_dates, self.validation_dates, self.test_dates)
         )
 
-    def to_dict(self) -> dict[str, list[str]]:
+    def to_dict(self) -> dict[str, str | list[str]]:
         return {
+            "kind": "time",
             "train_dates": [d.isoformat() for d in self.train_dates],
             "validation_dates": [d.isoformat() for d in self.validation_dates],
             "test_dates": [d.isoformat() for d in self.test_dates],
@@ -126,3 +127,42 @@ def stratified_split(
     if min(train.size, validation.size, test.size) == 0:
         raise ValueError(f"too few rows ({labels.size}) for a three-way split")
     return IndexSplit(train, validation, test)
+
+
+@dataclass(frozen=True)
+class StratifiedSplit:
+    """A row split for data without a time axis (a flat customer table observed once).
+
+    ``to_dict`` keeps the date keys of :class:`TimeSplit` (every block holds the one
+    observation date) so consumers of a model card's ``data_window`` read both alike, and says
+    ``kind: stratified`` so nobody mistakes it for an out-of-time estimate.
+    """
+
+    index: IndexSplit
+    observation_dates: tuple[date, ...]
+    validation_share: float
+    test_share: float
+    seed: int
+    cv_folds: int = 0
+
+    def masks(self, rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        masks = []
+        for block in (self.index.train, self.index.validation, self.index.test):
+            mask = np.zeros(rows, dtype=bool)
+            mask[block] = True
+            masks.append(mask)
+        return masks[0], masks[1], masks[2]
+
+    def to_dict(self) -> dict:
+        dates = [d.isoformat() for d in self.observation_dates]
+        return {
+            "kind": "stratified",
+            "train_dates": dates,
+            "validation_dates": dates,
+            "test_dates": dates,
+            "embargoed": [],
+            "validation_share": self.validation_share,
+            "test_share": self.test_share,
+            "seed": self.seed,
+            "cv_folds": self.cv_folds,
+        }

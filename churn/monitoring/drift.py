@@ -149,23 +149,41 @@ def register_stattests() -> None:
     _REGISTERED = True
 
 
-def method_for(column: str) -> tuple[str, float]:
+def kind_of(column: str, frame: pd.DataFrame | None = None) -> str:
+    """A feature's declared kind; a flat source's inferred features are not declared in
+    :mod:`churn.features`, so theirs follows the column's dtype (text = categorical)."""
+    if column in KINDS:
+        return KINDS[column]
+    if frame is not None and column in frame.columns:
+        dtype = frame[column].dtype
+        if str(dtype) == "object" or str(dtype) in ("string", "category", "bool", "boolean"):
+            return "categorical"
+    return "numeric"
+
+
+def method_for(column: str, frame: pd.DataFrame | None = None) -> tuple[str, float]:
     """The (Evidently stattest name, threshold) used for a feature, by its declared kind."""
-    if KINDS[column] == "categorical":
+    if kind_of(column, frame) == "categorical":
         return CATEGORICAL_METHOD, CATEGORICAL_THRESHOLD
     return NUMERIC_METHOD, NUMERIC_THRESHOLD
 
 
 def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The model features present in ``frame``, in the declared order."""
-    return [feature.name for feature in FEATURES if feature.name in frame.columns]
+    """The model features present in ``frame``, in the declared order; a frame with none of
+    the declared features (a flat source's reference sample) is all features."""
+    declared = [feature.name for feature in FEATURES if feature.name in frame.columns]
+    if declared:
+        return declared
+    return [c for c in frame.columns if c not in ("customer_id", "observation_date", "churned")]
 
 
-def _prepared(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+def _prepared(
+    frame: pd.DataFrame, columns: Sequence[str], kinds: dict[str, str] | None = None
+) -> pd.DataFrame:
     """Categoricals as strings and numerics as floats: the types the DataDefinition declares."""
     out = frame[list(columns)].copy()
     for column in columns:
-        if KINDS[column] == "categorical":
+        if (kinds or {}).get(column, KINDS.get(column)) == "categorical":
             out[column] = out[column].astype("string").astype(object)
         else:
             out[column] = out[column].astype(float)
@@ -183,17 +201,18 @@ def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult
     register_stattests()
 
     columns = [c for c in feature_columns(reference) if c in current.columns]
-    ref, cur = _prepared(reference, columns), _prepared(current, columns)
+    kinds = {c: kind_of(c, reference) for c in columns}
+    ref, cur = _prepared(reference, columns, kinds), _prepared(current, columns, kinds)
     results = []
     for column in columns:
-        method, threshold = method_for(column)
-        kind = ColumnType.Categorical if KINDS[column] == "categorical" else ColumnType.Numerical
+        method, threshold = method_for(column, reference)
+        kind = ColumnType.Categorical if kinds[column] == "categorical" else ColumnType.Numerical
         test = get_stattest(ref[column], cur[column], kind, method)
         outcome = test(ref[column].dropna(), cur[column].dropna(), kind, threshold)
         results.append(
             ColumnDrift(
                 column,
-                KINDS[column],
+                kinds[column],
                 method,
                 threshold,
                 float(outcome.drift_score),
@@ -214,10 +233,11 @@ def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftRes
 
     register_stattests()
     columns = [c for c in feature_columns(reference) if c in current.columns]
-    numeric = [c for c in columns if KINDS[c] == "numeric"]
-    categorical = [c for c in columns if KINDS[c] == "categorical"]
+    kinds = {c: kind_of(c, reference) for c in columns}
+    numeric = [c for c in columns if kinds[c] == "numeric"]
+    categorical = [c for c in columns if kinds[c] == "categorical"]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    methods = {c: method_for(c) for c in columns}
+    methods = {c: method_for(c, reference) for c in columns}
     report = Report(
         [
             DataDriftPreset(
@@ -228,14 +248,14 @@ def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftRes
         ]
     )
     snapshot = report.run(
-        Dataset.from_pandas(_prepared(current, columns), data_definition=definition),
-        Dataset.from_pandas(_prepared(reference, columns), data_definition=definition),
+        Dataset.from_pandas(_prepared(current, columns, kinds), data_definition=definition),
+        Dataset.from_pandas(_prepared(reference, columns, kinds), data_definition=definition),
     )
     scores = _scores_from_snapshot(snapshot.dict())
     results = [
         ColumnDrift(
             column=c,
-            kind=KINDS[c],
+            kind=kinds[c],
             method=methods[c][0],
             threshold=methods[c][1],
             score=scores[c],

@@ -8,9 +8,19 @@ leaves a half-written month behind.
 
 import dagster as dg
 
-from churn.features import FEATURES, KEY_COLUMNS, SourceTables, feature_sql, leakage_differences
+from churn import flat
+from churn.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    KEY_COLUMNS,
+    Feature,
+    SourceTables,
+    feature_sql,
+    leakage_differences,
+)
 from churn.settings import load_settings
 from churn.snapshots import active_customers_sql, data_end, labels_sql
+from churn.sources import active_source
 from churn.warehouse import transaction
 from churn_assets.assets.raw import WAREHOUSE_POOL
 from churn_assets.metadata import markdown_table, table_metadata
@@ -77,7 +87,7 @@ def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseRe
     start, end = _window(context)
     with warehouse.connect(context) as con:
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _new_snapshots AS {active_customers_sql()}", [start, end]
+            f"CREATE OR REPLACE TEMP TABLE _new_snapshots AS {_snapshot_sql(con)}", [start, end]
         )
         _replace_window(con, "customer_snapshots", "_new_snapshots", start, end)
         per_date = _rows_per_date(con, "customer_snapshots", start, end)
@@ -88,6 +98,22 @@ def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         metadata=metadata
         | {"active_customers_per_date": dg.MetadataValue.md(_per_date_table(per_date))}
     )
+
+
+def _is_flat(con) -> bool:
+    source, _ = active_source(con)
+    return source is not None and source.is_flat
+
+
+def _snapshot_sql(con) -> str:
+    """Who is observed in ``[?, ?)``: active customers, or a flat table's every customer."""
+    return flat.snapshots_sql() if _is_flat(con) else active_customers_sql()
+
+
+def model_features(con) -> list[Feature]:
+    """The features of the source the raw layer holds: the event schema's declared ones, or
+    the ones a flat table's staging inferred (``flat_columns``)."""
+    return flat.flat_features(con) if _is_flat(con) else list(FEATURES)
 
 
 def _per_date_table(per_date: dict[str, int]) -> str:
@@ -120,6 +146,9 @@ FEATURE_CHECKS = [
 class FeatureCheckConfig(dg.Config):
     leakage_sample_size: int = 300
     """Customers per observation date recomputed by the leakage check."""
+    leakage_dates: int = 3
+    """Observation dates of the run checked for leakage: the first, the last and ones between.
+    A leak in the SQL shows on every date alike, and each check rescans the sources."""
 
 
 @dg.asset(
@@ -138,25 +167,110 @@ def customer_features(
             "CREATE OR REPLACE TEMP VIEW _window_snapshots AS SELECT * FROM customer_snapshots "
             f"WHERE {_in_window(start, end)}"
         )
-        sql = feature_sql(SourceTables(snapshots="_window_snapshots"))
+        is_flat = _is_flat(con)
+        declared = model_features(con)
+        if is_flat:
+            sql = flat.features_sql(declared, "_window_snapshots")
+            # The table's columns follow the source: a new flat table must not inherit old ones.
+            if _columns(con, "customer_features") != [*KEY_COLUMNS, *(f.name for f in declared)]:
+                con.execute("DROP TABLE IF EXISTS customer_features")
+        else:
+            sql = feature_sql(SourceTables(snapshots="_window_snapshots"))
+            if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *FEATURE_NAMES]):
+                con.execute("DROP TABLE IF EXISTS customer_features")
         con.execute(f"CREATE OR REPLACE TEMP TABLE _new_features AS {sql}")
         _replace_window(con, "customer_features", "_new_features", start, end)
         features = _rows_per_date(con, "customer_features", start, end)
+        descriptions = KEY_DESCRIPTIONS | {f.name: f.description for f in declared}
         metadata = table_metadata(
-            con, "customer_features", FEATURE_DESCRIPTIONS, where=_in_window(start, end)
+            con, "customer_features", descriptions, where=_in_window(start, end)
         )
-        checks = list(_feature_checks(con, start, end, features, config.leakage_sample_size))
+        checks = list(
+            _feature_checks(con, start, end, features, config, declared)
+            if not is_flat
+            else _flat_feature_checks(con, start, end, features, declared)
+        )
     yield dg.MaterializeResult(
         metadata=metadata
         | {
-            "feature_count": len(FEATURES),
+            "feature_count": len(declared),
+            "feature_source": "inferred from the flat customer table (flat_columns)"
+            if is_flat
+            else "declared in churn.features (point-in-time SQL over the event tables)",
             "rows_per_date": dg.MetadataValue.md(_per_date_table(features)),
         }
     )
     yield from checks
 
 
-def _feature_checks(con, start: str, end: str, features: dict[str, int], sample: int):
+def _columns(con, table: str) -> list[str]:
+    from churn.warehouse import table_exists
+
+    if not table_exists(con, table):
+        return []
+    return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _flat_feature_checks(con, start: str, end: str, features: dict[str, int], declared):
+    """The same three checks, meaningful for a flat table: one row per staged customer, no
+    feature that is entirely missing, and no identifier, label or time column among them."""
+    staged = dict(
+        con.execute(
+            f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({flat.snapshots_sql()}) "
+            "GROUP BY ALL",
+            [start, end],
+        ).fetchall()
+    )
+    mismatched = {d: (features.get(d, 0), n) for d, n in staged.items() if features.get(d, 0) != n}
+    yield dg.AssetCheckResult(
+        check_name="rows_match_active_customers",
+        passed=not mismatched and bool(staged),
+        description=None if not mismatched else f"feature rows vs staged customers: {mismatched}",
+        metadata={"dates_checked": len(staged), "mismatched_dates": len(mismatched)},
+    )
+    empty = [
+        f.name
+        for f in declared
+        if con.execute(
+            f'SELECT count("{f.name}") FROM customer_features WHERE {_in_window(start, end)}'
+        ).fetchone()[0]
+        == 0
+    ]
+    yield dg.AssetCheckResult(
+        check_name="required_features_present",
+        passed=bool(declared) and not empty,
+        description=f"features with no value at all: {empty}"
+        if empty
+        else (None if declared else "type inference kept no feature"),
+        metadata={"features_checked": len(declared), "features_all_null": len(empty)},
+    )
+    roles = {c.name: c.role for c in flat.inferred_columns(con)}
+    leaking = [f.name for f in declared if roles.get(f.name) not in ("feature",)]
+    yield dg.AssetCheckResult(
+        check_name="no_future_leakage",
+        passed=not leaking,
+        description="flat table: no event history to cut; checked instead that no id, label or "
+        "time column is a feature" + (f" (found: {leaking})" if leaking else ""),
+        metadata={"features_checked": len(declared), "history_cut": False},
+    )
+
+
+def _spread(items: list[str], count: int) -> list[str]:
+    """Up to ``count`` items evenly spread from first to last."""
+    if len(items) <= count:
+        return items
+    step = (len(items) - 1) / (count - 1)
+    return [items[round(i * step)] for i in range(count)]
+
+
+def _feature_checks(
+    con,
+    start: str,
+    end: str,
+    features: dict[str, int],
+    config: FeatureCheckConfig,
+    declared=FEATURES,
+):
     active = dict(
         con.execute(
             f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({active_customers_sql()}) "
@@ -171,7 +285,7 @@ def _feature_checks(con, start: str, end: str, features: dict[str, int], sample:
         description=None if not mismatched else f"feature rows vs active customers: {mismatched}",
         metadata={"dates_checked": len(active), "mismatched_dates": len(mismatched)},
     )
-    required = [f.name for f in FEATURES if not f.nullable]
+    required = [f.name for f in declared if not f.nullable]
     null_counts = con.execute(
         "SELECT "
         + ", ".join(f'count(*) FILTER (WHERE "{name}" IS NULL)' for name in required)
@@ -184,7 +298,9 @@ def _feature_checks(con, start: str, end: str, features: dict[str, int], sample:
         description=None if not nulls else f"NULLs in required features: {nulls}",
         metadata={"features_checked": len(required), "features_with_nulls": len(nulls)},
     )
-    differing = {d: leakage_differences(con, d, sample_size=sample) for d in features}
+    sample = config.leakage_sample_size
+    checked = _spread(sorted(features), max(config.leakage_dates, 2))
+    differing = {d: leakage_differences(con, d, sample_size=sample) for d in checked}
     leaking = {d: n for d, n in differing.items() if n}
     yield dg.AssetCheckResult(
         check_name="no_future_leakage",
@@ -192,7 +308,7 @@ def _feature_checks(con, start: str, end: str, features: dict[str, int], sample:
         description=None
         if not leaking
         else f"features changed when future rows were removed (rows per date): {leaking}",
-        metadata={"dates_checked": len(differing), "rows_sampled_per_date": sample},
+        metadata={"dates_checked": ", ".join(differing), "rows_sampled_per_date": sample},
     )
 
 
@@ -214,10 +330,16 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
     horizon = load_settings().horizon_days
     with warehouse.connect(context) as con:
         end_of_data = data_end(con)
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _new_labels AS {labels_sql()}",
-            {"horizon": horizon, "data_end": end_of_data, "start": start, "end": end},
-        )
+        if _is_flat(con):  # the label column is known for every row: nothing to mature
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _new_labels AS {flat.labels_sql()}",
+                {"start": start, "end": end},
+            )
+        else:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE _new_labels AS {labels_sql()}",
+                {"horizon": horizon, "data_end": end_of_data, "start": start, "end": end},
+            )
         _replace_window(con, "churn_labels", "_new_labels", start, end)
         rates = con.execute(
             "SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), "
@@ -260,6 +382,7 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
 def training_set(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
     keys = ", ".join(KEY_COLUMNS)
     with warehouse.connect(context) as con, transaction(con):
+        descriptions = FEATURE_DESCRIPTIONS | {f.name: f.description for f in model_features(con)}
         con.execute(
             f"""
             CREATE OR REPLACE TABLE training_set AS
@@ -276,7 +399,7 @@ def training_set(context: dg.AssetExecutionContext, warehouse: WarehouseResource
         metadata = table_metadata(
             con,
             "training_set",
-            FEATURE_DESCRIPTIONS | {"churned": "1 if the customer left within the horizon."},
+            descriptions | {"churned": "1 if the customer left within the horizon."},
         )
     return dg.MaterializeResult(
         metadata=metadata

@@ -16,9 +16,16 @@ from pathlib import Path
 import dagster as dg
 
 from churn.incoming import content_hash, table_for
-from churn.landing import SourceFileError, find_source_file, land_file
-from churn.schema import RAW_TABLES, TABLES_BY_NAME
+from churn.landing import (
+    SourceFileError,
+    create_empty_raw,
+    find_source_file,
+    land_file,
+    land_flat,
+)
+from churn.schema import CUSTOMERS, RAW_TABLES, TABLES_BY_NAME
 from churn.settings import load_settings
+from churn.sources import SourceConfigError, flat_observation_date, load_source, record_source
 from churn.staging import raw_name
 from churn.warehouse import transaction
 from churn_assets.metadata import table_metadata
@@ -41,6 +48,10 @@ class RawSourceConfig(dg.Config):
     """Rewrite the synthetic source files even when they already exist."""
     incoming_files: list[str] | None = None
     """Validated files from ``incoming/`` to append; when set, the source is not reloaded."""
+    source: str | None = None
+    """A source config YAML (or ``synthetic``) for this run, overriding ``CHURN_SOURCE``. The
+    observation calendar still comes from ``CHURN_SOURCE`` at load time: for an events source
+    with another calendar, set the variable and restart instead."""
 
 
 def column_descriptions(table_name: str) -> dict[str, str]:
@@ -125,6 +136,27 @@ def append_incoming(con, path: Path, landed_dir: Path) -> tuple[str, int] | None
     return table.name, rows
 
 
+DERIVED_TABLES = ("customer_snapshots", "customer_features", "churn_labels", "training_set")
+
+
+def _forget_other_source(con, context: dg.AssetExecutionContext, source_name: str) -> None:
+    """Switching sources in one CHURN_HOME: the partitioned tables keep rows per month, so
+    drop them rather than mix the old source's months with the new one's."""
+    from churn.sources import SOURCE_TABLE
+    from churn.warehouse import table_exists
+
+    if not table_exists(con, SOURCE_TABLE):
+        return
+    previous = con.execute(f"SELECT source FROM {SOURCE_TABLE}").fetchone()
+    if previous is None or previous[0] == source_name:
+        return
+    for table in DERIVED_TABLES:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    context.log.warning(
+        f"source changed from {previous[0]} to {source_name}: dropped {', '.join(DERIVED_TABLES)}"
+    )
+
+
 def _replay_landed(con, context: dg.AssetExecutionContext) -> None:
     """After a full reload, re-append every file accepted from incoming/ before."""
     con.execute(LANDED_DDL)
@@ -156,34 +188,66 @@ def raw_tables(
         yield from _land_incoming(context, config, warehouse, churn_home)
         return
     settings = load_settings()
+    source_name = config.source or settings.source
+    try:
+        source = None if source_name == "synthetic" else load_source(source_name)
+    except SourceConfigError as error:
+        raise dg.Failure(description=str(error)) from error
     raw_dir = churn_home.folder("raw")
-    if settings.is_synthetic:
+    if source is None:
         absent = [t.name for t in RAW_TABLES if find_source_file(raw_dir, t) is None]
         if config.regenerate or absent:
             _generate_synthetic(context, churn_home)
-    with warehouse.connect(context) as con:
+    shape = "synthetic" if source is None else source.shape
+    # One transaction for the whole reload: a run killed after some tables were replaced (or
+    # before the incoming files were replayed) leaves every raw table as it was.
+    with warehouse.connect(context) as con, transaction(con):
         loaded = []
+        observation_date = None
         for table in RAW_TABLES:
-            path = find_source_file(raw_dir, table)
-            if path is None:
-                raise dg.Failure(
-                    description=f"No source file for '{table.name}' in {raw_dir}: expected "
-                    f"{table.name}.parquet or {table.name}.csv.",
-                )
             started = time.perf_counter()
             try:
-                rows = land_file(con, path, table, replace=True)
+                if source is not None and source.is_flat:
+                    path = source.flat.path if table is CUSTOMERS else None
+                    if path is None:
+                        create_empty_raw(con, table)
+                        rows = 0
+                    else:
+                        rows = land_flat(con, path)
+                        observation_date = flat_observation_date(source)
+                elif source is not None:
+                    mapped = source.tables[table.name]
+                    path = mapped.path
+                    rows = land_file(con, path, table, replace=True, renames=mapped.columns)
+                else:
+                    path = find_source_file(raw_dir, table)
+                    if path is None:
+                        raise dg.Failure(
+                            description=f"No source file for '{table.name}' in {raw_dir}: "
+                            f"expected {table.name}.parquet or {table.name}.csv.",
+                        )
+                    rows = land_file(con, path, table, replace=True)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
-            context.log.info(f"{raw_name(table)}: {rows:,} rows from {path.name}")
+            origin = path.name if path is not None else f"nothing (a {shape} source has none)"
+            context.log.info(f"{raw_name(table)}: {rows:,} rows from {origin}")
             loaded.append((table, path, round(time.perf_counter() - started, 3)))
-        _replay_landed(con, context)
+        _forget_other_source(con, context, source_name)
+        record_source(con, source_name, source, observation_date)
+        if source is None or not source.is_flat:
+            _replay_landed(con, context)
         for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
+            origin = (
+                {"source_file": dg.MetadataValue.path(str(path))}
+                if path is not None
+                else {"note": f"empty: a {shape} source has no {table.name} table"}
+            )
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
                 metadata=metadata
-                | {"source_file": dg.MetadataValue.path(str(path)), "load_seconds": seconds},
+                | origin
+                | {"source": source_name, "source_shape": shape, "load_seconds": seconds},
             )
 
 

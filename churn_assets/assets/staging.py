@@ -8,7 +8,9 @@ everything downstream, because it means the source itself is broken.
 
 import dagster as dg
 
+from churn.flat import InferredColumn, stage_flat
 from churn.schema import CUSTOMERS, RAW_TABLES, Table
+from churn.sources import active_source
 from churn.staging import StagingResult, raw_name, rejects_name, stage_table, staged_name
 from churn_assets.assets.raw import WAREHOUSE_POOL, column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
@@ -118,6 +120,24 @@ def _reject_summary(con, table: Table) -> str:
     return markdown_table(["reason", "rows"], rows) if rows else "No rejected rows."
 
 
+def _flat_metadata(inferred: list[InferredColumn]) -> dict:
+    """What type inference decided, for the UI: kept features and dropped columns."""
+    kept = [c for c in inferred if c.role == "feature"]
+    dropped = [c for c in inferred if c.role in ("constant", "identifier", "ignored")]
+    rows = [
+        (c.source, c.role, c.name if c.role == "feature" else "", c.kind or "", c.reason)
+        for c in inferred
+    ]
+    return {
+        "inferred_features": dg.MetadataValue.json([c.name for c in kept]),
+        "dropped_columns": dg.MetadataValue.json({c.source: c.role for c in dropped}),
+        "text_number_columns": dg.MetadataValue.json([c.source for c in kept if c.text_numbers]),
+        "column_inference": dg.MetadataValue.md(
+            markdown_table(["column", "role", "feature", "kind", "why"], rows)
+        ),
+    }
+
+
 def build_staging_asset(table: Table) -> dg.AssetsDefinition:
     descriptions = column_descriptions(table.name)
     deps = [raw_name(table)] + ([staged_name(CUSTOMERS)] if table.references_customers else [])
@@ -154,8 +174,18 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: StagingConfig, warehouse: WarehouseResource
     ):
         with warehouse.connect(context) as con:
-            result = stage_table(con, table)
-            key = ", ".join(table.key)
+            source, observation_date = active_source(con)
+            flat = source is not None and source.is_flat
+            extra: dict = {}
+            if flat and table is CUSTOMERS:
+                result, inferred = stage_flat(con, source.flat, observation_date)
+                key = "customer_id, observation_date"
+                extra = _flat_metadata(inferred)
+            else:
+                result = stage_table(con, table)
+                key = ", ".join(table.key)
+            if flat:
+                extra["source_shape"] = "flat"
             duplicate_keys_left = con.execute(
                 f"SELECT count(*) - count(DISTINCT ({key})) FROM {staged_name(table)}"
             ).fetchone()[0]
@@ -170,7 +200,8 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                     "raw_rows": result.raw_rows,
                     "rejected_rows": result.rejected_rows,
                     "duplicates_dropped": result.duplicates_dropped,
-                },
+                }
+                | extra,
             )
             yield dg.MaterializeResult(
                 asset_key=rejects_name(table),
