@@ -43,6 +43,12 @@ class PredictionRecord(TypedDict, total=False):
     threshold: float
     risk_tier: str
     observation_date: str | None  # as_of for /score_events, else None
+    # Only while a challenger is served (shadow / canary); see serving.challenger:
+    model_role: str  # who answered: "champion" or "challenger" (model_version is its version)
+    champion_version: str
+    champion_probability: float | None  # None if the off-path score was shed under load
+    challenger_version: str
+    challenger_probability: float | None
 
 
 def closed_files(folder: Path) -> Iterator[Path]:

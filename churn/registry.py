@@ -1,8 +1,9 @@
 """The champion in BentoML's model store: saving it with its card, loading it back.
 
 The store is the hand-off between training and serving: the scoring service needs nothing but a
-``churn_model`` tag. A model is saved only when the quality gate promotes it, so the newest
-``churn_model`` in the store is, by construction, the champion in service.
+``churn_model`` tag. A model is saved only when it passes the quality gate; its ``role`` label
+(``churn.roles``) says whether it is the champion, a challenger or retired, and
+``churn_model:latest`` here means the newest *champion*.
 """
 
 from __future__ import annotations
@@ -77,6 +78,10 @@ def locate(tag: str = f"{MODEL_NAME}:latest") -> tuple[str, Path]:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    if tag == f"{MODEL_NAME}:latest":  # the champion, not merely the newest (churn.roles)
+        from churn.roles import champion_tag
+
+        tag = champion_tag() or tag
     try:
         stored = bentoml.models.get(tag)
     except NotFound as error:
@@ -117,11 +122,8 @@ def _without_nulls(value: Any) -> Any:
 
 
 def latest_tag() -> str | None:
-    """The champion's tag, or None while the store holds no churn model."""
-    import bentoml
-    from bentoml.exceptions import NotFound
+    """The champion's tag, or None while the store holds no champion: the newest model not
+    labeled challenger or retired (``churn.roles``)."""
+    from churn.roles import champion_tag
 
-    try:
-        return str(bentoml.models.get(f"{MODEL_NAME}:latest").tag)
-    except NotFound:
-        return None
+    return champion_tag()

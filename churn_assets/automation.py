@@ -11,6 +11,8 @@
 * ``monitoring_automation``: declarative ``eager & all_deps_blocking_checks_passed`` for the
   monitoring assets (see ``churn_assets.assets.monitoring.REFRESH``).
 * ``monthly_refresh``: the newest snapshot partition, training set and reports, monthly.
+* ``challenger_promotion_sensor`` -> ``promote_challenger_job``: a challenger that beats the
+  champion on realized results beyond the noise is promoted (``churn_assets.promotion``).
 
 All run by default (``DefaultSensorStatus.RUNNING``).
 """
@@ -32,6 +34,7 @@ from churn.incoming import candidate_files, content_hash, quarantine, validate_f
 from churn.landing import SourceFileError
 from churn.settings import load_settings
 from churn_assets.partitions import first_observation_date, last_observation_date
+from churn_assets.promotion import challenger_promotion_sensor, promote_challenger_job
 
 RUNNING = dg.DefaultSensorStatus.RUNNING
 SETTLE_SECONDS = 5.0
@@ -185,6 +188,7 @@ SENSORS: list[dg.SensorDefinition] = [
     incoming_files_sensor,
     drift_retrain_sensor,
     monitoring_automation,
+    challenger_promotion_sensor,
 ]
 SCHEDULES: list[dg.ScheduleDefinition] = [monthly_refresh]
-JOBS: list = []
+JOBS: list = [promote_challenger_job]

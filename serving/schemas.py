@@ -68,6 +68,12 @@ class Score(BaseModel):
     reasons: list[Reason]
     model_version: str
     feature_order: list[str]
+    model_role: Literal["champion", "challenger"] | None = Field(
+        default=None,
+        exclude_if=lambda role: role is None,
+        description="Which model answered, present only while a challenger is served "
+        "(shadow or canary mode; serving.challenger). model_version is that model's version.",
+    )
 
 
 class ScoreBatchResponse(BaseModel):

@@ -33,8 +33,14 @@ LOG_COLUMNS: dict[str, str] = {
     "threshold": "DOUBLE",
     "risk_tier": "VARCHAR",
     "observation_date": "DATE",
+    "model_role": "VARCHAR",
+    "champion_version": "VARCHAR",
+    "champion_probability": "DOUBLE",
+    "challenger_version": "VARCHAR",
+    "challenger_probability": "DOUBLE",
 }
-"""The columns of :class:`churn.prediction_log.PredictionRecord`, typed for the warehouse."""
+"""The columns of :class:`churn.prediction_log.PredictionRecord`, typed for the warehouse. The
+last five are written only while a challenger is served (NULL in older files and in ``off``)."""
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
@@ -87,6 +93,8 @@ def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
     is written), so one corrupt file never blocks the others.
     """
     con.execute(DDL)
+    for name, kind in LOG_COLUMNS.items():  # tables created before a column existed
+        con.execute(f"ALTER TABLE {LOG_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
     summary = IngestSummary()
     known_names = {row[0] for row in con.execute(f"SELECT file_name FROM {FILES_TABLE}").fetchall()}
     known_hashes = {

@@ -46,14 +46,16 @@ def champion_tag(context: dg.AssetExecutionContext) -> str:
     return tag
 
 
-def build_bento(model_tag: str, version: str) -> str:
-    """Run ``bentoml build`` for ``model_tag``; returns the Bento tag. Raises with the build's
-    own output when it fails, so the Dagster log shows why."""
+def build_bento(model_tag: str, version: str, challenger_tag: str | None = None) -> str:
+    """Run ``bentoml build`` for ``model_tag`` (and a challenger packaged beside it); returns the
+    Bento tag. Raises with the build's own output when it fails, so the Dagster log shows why."""
     bin_dir = str(Path(sys.executable).parent)  # bentoml and uv of this environment
     env = os.environ | {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
         "CHURN_MODEL_TAG": model_tag,
+        "CHURN_CHALLENGER_TAG": challenger_tag or "none",
     }
+    env.pop("CHURN_SERVING_MODE", None)  # a serve-time setting; the build serves nothing
     bentoml = Path(bin_dir) / "bentoml"
     command = [
         str(bentoml) if bentoml.exists() else "bentoml",
@@ -62,6 +64,8 @@ def build_bento(model_tag: str, version: str) -> str:
         version,
         "--arg",
         f"model_tag={model_tag}",
+        "--arg",
+        f"challenger_tag={challenger_tag or 'none'}",
         "--output",
         "tag",
     ]
@@ -99,15 +103,22 @@ def churn_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     import bentoml
     from bentoml.exceptions import NotFound
 
+    from churn import roles
+
     model_tag = champion_tag(context)
     version = model_tag.split(":", 1)[1]
+    # The store's challenger rides along when it challenges this champion (churn.roles); the
+    # Bento is then churn_service:<champion version>-vs-<challenger version>.
+    challenger = roles.challenger_tag() if roles.champion_tag() == model_tag else None
+    if challenger is not None:
+        version = f"{version}-vs-{challenger.split(':', 1)[1]}"
     try:
         bentoml.bentos.delete(f"{BENTO_NAME}:{version}")
         context.log.info(f"replacing the existing Bento {BENTO_NAME}:{version}")
     except NotFound:
         pass
     started = time.perf_counter()
-    bento_tag = build_bento(model_tag, version)
+    bento_tag = build_bento(model_tag, version, challenger)
     seconds = time.perf_counter() - started
     bento = bentoml.bentos.get(bento_tag)
     context.log.info(
@@ -118,6 +129,7 @@ def churn_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         metadata={
             "bento_tag": bento_tag,
             "model_tag": model_tag,
+            "challenger_tag": challenger or "none",
             "bento_path": dg.MetadataValue.path(str(bento.path)),
             "size_bytes": bento.total_size(),
             "build_seconds": round(seconds, 2),

@@ -13,10 +13,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 
-from churn.features import FEATURE_NAMES
 from churn.settings import load_settings
+from churn.sources import active_source
 from churn.warehouse import transaction
+from churn_assets.assets.features import model_features
 from churn_assets.assets.raw import WAREHOUSE_POOL
 from churn_assets.metadata import markdown_table
 from churn_assets.partitions import SINGLE_RUN
@@ -71,7 +73,8 @@ def _model_spec_kwargs() -> dict:
 @dg.asset(
     ins={"training_set": dg.AssetIn(dagster_type=dg.Nothing)},
     description="Logistic regression and LightGBM trained on the earliest matured months; "
-    "validation and test months held out by date.",
+    "validation and test months held out by date (a flat customer table without a time column: "
+    "a stratified row split, optionally k-fold CV; metadata split_kind says which).",
     kinds={"lightgbm", "scikit-learn"},
     pool=WAREHOUSE_POOL,
     **_model_spec_kwargs(),
@@ -80,33 +83,57 @@ def candidate_models(
     context: dg.AssetExecutionContext, config: CandidateConfig, warehouse: WarehouseResource
 ):
     from churn.modeling.candidates import LightGBMConfig, LogisticConfig
-    from churn.training import prepare, train_candidates
+    from churn.training import StratifiedOptions, cross_validate, prepare, train_candidates
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
+        source, _ = active_source(con)
+        declared = model_features(con)
+    flat = source.flat if source is not None and source.is_flat else None
+    stratified = None
+    if flat is not None and not flat.time_column:
+        stratified = StratifiedOptions(
+            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
+        )
     data = prepare(
         frame,
-        list(FEATURE_NAMES),
+        [f.name for f in declared],
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=load_settings().horizon_days,
+        horizon_days=0 if flat is not None else load_settings().horizon_days,
+        features=declared,
+        stratified=stratified,
     )
-    context.log.info(f"time split: {data.window()}")
-    models = train_candidates(
-        data,
-        LogisticConfig(C=config.logistic.C, max_iter=config.logistic.max_iter),
-        LightGBMConfig(**config.lightgbm.model_dump()),
+    split_kind = data.window()["kind"]
+    context.log.info(f"{split_kind} split: {data.window()}")
+    logistic = LogisticConfig(C=config.logistic.C, max_iter=config.logistic.max_iter)
+    lightgbm = LightGBMConfig(**config.lightgbm.model_dump())
+    context.log.info(
+        f"training 2 candidates on {data.train.rows:,} rows, {len(data.specs)} features"
     )
+    models = train_candidates(data, logistic, lightgbm)
+    for name, model in models.items():
+        context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
     rows = [(name, f"{model.fit_seconds:.2f}") for name, model in models.items()]
-    return dg.Output(
-        {"data": data, "models": models},
-        metadata={
-            "split": dg.MetadataValue.json(data.window()),
-            "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
-            "features": len(data.specs),
-            "training_rows": data.train.rows,
-        },
-    )
+    metadata = {
+        "split": dg.MetadataValue.json(data.window()),
+        "split_kind": split_kind,
+        "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
+        "features": len(data.specs),
+        "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
+        "training_rows": data.train.rows,
+    }
+    if stratified is not None and stratified.cv_folds:
+        context.log.info(f"{stratified.cv_folds}-fold cross-validation ...")
+        cv = cross_validate(data, logistic, lightgbm, stratified.cv_folds, seed=stratified.seed)
+        metadata["cv_roc_auc"] = dg.MetadataValue.md(
+            markdown_table(
+                ["model", "mean", "std", "folds"],
+                [(n, float(np.mean(a)), float(np.std(a)), len(a)) for n, a in cv.items()],
+            )
+        )
+        metadata["cv_folds"] = stratified.cv_folds
+    return dg.Output({"data": data, "models": models}, metadata=metadata)
 
 
 def _image(png: bytes, title: str) -> str:
@@ -197,6 +224,11 @@ CREATE TABLE IF NOT EXISTS model_registry (
     fit_seconds DOUBLE, model_tag VARCHAR
 )
 """
+REGISTRY_INSERT_COLUMNS = (
+    "run_id, trained_at, candidate, is_winner, validation_auc, test_auc, test_metrics, "
+    "oracle_auc, gate_decision, gate_reason, training_window, data_fingerprint, fit_seconds"
+)
+"""Named, so the lifecycle columns ``churn.promotion`` adds (role, promoted_at, ...) stay NULL."""
 
 
 @dg.asset(
@@ -254,10 +286,12 @@ def model_evaluation(
     with warehouse.connect(context) as con, transaction(con):
         con.execute(REGISTRY_DDL)
         con.executemany(
-            "INSERT INTO model_registry VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            f"INSERT INTO model_registry ({REGISTRY_INSERT_COLUMNS}) VALUES "
+            f"({', '.join('?' * len(REGISTRY_INSERT_COLUMNS.split(',')))})",
             _registry_rows(context, evaluation, decision, data, models),
         )
     metadata = {
+        "split_kind": data.window()["kind"],
         "winner": evaluation.winner,
         "test_roc_auc": evaluation.winning.test["roc_auc"],
         "oracle_auc": evaluation.oracle_auc if evaluation.oracle_auc is not None else "n/a",
@@ -308,9 +342,17 @@ def _model_card(context, data, evaluation, decision) -> dict:
             "git_commit": _git_commit(),
             "dagster_run_id": context.run_id,
             "source": settings.source,
+            "split_kind": data.window()["kind"],
             "gate": decision.reason,
         },
     }
+
+
+class ChampionConfig(dg.Config):
+    promotion: str = ""
+    """``immediate`` (the gated winner becomes the champion) or ``challenger`` (it is saved as the
+    challenger, served in shadow/canary, and promoted only on realized results). Empty:
+    ``CHURN_PROMOTION``, default ``immediate``. See ``churn.roles``."""
 
 
 @dg.asset(
@@ -321,9 +363,12 @@ def _model_card(context, data, evaluation, decision) -> dict:
     **_model_spec_kwargs(),
 )
 def champion_model(
-    context: dg.AssetExecutionContext, model_evaluation: dict, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    model_evaluation: dict,
+    warehouse: WarehouseResource,
 ):
-    from churn import registry
+    from churn import promotion, roles
 
     data, evaluation = model_evaluation["data"], model_evaluation["evaluation"]
     decision = model_evaluation["decision"]
@@ -332,18 +377,23 @@ def champion_model(
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0
     )
-    tag = registry.save_model(
-        model, card, reference, labels={"kind": MODEL_KINDS[evaluation.winner]}
+    saved = roles.save_winner(
+        model,
+        card,
+        reference,
+        labels={"kind": MODEL_KINDS[evaluation.winner]},
+        policy=config.promotion.strip().lower() or roles.default_policy(),
     )
-    context.log.info(f"champion saved as {tag}")
+    context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
     with warehouse.connect(context) as con:
-        con.execute(
-            "UPDATE model_registry SET model_tag = ? WHERE run_id = ? AND is_winner",
-            [tag, context.run_id],
-        )
+        promotion.record_saved(con, context.run_id, saved)
     return dg.MaterializeResult(
         metadata={
-            "model_tag": tag,
+            "model_tag": saved.champion,  # what churn_bento packages as the champion
+            "saved_tag": saved.tag,
+            "role": saved.role,
+            "challenger_tag": saved.challenger or "none",
+            "promotion": saved.reason,
             "model_kind": evaluation.winner,
             "test_roc_auc": evaluation.winning.test["roc_auc"],
             "model_card": dg.MetadataValue.json(card),

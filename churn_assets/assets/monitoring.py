@@ -15,6 +15,7 @@ from churn.features import FEATURE_NAMES
 from churn_assets.assets.raw import WAREHOUSE_POOL
 from churn_assets.metadata import markdown_table
 from churn_assets.partitions import SINGLE_RUN
+from churn_assets.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
 
 REFRESH = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
@@ -107,7 +108,7 @@ def drift_report(
         current = con.execute(
             "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
         ).df()
-        traffic = _recent_traffic(con, config.traffic_days)
+        traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
     result, snapshot = drift.run_report(reference, current)
@@ -163,7 +164,7 @@ def drift_report(
     )
 
 
-def _recent_traffic(con, days: int):
+def _recent_traffic(con, days: int, feature_order=None):
     """Features of requests logged in the last ``days`` days (JSON expanded to columns)."""
     import json
 
@@ -171,14 +172,15 @@ def _recent_traffic(con, days: int):
 
     from churn.warehouse import table_exists
 
+    names = list(feature_order or FEATURE_NAMES)
     if not table_exists(con, "prediction_logs"):
-        return pd.DataFrame(columns=list(FEATURE_NAMES))
+        return pd.DataFrame(columns=names)
     rows = con.execute(
         "SELECT CAST(features AS VARCHAR) FROM prediction_logs "
         f"WHERE features IS NOT NULL AND logged_at >= now() - INTERVAL {int(days)} DAY"
     ).fetchall()
     frame = pd.DataFrame([json.loads(row[0]) for row in rows])
-    return frame[[c for c in FEATURE_NAMES if c in frame.columns]] if len(frame) else frame
+    return frame[[c for c in names if c in frame.columns]] if len(frame) else frame
 
 
 def _top_columns(result, limit: int = 12) -> str:
@@ -193,6 +195,10 @@ class PerformanceConfig(dg.Config):
     auc_tolerance: float = 0.05
     """model_performance_check warns when realized AUC is below the card's by more than this."""
     min_rows: int = 100
+    promotion_min_gain: float = 0.0
+    """challenger_promotion recommends promotion only when the paired-bootstrap interval of
+    (challenger AUC - champion AUC) lies entirely above this."""
+    bootstrap_samples: int = 1000
 
 
 @dg.asset(
@@ -207,7 +213,8 @@ class PerformanceConfig(dg.Config):
             asset="model_performance",
             description="Warns when realized AUC falls below the expected (card) AUC by more "
             "than auc_tolerance.",
-        )
+        ),
+        PROMOTION_CHECK_SPEC,
     ],
     automation_condition=REFRESH,
     **_kwargs(),
@@ -226,6 +233,13 @@ def model_performance(
             card = _card_for(version, champion)
             results.append(perf.realized("logged", version, y, scores, card))
         unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
+        comparisons, promotion_check = challenger_evaluation(
+            con,
+            champion,
+            min_rows=config.min_rows,
+            min_gain=config.promotion_min_gain,
+            n_boot=config.bootstrap_samples,
+        )
     if len(unseen):
         scores = champion.model.predict_proba(encode_frame(unseen, champion.model.specs))
         results.append(
@@ -243,6 +257,7 @@ def model_performance(
             "champion": champion.tag,
             "evaluations": dg.MetadataValue.md(table if results else "no matured scored rows yet"),
             "results": dg.MetadataValue.json([r.to_dict() for r in results]),
+            "challenger_comparisons": dg.MetadataValue.json([c.to_dict() for c in comparisons]),
         }
     )
     yield dg.AssetCheckResult(
@@ -260,6 +275,7 @@ def model_performance(
         ),
         metadata={"evaluations": len(judged), "degraded": len(degraded)},
     )
+    yield promotion_check
 
 
 def _card_for(version: str, champion) -> dict | None:

@@ -1,0 +1,211 @@
+"""Per-caller rate limits: a token bucket per API key, as ASGI middleware.
+
+Configuration (environment, read once when the app is built; unset = no limits):
+
+* ``CHURN_RATE_LIMIT`` — ``<n>/s``, ``<n>/m`` or ``<n>/h`` (e.g. ``100/s``): the sustained rate.
+* ``CHURN_RATE_BURST`` — bucket size, i.e. how many requests may arrive at once after a quiet
+  spell; default: one second's worth of the rate (at least 1).
+* ``CHURN_RATE_LIMIT_KEYS`` — optional per-key overrides, ``<key>=<rate>[:<burst>]`` separated by
+  commas, e.g. ``batch-job=1000/s:2000,partner=5/s``. Keys are compared by SHA-256 digest and never
+  logged.
+
+Who is a caller: with ``CHURN_API_KEYS`` set, the bearer key (this middleware sits *inside*
+``ApiKeyMiddleware``, so only valid keys get here; unauthenticated requests were already refused
+with 401). With authentication off, the client address (``scope["client"]``): behind a proxy that
+is the proxy, so set keys when the service is shared.
+
+A request over its limit gets **429** with ``Retry-After`` (whole seconds until a token is back)
+and the usual JSON error body, before the body is read or any model runs: no prediction-log row.
+Health, readiness, metrics and the OpenAPI document (``serving.auth.OPEN_PATHS``) are never limited.
+One bucket lookup and a little arithmetic per request, in the event loop (no lock needed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token, configured_keys
+
+RATE_ENV = "CHURN_RATE_LIMIT"
+BURST_ENV = "CHURN_RATE_BURST"
+PER_KEY_ENV = "CHURN_RATE_LIMIT_KEYS"
+MAX_BUCKETS = 100_000
+"""Callers tracked at once; beyond it, idle (full) buckets are forgotten: they start full anyway."""
+_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
+_UNITS |= {"h": 3600.0, "hour": 3600.0}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
+
+
+class RateLimitConfigError(ValueError):
+    """A malformed limit: raised when the app is built, so a typo stops startup."""
+
+
+@dataclass(frozen=True)
+class Limit:
+    rate: float
+    """Tokens per second."""
+    burst: float
+
+    def describe(self) -> str:
+        return f"{self.rate:g}/s, burst {self.burst:g}"
+
+
+def parse_rate(text: str) -> float:
+    match = _RATE.match(text.lower())
+    if not match or match.group(2) not in _UNITS:
+        raise RateLimitConfigError(f"rate {text!r}: expected '<n>/s', '<n>/m' or '<n>/h'")
+    rate = float(match.group(1)) / _UNITS[match.group(2)]
+    if rate <= 0:
+        raise RateLimitConfigError(f"rate {text!r} must be positive")
+    return rate
+
+
+def parse_limit(text: str, burst: str | None = None) -> Limit:
+    """``100/s`` (+ optional burst) -> :class:`Limit`; default burst: one second's worth."""
+    rate = parse_rate(text)
+    size = float(burst) if burst not in (None, "") else max(1.0, math.ceil(rate))
+    if size < 1:
+        raise RateLimitConfigError(f"burst {burst!r} must be at least 1")
+    return Limit(rate, size)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    default: Limit | None
+    per_key: dict[bytes, Limit]
+    """SHA-256 of the key -> its limit."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.default is not None or bool(self.per_key)
+
+
+def configured_limits(env: Mapping[str, str] | None = None) -> RateLimits:
+    env = os.environ if env is None else env
+    rate = (env.get(RATE_ENV) or "").strip()
+    default = parse_limit(rate, (env.get(BURST_ENV) or "").strip() or None) if rate else None
+    per_key: dict[bytes, Limit] = {}
+    for item in (env.get(PER_KEY_ENV) or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, spec = item.strip().rpartition("=")
+        if not sep or not key:
+            raise RateLimitConfigError(f"{PER_KEY_ENV}: expected '<key>=<rate>[:<burst>]' items")
+        rate_text, _, burst = spec.partition(":")
+        per_key[_digest(key.strip().encode())] = parse_limit(rate_text, burst or None)
+    return RateLimits(default, per_key)
+
+
+def _digest(key: bytes) -> bytes:
+    return hashlib.sha256(key).digest()
+
+
+class TokenBucket:
+    __slots__ = ("tokens", "updated")
+
+    def __init__(self, tokens: float, now: float) -> None:
+        self.tokens = tokens
+        self.updated = now
+
+    def take(self, limit: Limit, now: float) -> float:
+        """Take one token; returns 0 when granted, else the seconds until one is available."""
+        self.tokens = min(limit.burst, self.tokens + (now - self.updated) * limit.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / limit.rate
+
+
+class RateLimitMiddleware:
+    """429 + ``Retry-After`` for callers over their token bucket; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        limits: RateLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.limits = configured_limits() if limits is None else limits
+        self.clock = clock
+        self.buckets: dict[bytes, TokenBucket] = {}
+        self.limited = 0
+
+    def caller(self, scope: Scope) -> bytes:
+        if configured_keys():
+            token = bearer_token(scope)
+            if token is not None:
+                return b"key:" + _digest(token)
+        client = scope.get("client") or ("unknown", 0)
+        return b"addr:" + str(client[0]).encode()
+
+    def limit_for(self, caller: bytes) -> Limit | None:
+        if caller.startswith(b"key:"):
+            override = self.limits.per_key.get(caller[4:])
+            if override is not None:
+                return override
+        return self.limits.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.limits.enabled or scope["type"] != "http" or _is_open(scope.get("path", "")):
+            await self.app(scope, receive, send)
+            return
+        caller = self.caller(scope)
+        limit = self.limit_for(caller)
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        now = self.clock()
+        bucket = self.buckets.get(caller)
+        if bucket is None:
+            if len(self.buckets) >= MAX_BUCKETS:
+                self._forget_idle(now)
+            bucket = self.buckets[caller] = TokenBucket(limit.burst, now)
+        wait = bucket.take(limit, now)
+        if wait == 0.0:
+            await self.app(scope, receive, send)
+            return
+        self.limited += 1
+        await _too_many(send, wait, limit)
+
+    def _forget_idle(self, now: float) -> None:
+        for caller, bucket in list(self.buckets.items()):
+            limit = self.limit_for(caller)
+            if limit is None or bucket.tokens + (now - bucket.updated) * limit.rate >= limit.burst:
+                del self.buckets[caller]
+
+
+async def _too_many(send: Send, wait: float, limit: Limit) -> None:
+    retry_after = max(1, math.ceil(wait))
+    body = json.dumps(
+        {
+            "error": "rate limit exceeded",
+            "detail": [
+                {
+                    "type": "rate_limited",
+                    "loc": ["header", "Authorization"],
+                    "msg": f"at most {limit.describe()} per caller; retry in {retry_after} s",
+                }
+            ],
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 429,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
