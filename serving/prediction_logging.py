@@ -23,8 +23,8 @@ def prediction_log_folder() -> Path:
     return Path(os.environ.get("CHURN_HOME") or DEFAULT_CHURN_HOME).resolve() / "prediction_logs"
 
 
-def open_writer() -> PredictionLogWriter:
-    return PredictionLogWriter(prediction_log_folder())
+def open_writer(flush_seconds: float = 1.0) -> PredictionLogWriter:
+    return PredictionLogWriter(prediction_log_folder(), flush_seconds=flush_seconds)
 
 
 def prediction_records(

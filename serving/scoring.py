@@ -71,23 +71,28 @@ class Scorer:
         tiers = assign_tiers(probabilities, self.tier_cuts).tolist()
         top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_REASONS]
         names = self.feature_order
+        # Python scalars once per batch: indexing numpy arrays element by element costs ~10x more.
+        top_contributions = np.take_along_axis(contributions, top, axis=1).tolist()
+        top_list = top.tolist()
+        probability_list = probabilities.tolist()
+        label_list = labels.tolist()
         scores = []
         for i, customer_id in enumerate(customer_ids):
             record = records[i]
             scores.append(
                 {
                     "customer_id": customer_id,
-                    "churn_probability": float(probabilities[i]),
-                    "churn_label": int(labels[i]),
+                    "churn_probability": probability_list[i],
+                    "churn_label": label_list[i],
                     "threshold": threshold,
                     "risk_tier": tiers[i],
                     "reasons": [
                         {
                             "feature": names[j],
                             "value": record.get(names[j]),
-                            "contribution": float(contributions[i, j]),
+                            "contribution": contribution,
                         }
-                        for j in top[i]
+                        for j, contribution in zip(top_list[i], top_contributions[i], strict=True)
                     ],
                     "model_version": self.model_version,
                     "feature_order": names,

@@ -7,6 +7,10 @@ not a hand-written copy. Which model: the Bento's ``model_tag`` build argument, 
 ``CHURN_MODEL_TAG``, else ``churn_model:latest``, resolved to its exact version so the card and
 the packaged model cannot disagree.
 
+A challenger may be packaged beside the champion (``challenger_tag`` build argument, else
+``CHURN_CHALLENGER_TAG``); ``CHURN_SERVING_MODE`` (shadow / canary / off) decides who answers
+(``serving.challenger``). Per-caller rate limits: ``serving.ratelimit``.
+
 Errors: schema violations are BentoML's 400 with a ``detail`` list whose ``loc`` names the field
 (kept rather than remapped to 422 so every refusal, ours included, has one status and shape);
 a missing API key is 401 (``serving.auth``); an oversized body 413 (``serving.limits``). A model
@@ -23,6 +27,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gc
 import logging
+import sys
 import uuid
 from datetime import date
 from pathlib import Path
@@ -34,16 +39,31 @@ from pydantic import BaseModel, ValidationError
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
 from serving.auth import ApiKeyMiddleware
+from serving.challenger import (
+    Router,
+    check_compatible,
+    load_scorer,
+    model_summary,
+    resolve_challenger_tag,
+    serving_mode,
+)
 from serving.errors import invalid_request
 from serving.events import OnlineFeatures, observation_date_of
 from serving.limits import BodyLimitMiddleware
-from serving.prediction_logging import open_writer, prediction_records
+from serving.prediction_logging import open_writer
+from serving.ratelimit import RateLimitMiddleware
 from serving.schemas import MAX_BATCH_SIZE, ModelRequest, Score, ScoreBatchResponse, build_schemas
 from serving.scoring import Scorer
 
 logger = logging.getLogger("churn.serving")
 
 MODEL_TAG_ENV = "CHURN_MODEL_TAG"
+PREDICTION_LOG_FLUSH_SECONDS = 0.05
+"""The log writer's thread serializes what piled up since its last flush while holding the GIL:
+at 1 s that was ~30 ms of JSON at 2,000 req/s, and requests arriving meanwhile waited a GIL
+switch interval (5 ms) or more, which set the p99. Every 50 ms it is ~1.5 ms at a time."""
+GIL_SWITCH_SECONDS = 0.001
+"""How long the log thread may hold the GIL before a waiting request gets it (Python's 5 ms)."""
 
 
 class ServiceArguments(BaseModel):
@@ -52,6 +72,8 @@ class ServiceArguments(BaseModel):
     directory, so without the pin a Bento would pick up whatever ``latest`` is when it starts."""
 
     model_tag: str | None = None
+    challenger_tag: str | None = None
+    """The challenger packaged next to the champion, or ``none`` (``serving.challenger``)."""
 
 
 def model_tag() -> str:
@@ -66,18 +88,34 @@ SCHEMAS = build_schemas(CARD, specs_from_dicts(CARD["feature_schema"]))
 ScoreRequest = SCHEMAS.score_request
 ScoreBatchRequest = SCHEMAS.batch_request
 ScoreEventsRequest = SCHEMAS.events_request
+CHALLENGER_TAG = resolve_challenger_tag(bentoml.use_arguments(ServiceArguments).challenger_tag)
+CHALLENGER_CARD = registry.read_card(registry.locate(CHALLENGER_TAG)[1]) if CHALLENGER_TAG else None
+if CHALLENGER_CARD is not None:
+    check_compatible(CARD, CHALLENGER_CARD)
+SERVING_MODE = serving_mode(CHALLENGER_TAG is not None)  # a bad setting stops startup here
 
 
 @bentoml.service(
     name="churn_service",
     workers=1,
     traffic={"timeout": 30},
-    labels={"model": MODEL_TAG, "max_batch_size": str(MAX_BATCH_SIZE)},
+    # Per-request framework work on the hot route (docs/performance.md): OpenTelemetry spans on
+    # /score were ~45% of its CPU with no exporter configured (the default), the access log line
+    # ~10%; every scored row is in the prediction log anyway. HTTP metrics stay on (/metrics).
+    logging={"access": {"enabled": False}},
+    tracing={"excluded_urls": ["/score$"]},
+    labels={
+        "model": MODEL_TAG,
+        "challenger": CHALLENGER_TAG or "none",
+        "max_batch_size": str(MAX_BATCH_SIZE),
+    },
 )
 class ChurnService:
     """Churn scores for one customer, a batch, or a raw history; answers carry their reasons."""
 
     champion = bentoml.models.BentoModel(MODEL_TAG)
+    if CHALLENGER_TAG is not None:
+        challenger = bentoml.models.BentoModel(CHALLENGER_TAG)
 
     def __init__(self) -> None:
         stored = self.champion
@@ -88,15 +126,26 @@ class ChurnService:
         self.card = {"model_tag": loaded.tag, "model_version": loaded.version, **loaded.card}
         self.scorer = Scorer(loaded.model, loaded.card, loaded.version)
         self.online_features = OnlineFeatures()
-        self.prediction_log = open_writer()
+        self.prediction_log = open_writer(PREDICTION_LOG_FLUSH_SECONDS)
+        challenger_scorer = None
+        models = [model_summary("champion", loaded.tag, loaded.card)]
+        if CHALLENGER_TAG is not None:
+            stored_challenger = self.challenger
+            challenger, challenger_scorer = load_scorer(
+                str(stored_challenger.tag), stored_challenger.path
+            )
+            models.append(model_summary("challenger", challenger.tag, challenger.card))
+        self.router = Router(self.scorer, challenger_scorer, SERVING_MODE, self.prediction_log)
+        self.card["models"] = models
         # Everything loaded so far lives as long as the worker: freezing it keeps the cyclic
         # collector from rescanning it, which showed up as ~200 ms stalls in the p99.
         gc.collect()
         gc.freeze()
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         logger.info("churn_service ready with %s (%s)", loaded.tag, loaded.model.kind)
 
     @bentoml.api(route="/score")
-    def score(self, request: ScoreRequest, /) -> Score:  # type: ignore[valid-type]
+    async def score(self, request: ScoreRequest, /) -> Score:  # type: ignore[valid-type]
         """Score one customer from their feature values."""
         features = request.features.model_dump()
         return self._score("/score", [request.customer_id], [features], request.threshold)[0]
@@ -140,11 +189,12 @@ class ChurnService:
     @bentoml.api(route="/model")
     def model(self, request: ModelRequest, /) -> dict[str, Any]:
         """The packaged model's card: version, training window, metrics, thresholds, schema."""
-        return self.card
+        return self.card | self.router.describe()
 
     @bentoml.on_shutdown
     def close(self) -> None:
         """Publish the open prediction log file so the monitoring pipeline can ingest it."""
+        self.router.close()  # scores and logs what the shadow still holds
         self.prediction_log.close()
         self.online_features.close()
 
@@ -156,21 +206,10 @@ class ChurnService:
         threshold: float | None,
         observation_date: date | None = None,
     ) -> list[Score]:
-        scored = self.scorer.score(customer_ids, features, threshold)
-        used_threshold = scored.scores[0]["threshold"]
-        self.prediction_log.write(
-            prediction_records(
-                uuid.uuid4().hex,
-                route,
-                self.scorer.model_version,
-                customer_ids,
-                features,
-                scored,
-                used_threshold,
-                observation_date,
-            )
+        scores = self.router.score(
+            uuid.uuid4().hex, route, customer_ids, features, threshold, observation_date
         )
-        return [Score.model_validate(score) for score in scored.scores]
+        return [Score.model_validate(score) for score in scores]
 
 
 def _check_history(request: Any, customer_id: str, observation_date: date) -> None:
@@ -196,4 +235,5 @@ def _check_history(request: Any, customer_id: str, observation_date: date) -> No
 
 # Starlette runs the first-added middleware outermost: keys are checked before a body is read.
 ChurnService.add_asgi_middleware(ApiKeyMiddleware)
+ChurnService.add_asgi_middleware(RateLimitMiddleware)  # inside auth: limits are per valid key
 ChurnService.add_asgi_middleware(BodyLimitMiddleware)

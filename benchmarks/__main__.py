@@ -1,0 +1,278 @@
+"""``make bench`` / ``python -m benchmarks``: every figure of docs/performance.md, with ratios.
+
+1. ``make pipeline`` end to end on the default synthetic data, into a temporary home (its step
+   times give training, the drift report and the default-size feature build). The Bento it
+   builds is the one the serving benchmarks serve.
+2. Generator rows/s; the customer_features SQL at 10k and 100k customers x 12 months, with and
+   without its leakage check.
+3. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
+   at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
+
+Durations: ``BENCH_SECONDS`` (default 20) of load per system and concurrency, cut into
+``BENCH_SLICES`` (default 4) slices that alternate between the systems. ``--quick`` runs 4 s in
+2 slices and the feature build at 10k only (a smoke test of the suite, not a measurement).
+``--home DIR`` reuses (or creates) a benchmark home; with a Bento already in it the pipeline is
+not re-run. Results: a table on stdout and JSON in ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from benchmarks import pipeline, serving
+from benchmarks.servers import REPO_ROOT
+
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+
+TARGETS = {
+    "score_c8_vs_bare": 0.5,
+    "score_c8_vs_fastapi": 2.0,
+    "score_c1_p99_ms": 3.0,
+    "score_max_ms": 50.0,
+    "batch_rows_per_second": 150_000,
+    "events_p50_ms": 10.0,
+    "features_100k_seconds": 60.0,
+    "make_pipeline_seconds": 180.0,
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short smoke run of every figure")
+    parser.add_argument("--home", type=Path, default=None, help="benchmark home to (re)use")
+    parser.add_argument("--skip-pipeline", action="store_true", help="no generator/feature runs")
+    parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    return parser.parse_args(argv)
+
+
+def _has_bento(env: dict[str, str]) -> str | None:
+    """The newest churn_service Bento's model tag in this home's store, if any."""
+    import subprocess
+
+    listing = subprocess.run(
+        [str(Path(sys.executable).parent / "bentoml"), "list", "churn_service", "-o", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        bentos = json.loads(listing.stdout or "[]")
+    except json.JSONDecodeError:
+        return None
+    return bentos[0]["tag"] if bentos else None
+
+
+def _champion_tag(env: dict[str, str]) -> str:
+    import subprocess
+
+    code = "from churn import registry; print(registry.latest_tag())"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    seconds = float(os.environ.get("BENCH_SECONDS", 4 if args.quick else 20))
+    slices = int(os.environ.get("BENCH_SLICES", 2 if args.quick else 4))
+    feature_sizes = [10_000] if args.quick else [10_000, 100_000]
+    generator_size = 10_000 if args.quick else 100_000
+    scratch = Path(tempfile.mkdtemp(prefix="churn-bench-"))
+    home = args.home.resolve() if args.home else scratch / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = pipeline.home_env(home)
+    started = datetime.now(UTC)
+    results: dict = {
+        "started": started.isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_average_at_start": list(os.getloadavg()),
+        },
+        "targets": TARGETS,
+    }
+    try:
+        bento = _has_bento(env)
+        if bento is None:
+            _say(f"make pipeline on the default data into {home} (builds the Bento) ...")
+            results["make_pipeline"] = pipeline.make_pipeline(home)
+            bento = _has_bento(env)
+        else:
+            _say(f"reusing {bento} in {home}: make pipeline not re-run")
+        results["bento"] = bento
+        if not args.skip_pipeline:
+            _say(f"generator: {generator_size:,} customers x 12 months ...")
+            results["generator"] = _guarded(
+                results, "generator", pipeline.generator, generator_size, 12
+            )
+            results["features"] = {}
+            for size in feature_sizes:
+                _say(f"features: {size:,} customers x 12 months ...")
+                figures = _guarded(
+                    results, f"features_{size}", pipeline.features, size, 12, scratch
+                )
+                if figures:
+                    results["features"][str(size)] = figures
+        if not args.skip_serving:
+            _say(f"serving: {seconds:g} s per cell in {slices} alternating slices ...")
+            settings = {
+                "seconds": seconds,
+                "slices": slices,
+                "driver": args.driver,
+                "concurrency": args.concurrency,
+            }
+            results["serving"] = serving.run(
+                env, _champion_tag(env), home / "warehouse.duckdb", scratch, settings
+            )
+    finally:
+        results["load_average_at_end"] = list(os.getloadavg())
+        results["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = started.strftime("%Y%m%dT%H%M%SZ")
+        out = RESULTS / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        if args.home is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    print(render(results))
+    print(f"\nJSON: {out.relative_to(REPO_ROOT)}")
+    return 0
+
+
+def _guarded(results: dict, name: str, function, *args):
+    """Run one measurement; a failure is recorded and reported, and the suite goes on."""
+    try:
+        return function(*args)
+    except Exception as error:  # reported in the table and the JSON; the suite goes on
+        results.setdefault("errors", {})[name] = str(error)
+        _say(f"{name} failed: {error}")
+        return None
+
+
+def _say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _check(value: float | None, target: float, higher_is_better: bool) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= target if higher_is_better else value <= target
+    return "ok" if ok else "MISSED"
+
+
+def render(results: dict) -> str:
+    """The table: every figure, its ratio or target, and whether the target is met."""
+    lines: list[str] = []
+    add = lines.append
+    serving_results = results.get("serving")
+    if serving_results:
+        add(
+            f"\n/score, one worker (load: {serving_results['driver']}, "
+            f"{serving_results['seconds_per_cell']:g} s per cell in "
+            f"{serving_results['slices']} alternating slices; medians)"
+        )
+        add(
+            f"{'system':36} {'conc':>4} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+            f"{'max ms':>8} {'RSS MiB':>8} {'vs bare':>8} {'vs c':>6} {'err':>4}"
+        )
+        for concurrency, cells in serving_results["score"].items():
+            bare = cells["bare"]["requests_per_second"]
+            typical = cells["fastapi"]["requests_per_second"]
+            for name in serving.SYSTEMS:
+                cell = cells[name]
+                rps = cell["requests_per_second"]
+                add(
+                    f"{serving.LABELS[name]:36} {concurrency:>4} {rps:>8.0f} "
+                    f"{cell['p50_ms']:>8.2f} {cell['p99_ms']:>8.2f} {cell['max_ms']:>8.1f} "
+                    f"{cell['rss_mib']:>8.0f} {rps / bare:>8.2f} {rps / typical:>6.1f} "
+                    f"{cell['errors']:>4}"
+                )
+        add("")
+        add(f"{'target':52} {'measured':>12} {'target':>10} {'':>7}")
+        cells8 = serving_results["score"].get("8")
+        if cells8:
+            vs_bare = cells8["bento"]["requests_per_second"] / cells8["bare"]["requests_per_second"]
+            vs_c = cells8["bento"]["requests_per_second"] / cells8["fastapi"]["requests_per_second"]
+            add(_row("/score c=8 Bento / bare (x)", vs_bare, TARGETS["score_c8_vs_bare"], True))
+            add(_row("/score c=8 Bento / FastAPI+pandas (x)", vs_c, 2.0, True))
+        cells1 = serving_results["score"].get("1")
+        if cells1:
+            add(_row("/score c=1 Bento p99 (ms)", cells1["bento"]["p99_ms"], 3.0, False))
+            add(_row("/score c=1 Bento max (ms)", cells1["bento"]["max_ms"], 50.0, False))
+        batch = serving_results.get("score_batch", {})
+        if "bento" in batch:
+            add(
+                _row(
+                    "/score_batch Bento rows/s (1000/request)",
+                    batch["bento"]["rows_per_second"],
+                    TARGETS["batch_rows_per_second"],
+                    True,
+                )
+            )
+            add(f"{'  (bare app, same batches)':52} {batch['bare']['rows_per_second']:>12,.0f}")
+        events = serving_results.get("score_events")
+        if events:
+            add(_row("/score_events p50 (ms), 1000 events", events["p50_ms"], 10.0, False))
+            add(f"{'  p99 / max (ms)':52} {events['p99_ms']:>12.1f} {events['max_ms']:>10.1f}")
+    make = results.get("make_pipeline")
+    if make:
+        add(_row("make pipeline, default data, end to end (s)", make["seconds"], 180.0, False))
+        for step in ("raw_tables", "customer_features", "candidate_models", "drift_report"):
+            if step in make["steps"]:
+                add(f"{'  step ' + step + ' (s)':52} {make['steps'][step]:>12.1f}")
+    generator = results.get("generator")
+    if generator:
+        label = f"generator rows/s ({generator['customers']:,} customers x 12 months)"
+        add(
+            f"{label:52} {generator['rows_per_second']:>12,.0f}   ({generator['rows']:,} rows "
+            f"in {generator['seconds']:.1f} s)"
+        )
+    for size, figures in (results.get("features") or {}).items():
+        label = f"features {int(size):,} x 12: SQL only (s)"
+        target = TARGETS["features_100k_seconds"] if size == "100000" else None
+        if target:
+            add(_row(label, figures["feature_sql_seconds"], target, False))
+        else:
+            add(f"{label:52} {figures['feature_sql_seconds']:>12.1f}")
+        add(f"{'  + leakage check (s)':52} {figures['leakage_check_seconds']:>12.1f}")
+        step = figures["asset_step_seconds"]
+        add(f"{'  customer_features asset step (s)':52} {step if step else 'failed':>12}")
+        add(f"{'  snapshot rows':52} {figures['snapshot_rows']:>12,}")
+        if figures.get("materialize_error"):
+            add(f"  materialize FAILED: {figures['materialize_error'][-300:]}")
+    for name, error in (results.get("errors") or {}).items():
+        add(f"FAILED {name}: {error}")
+    add(
+        f"\nload average at start / end: {results['machine']['load_average_at_start'][0]:.1f} / "
+        f"{results['load_average_at_end'][0]:.1f}; total {results['seconds']:.0f} s"
+    )
+    return "\n".join(lines)
+
+
+def _row(label: str, value: float, target: float, higher_is_better: bool) -> str:
+    sign = ">=" if higher_is_better else "<="
+    shown = f"{value:,.2f}" if value < 1000 else f"{value:,.0f}"
+    target_shown = f"{target:,.2f}" if target < 1000 else f"{target:,.0f}"
+    return (
+        f"{label:52} {shown:>12} {sign + ' ' + target_shown:>10} "
+        f"{_check(value, target, higher_is_better):>7}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Pipeline figures: ``make pipeline`` end to end (with its per-step times), generator rows/s,
+and the customer_features SQL at two sizes, with and without its leakage check.
+
+Every run uses its own temporary CHURN_HOME / DAGSTER_HOME / BENTOML_HOME, never ``./data``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+from benchmarks.servers import REPO_ROOT
+
+STEP_LINE = re.compile(r'Finished execution of step "([^"]+)" in ([0-9.]+)(ms|s|m)\b')
+_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0}
+STAGED = ("customers", "events", "payments", "tickets", "cancellations")
+
+
+def home_env(home: Path, **extra: str) -> dict[str, str]:
+    """An environment whose every piece of state lives under ``home``."""
+    dagster_home = home / "dagster_home"
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "config" / "dagster.yaml", dagster_home / "dagster.yaml")
+    bin_dir = str(Path(sys.executable).parent)
+    env = os.environ | {
+        "CHURN_HOME": str(home),
+        "DAGSTER_HOME": str(dagster_home),
+        "BENTOML_HOME": str(home / "bentoml"),
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CHURN_SOURCE": "synthetic",
+    }
+    for name in ("CHURN_CUSTOMERS", "CHURN_MONTHS", "CHURN_SEED", "CHURN_START_DATE"):
+        env.pop(name, None)
+    return env | extra
+
+
+def step_seconds(log: str) -> dict[str, float]:
+    return {m[1]: round(float(m[2]) * _UNIT[m[3]], 2) for m in STEP_LINE.finditer(log)}
+
+
+def _run(command: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[float, str]:
+    started = time.perf_counter()
+    completed = subprocess.run(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    seconds = time.perf_counter() - started
+    output = completed.stdout + completed.stderr
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(output)
+    if completed.returncode != 0:
+        lines = output.splitlines()
+        errors = [
+            f"{x.strip()} {lines[i + 1].strip() if i + 1 < len(lines) else ''}"
+            for i, x in enumerate(lines)
+            if "Error" in x and "Warning" not in x and "raise " not in x
+        ]
+        raise RuntimeError(
+            f"{command[0]} ... failed ({completed.returncode}): {' | '.join(errors[-2:])}"
+        )
+    return seconds, output
+
+
+def make_pipeline(home: Path) -> dict:
+    """``make pipeline`` on the default synthetic data into ``home``: wall time (imports
+    included) and the Dagster step times."""
+    env = home_env(home)
+    if shutil.which("make"):
+        command = ["make", "--no-print-directory", "pipeline"]
+    else:
+        command = [sys.executable, "-m", "churn_assets.pipeline"]
+    seconds, output = _run(command, env, home / "make_pipeline.log", timeout=1800)
+    return {
+        "command": " ".join(command),
+        "seconds": round(seconds, 1),
+        "steps": step_seconds(output),
+    }
+
+
+def generator(customers: int, months: int) -> dict:
+    """Rows of the five raw tables written per second (simulation + Parquet), in process."""
+    from churn.synthetic.generator import GeneratorConfig, generate
+
+    with tempfile.TemporaryDirectory(prefix="churn-bench-gen-") as folder:
+        config = GeneratorConfig(customers=customers, months=months)
+        summary = generate(config, Path(folder) / "raw", Path(folder) / "truth")
+    rows = sum(n for name, n in summary.rows.items() if name != "truth")
+    return {
+        "customers": customers,
+        "months": months,
+        "rows": rows,
+        "rows_by_table": summary.rows,
+        "seconds": round(summary.seconds, 2),
+        "rows_per_second": round(rows / summary.seconds),
+    }
+
+
+def features(customers: int, months: int, workdir: Path) -> dict:
+    """Materialize everything upstream of customer_features (and it) at this size, then time
+    the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
+    import duckdb
+
+    from churn.features import SourceTables, feature_sql, leakage_differences
+    from churn.settings import load_settings
+    from churn_assets.partitions import partition_range_argument
+    from churn_assets.pipeline import IN_PROCESS
+
+    home = workdir / f"features-{customers}"
+    env = home_env(home, CHURN_CUSTOMERS=str(customers), CHURN_MONTHS=str(months))
+    import json
+
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "--select",
+        # Staging is one multi-asset per table (stg_x + stg_x_rejects), which Dagster cannot
+        # subset: select every rejects table (and so every raw table) too.
+        ",".join(["*customer_features", *(f"*stg_{t}_rejects" for t in STAGED)]),
+        "--partition-range",
+        partition_range_argument(load_settings(env)),
+        "-m",
+        "churn_assets.definitions",
+        "--config-json",
+        json.dumps(IN_PROCESS),
+    ]
+    materialize_error = None
+    try:
+        seconds, output = _run(command, env, home / "materialize.log", timeout=3600)
+    except RuntimeError as error:
+        # A failed blocking check still leaves the warehouse (staging, snapshots, features) in
+        # place: time the SQL anyway and report the failure next to the figures.
+        materialize_error, seconds = str(error), float("nan")
+        output = (home / "materialize.log").read_text()
+    steps = step_seconds(output)
+    con = duckdb.connect(str(home / "warehouse.duckdb"))
+    try:
+        snapshot_rows = con.execute("SELECT count(*) FROM customer_snapshots").fetchone()[0]
+        dates = [
+            d.isoformat() if isinstance(d, date) else str(d)
+            for (d,) in con.execute(
+                "SELECT DISTINCT observation_date FROM customer_features ORDER BY 1"
+            ).fetchall()
+        ]
+        started = time.perf_counter()
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE _bench_features AS {feature_sql(SourceTables())}"
+        )
+        sql_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        leaking = sum(leakage_differences(con, d, sample_size=300) for d in dates)
+        leakage_seconds = time.perf_counter() - started
+    finally:
+        con.close()
+    shutil.rmtree(home, ignore_errors=True)
+    return {
+        "customers": customers,
+        "months": months,
+        "snapshot_rows": snapshot_rows,
+        "feature_sql_seconds": round(sql_seconds, 2),
+        "leakage_check_seconds": round(leakage_seconds, 2),
+        "leakage_rows_differing": leaking,
+        "asset_step_seconds": steps.get("customer_features"),
+        "upstream_materialize_seconds": round(seconds, 1),
+        "materialize_error": materialize_error,
+        "steps": steps,
+    }
