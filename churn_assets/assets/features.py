@@ -59,9 +59,14 @@ def _rows_per_date(con, table: str, start: str, end: str) -> dict[str, int]:
 
 
 def _replace_window(con, table: str, new_rows: str, start: str, end: str) -> None:
-    """Swap the window's rows of ``table`` for the temp table ``new_rows`` atomically."""
+    """Swap the window's rows of ``table`` for the temp table ``new_rows`` atomically.
+
+    The empty table is created before the transaction on purpose: with DuckDB 2.0, a table
+    created and bulk-filled (~700k rows) in one transaction scans as empty on the same
+    connection afterwards (counts are right, rows are missing), which broke the checks below.
+    """
+    con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {new_rows} LIMIT 0")
     with transaction(con):
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {new_rows} LIMIT 0")
         con.execute(f"DELETE FROM {table} WHERE {_in_window(start, end)}")
         con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {new_rows}")
         con.execute(f"DROP TABLE {new_rows}")
