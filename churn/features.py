@@ -86,6 +86,18 @@ FEATURES: tuple[Feature, ...] = (
         "Exponentially weighted events per day, half-life 30 days: the slower usage habit.",
     ),
     _ratio(
+        "sessions_ewm_7d",
+        "Exponentially weighted sessions per day, half-life 7 days: the current session habit.",
+    ),
+    _ratio(
+        "sessions_ewm_30d",
+        "Exponentially weighted sessions per day, half-life 30 days: the slower session habit.",
+    ),
+    _ratio(
+        "lifetime_sessions_per_day",
+        "Sessions per day since the customer's first recorded event: their own usual habit.",
+    ),
+    _ratio(
         "lifetime_events_per_day",
         "Events per day since the customer's first recorded event: their own usual level.",
     ),
@@ -166,6 +178,10 @@ usage AS (
             AS BIGINT)) AS weighted_events_7d,
         sum(d.n_events * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 30.0))
             AS BIGINT)) AS weighted_events_30d,
+        sum(d.n_sessions * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 7.0))
+            AS BIGINT)) AS weighted_sessions_7d,
+        sum(d.n_sessions * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 30.0))
+            AS BIGINT)) AS weighted_sessions_30d,
         sum(d.milliseconds) FILTER (WHERE d.day >= s.observation_date - 30) AS milliseconds_30d
     FROM snap s
     JOIN daily d ON d.customer_id = s.customer_id
@@ -178,13 +194,16 @@ history AS (
     -- first_day is the earliest day overall, which is never after any day before T.
     SELECT customer_id, day,
         sum(n_events) OVER (PARTITION BY customer_id ORDER BY day) AS cumulative_events,
+        sum(n_sessions) OVER (PARTITION BY customer_id ORDER BY day) AS cumulative_sessions,
         min(day) OVER (PARTITION BY customer_id) AS first_day
     FROM daily
 ),
 last_activity AS (
     SELECT s.customer_id, s.observation_date, h.day AS last_event_day,
         h.cumulative_events / greatest(date_diff('day', h.first_day, s.observation_date), 1)
-            AS lifetime_rate
+            AS lifetime_rate,
+        h.cumulative_sessions / greatest(date_diff('day', h.first_day, s.observation_date), 1)
+            AS lifetime_session_rate
     FROM snap s
     ASOF LEFT JOIN history h ON h.customer_id = s.customer_id AND s.observation_date > h.day
 ),
@@ -277,6 +296,9 @@ SELECT
     -- Divided by the sum of the weights over days 1..90 (10.1 and 43.3): events per day.
     CAST(coalesce(u.weighted_events_7d, 0) / 1000.0 / 10.1 AS DOUBLE) AS events_ewm_7d,
     CAST(coalesce(u.weighted_events_30d, 0) / 1000.0 / 43.3 AS DOUBLE) AS events_ewm_30d,
+    CAST(coalesce(u.weighted_sessions_7d, 0) / 1000.0 / 10.1 AS DOUBLE) AS sessions_ewm_7d,
+    CAST(coalesce(u.weighted_sessions_30d, 0) / 1000.0 / 43.3 AS DOUBLE) AS sessions_ewm_30d,
+    CAST(coalesce(l.lifetime_session_rate, 0) AS DOUBLE) AS lifetime_sessions_per_day,
     CAST(coalesce(l.lifetime_rate, 0) AS DOUBLE) AS lifetime_events_per_day,
     CAST((coalesce(u.events_14d, 0) / 14.0 + 0.1) / (coalesce(l.lifetime_rate, 0) + 0.1)
         AS DOUBLE) AS events_trend_14d_lifetime,

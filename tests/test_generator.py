@@ -129,7 +129,8 @@ def test_events_form_sessions_starting_with_login(medium: dict[str, pd.DataFrame
     assert (sessions.customer_id.nunique() == 1).all()
     assert (sessions.event_type.first() == "login").all()
     assert sessions.size().between(1, 8).all()
-    assert 2.3 <= sessions.size().mean() <= 3.2
+    # Many short sessions: the session rate is what carries the latent engagement signal.
+    assert 1.15 <= sessions.size().mean() <= 1.5
     assert (events.duration_seconds > 0).all()
     assert (sessions.event_time.max() - sessions.event_time.min()).max() < pd.Timedelta(hours=12)
 

@@ -45,7 +45,7 @@ HOURLY_WEIGHTS = np.array(
 )
 HOUR_CDF = np.cumsum(HOURLY_WEIGHTS) / HOURLY_WEIGHTS.sum()
 MAX_EVENTS_PER_SESSION = 8
-MEAN_EXTRA_EVENTS = 1.75
+MEAN_EXTRA_EVENTS = 0.3
 # After the login: page_view, feature_use, export, share. Engaged users lean to the deep features.
 NON_LOGIN_WEIGHTS = np.array([0.50, 0.30, 0.12, 0.08])
 NON_LOGIN_ENGAGEMENT_SLOPE = np.array([0.0, 0.35, 0.5, 0.5])

@@ -26,7 +26,7 @@ RENEWAL_WINDOW_DAYS = 30
 CHANNEL_EFFECT = dict(organic=0.0, paid_search=0.15, social=0.25, referral=-0.2, partner=0.05)
 COEF_AGE = -0.008  # per year over 40: younger customers switch more easily
 MAX_DAILY_HAZARD = 0.5
-POP_LOGLAM = np.log(0.32)
+POP_LOGLAM = np.log(0.96)
 
 
 @dataclass(frozen=True)
