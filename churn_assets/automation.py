@@ -33,6 +33,7 @@ from dagster._core.storage.tags import (
 from churn.incoming import candidate_files, content_hash, quarantine, validate_file
 from churn.landing import SourceFileError
 from churn.settings import load_settings
+from churn_assets.check_events import evaluation_metadata, failed, new_check_evaluation
 from churn_assets.partitions import first_observation_date, last_observation_date
 from churn_assets.promotion import challenger_promotion_sensor, promote_challenger_job
 
@@ -135,23 +136,12 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
     "Bento. Once per drifted snapshot date.",
 )
 def drift_retrain_sensor(context: dg.SensorEvaluationContext):
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus,
-    )
-
-    last_seen = int(context.cursor) if context.cursor else 0
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [DRIFT_CHECK]
-    ).get(DRIFT_CHECK)
-    if latest is None or latest.id <= last_seen:
-        return dg.SkipReason("no new drift_check evaluation")
-    if latest.status == AssetCheckExecutionRecordStatus.PLANNED:
-        return dg.SkipReason("drift_check still running")
-    context.update_cursor(str(latest.id))
-    if latest.status != AssetCheckExecutionRecordStatus.FAILED:
+    latest = new_check_evaluation(context, DRIFT_CHECK)
+    if isinstance(latest, dg.SkipReason):
+        return latest
+    if not failed(latest):
         return dg.SkipReason("drift_check passed")
-    evaluation = latest.event.asset_check_evaluation if latest.event else None
-    metadata = evaluation.metadata if evaluation else {}
+    metadata = evaluation_metadata(latest)
     snapshot = metadata.get("current_observation_date")
     episode = snapshot.value if snapshot is not None else str(latest.id)
     return dg.RunRequest(

@@ -24,6 +24,7 @@ import json
 import dagster as dg
 
 from churn_assets.assets.raw import WAREHOUSE_POOL
+from churn_assets.check_events import evaluation_metadata, new_check_evaluation
 from churn_assets.resources import WarehouseResource
 
 PROMOTION_CHECK = dg.AssetCheckKey(dg.AssetKey("model_performance"), "challenger_promotion")
@@ -120,21 +121,10 @@ def promote_challenger_job():
     "the champion beyond the bootstrap noise) launches promote_challenger_job, once per pair.",
 )
 def challenger_promotion_sensor(context: dg.SensorEvaluationContext):
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus,
-    )
-
-    last_seen = int(context.cursor) if context.cursor else 0
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        [PROMOTION_CHECK]
-    ).get(PROMOTION_CHECK)
-    if latest is None or latest.id <= last_seen:
-        return dg.SkipReason("no new challenger_promotion evaluation")
-    if latest.status == AssetCheckExecutionRecordStatus.PLANNED:
-        return dg.SkipReason("challenger_promotion still running")
-    context.update_cursor(str(latest.id))
-    evaluation = latest.event.asset_check_evaluation if latest.event else None
-    request = promotion_request(evaluation.metadata if evaluation else {})
+    latest = new_check_evaluation(context, PROMOTION_CHECK)
+    if isinstance(latest, dg.SkipReason):
+        return latest
+    request = promotion_request(evaluation_metadata(latest))
     return request or dg.SkipReason("no promotion recommended")
 
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import httpx
+import pytest
 
 from churn.features import FEATURE_NAMES
 from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
@@ -101,3 +108,78 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+KEY = "http-test-key"
+STARTUP_SECONDS = 120
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        return self.process.returncode
+
+
+def bento_tag(materialized) -> str:
+    events = materialized.result.asset_materializations_for_node("churn_bento")
+    assert events, "churn_bento did not materialize"
+    return str(events[-1].metadata["bento_tag"].value)
+
+
+def start(tag: str, home: Path, keys: str | None) -> Server:
+    port = free_port()
+    home.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"CHURN_HOME": str(home)}
+    env.pop("CHURN_API_KEYS", None)
+    env.pop("CHURN_MODEL_TAG", None)
+    if keys:
+        env["CHURN_API_KEYS"] = keys
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    log = home / "serve.log"
+    process = subprocess.Popen(
+        [f"{bin_dir}/bentoml", "serve", tag, "--port", str(port), "--host", "127.0.0.1"],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Server(f"http://127.0.0.1:{port}", home, process, log)
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"bentoml serve exited early:\n{server.log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"not ready in {STARTUP_SECONDS} s:\n{server.log.read_text()[-3000:]}")
+
+
+@contextmanager
+def serving(servers: dict[str, Server]) -> Iterator[dict[str, Server]]:
+    """Wait until every server answers /readyz, hand them over, and stop them all afterwards."""
+    try:
+        for server in servers.values():
+            wait_ready(server)
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()

@@ -16,8 +16,14 @@ from churn.modeling.spec import encode_records
 from churn.prediction_log import CLOSED_SUFFIX
 from serving.challenger import canary_bucket
 from tests.challenger_support import plant_challenger, remove_challenger
-from tests.serving_support import environment, feature_rows, request_features
-from tests.test_service_http import Server, start, wait_ready
+from tests.serving_support import (
+    Server,
+    environment,
+    feature_rows,
+    request_features,
+    serving,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,13 +65,8 @@ def servers(bento, tmp_path_factory) -> Iterator[dict[str, Server]]:
         with environment(**(unset | env)):
             keys = ",".join(KEYS) if name == "limited" else None
             started[name] = start(bento["tag"], root / name, keys)
-    try:
-        for server in started.values():
-            wait_ready(server)
+    with serving(started):
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

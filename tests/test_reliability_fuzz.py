@@ -10,7 +10,7 @@ import collections
 import pytest
 
 from tests.reliability_support import fuzz, logged_records
-from tests.test_service_http import bento_tag, start, wait_ready
+from tests.serving_support import bento_tag, start, wait_ready
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

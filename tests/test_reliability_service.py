@@ -19,8 +19,15 @@ import pytest
 
 from churn.features import FEATURE_NAMES
 from tests.reliability_support import fuzz, logged_records, refusal_problems, scored_ids
-from tests.serving_support import feature_rows, histories, request_features
-from tests.test_service_http import Server, bento_tag, start, wait_ready
+from tests.serving_support import (
+    Server,
+    bento_tag,
+    feature_rows,
+    histories,
+    request_features,
+    serving,
+    start,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +54,8 @@ def servers(materialized, tmp_path_factory) -> Iterator[dict[str, Server]]:
         "open": start(tag, root / "open", None),
         "secured": start(tag, root / "secured", KEY),
     }
-    try:
-        for server in started.values():
-            wait_ready(server)
+    with serving(started):
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

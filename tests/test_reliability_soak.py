@@ -21,8 +21,14 @@ import httpx
 import pytest
 
 from tests.reliability_support import logged_records, tree_rss_bytes
-from tests.serving_support import feature_rows, histories, request_features
-from tests.test_service_http import bento_tag, start, wait_ready
+from tests.serving_support import (
+    bento_tag,
+    feature_rows,
+    histories,
+    request_features,
+    start,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.slow]
 

@@ -9,12 +9,12 @@ so re-running the asset, or copying a file twice, never duplicates a row.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from churn.incoming import content_hash
 from churn.prediction_log import closed_files
 from churn.warehouse import transaction
 
@@ -63,14 +63,6 @@ class IngestSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def relative_name(path: Path, folder: Path) -> str:
     """``<day>/<file>.jsonl``: unique across days, stable when CHURN_HOME moves."""
     return path.relative_to(folder).as_posix()
@@ -104,8 +96,8 @@ def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
         name = relative_name(path, folder)
         if name in known_names:
             continue
-        content_hash = file_sha256(path)
-        if content_hash in known_hashes:
+        digest = content_hash(path)
+        if digest in known_hashes:
             summary.skipped_duplicates.append(name)
             continue
         try:
@@ -115,13 +107,13 @@ def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
                     f"SELECT count(*) FROM {LOG_TABLE} WHERE _source_file = ?", [name]
                 ).fetchone()[0]
                 con.execute(
-                    f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, now())", [name, content_hash, rows]
+                    f"INSERT INTO {FILES_TABLE} VALUES (?, ?, ?, now())", [name, digest, rows]
                 )
         except duckdb.Error as error:
             summary.failed[name] = str(error).splitlines()[0]
             continue
         known_names.add(name)
-        known_hashes.add(content_hash)
+        known_hashes.add(digest)
         summary.files_loaded.append(name)
         summary.rows_loaded += rows
     return summary
