@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             results["serving"] = serving.run(
                 env, _champion_tag(env), home / "warehouse.duckdb", scratch, settings
             )
+            _say("shadow mode: champion only vs champion + challenger on /score ...")
+            results["shadow_cost"] = _guarded(
+                results, "shadow_cost", _shadow_cost, env, seconds / slices, slices
+            )
     finally:
         results["load_average_at_end"] = list(os.getloadavg())
         results["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
@@ -152,6 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     print(render(results))
     print(f"\nJSON: {out.relative_to(REPO_ROOT)}")
     return 0
+
+
+def _shadow_cost(env: dict[str, str], seconds: float, rounds: int) -> dict:
+    """benchmarks/shadow_cost.py in the benchmark home (its store decides the two models)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "benchmarks.shadow_cost", "--seconds", f"{seconds:g}"]
+    command += ["--concurrency", "1", "8", "--rounds", str(rounds)]
+    out = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout[out.stdout.index("{") :])  # the JSON follows any chatter
 
 
 def _guarded(results: dict, name: str, function, *args):
@@ -255,6 +271,15 @@ def render(results: dict) -> str:
         add(f"{'  snapshot rows':52} {figures['snapshot_rows']:>12,}")
         if figures.get("materialize_error"):
             add(f"  materialize FAILED: {figures['materialize_error'][-300:]}")
+    shadow = results.get("shadow_cost")
+    if shadow:
+        add(f"\nshadow mode cost on /score (challenger: {shadow['challenger_from']})")
+        for ratio in shadow["ratios"]:
+            add(
+                f"  concurrency {ratio['concurrency']}: requests/s shadow/off "
+                f"{ratio['shadow_over_off_rps']:.2f}x, p99 shadow/off "
+                f"{ratio['shadow_over_off_p99']:.2f}x"
+            )
     for name, error in (results.get("errors") or {}).items():
         add(f"FAILED {name}: {error}")
     add(
