@@ -188,7 +188,7 @@ RENAMES = {
 }
 
 
-def make_events(folder: Path, customers: int = 600, seed: int = 5) -> Path:
+def make_events(folder: Path, customers: int = 1_500, seed: int = 5) -> Path:
     """The generator's tables, renamed as another system would name them."""
     from churn.synthetic import GeneratorConfig, generate
 

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.conftest import SESSION_HOME
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,7 +51,7 @@ class ExampleRun:
 @functools.cache
 def examples_root() -> Path:
     """The examples written by the repo's own script into a temp dir."""
-    root = Path(tempfile.mkdtemp(prefix="churn-examples-"))
+    root = Path(tempfile.mkdtemp(prefix="churn-examples-", dir=SESSION_HOME))
     subprocess.run(
         [sys.executable, str(REPO / "examples" / "make_examples.py"), "--out", str(root)],
         check=True,
@@ -74,7 +76,7 @@ def example_env(home: Path, dagster_home: Path, bentoml_home: Path, source: Path
 @functools.cache
 def run_example(shape: str) -> ExampleRun:
     """``CHURN_SOURCE=<example>/source.yaml make pipeline``, minus the install step."""
-    home = Path(tempfile.mkdtemp(prefix=f"churn-{shape}-"))
+    home = Path(tempfile.mkdtemp(prefix=f"churn-{shape}-", dir=SESSION_HOME))
     dagster_home, bentoml_home = home / "dagster_home", home / "bentoml"
     dagster_home.mkdir()
     shutil.copy2(REPO / "config" / "dagster.yaml", dagster_home / "dagster.yaml")

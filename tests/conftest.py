@@ -23,9 +23,18 @@ os.environ.update(
 )
 (SESSION_HOME / "dagster_home").mkdir(parents=True, exist_ok=True)
 
+import shutil  # noqa: E402
+
 import pytest  # noqa: E402
 
 from tests.graph import GraphRun, materialize_graph  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_session_home():
+    """Everything a test run writes lives under SESSION_HOME; leave no state behind."""
+    yield
+    shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

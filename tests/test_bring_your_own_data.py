@@ -232,7 +232,7 @@ def test_events_source_is_renamed_onto_the_contract_and_follows_its_calendar(eve
         "event_type",
         "duration_seconds",
     ]
-    assert counts["raw_customers"] == counts["stg_customers"] == 600
+    assert counts["raw_customers"] == counts["stg_customers"] == 1_500
     assert counts["stg_events"] > 10_000 and counts["stg_events_rejects"] == 0
     assert dates[0] == "2024-04-01" and dates[-1] == "2024-11-01" and len(dates) == 8
     assert unlabeled > 0, "the newest month is the unlabeled one the model scores"
