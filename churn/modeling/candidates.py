@@ -32,15 +32,18 @@ class LogisticConfig:
 class LightGBMConfig:
     """Defaults tuned for a few tens of thousands of rows with a ~4% positive rate.
 
-    Small trees with a large minimum leaf size and a slow learning rate: the churn signal is
-    smooth (a hazard that moves with engagement, friction and the renewal calendar), so deep
-    trees only memorize noise in the few hundred positives. Early stopping picks the length.
+    Small trees with a large minimum leaf size: the churn signal is smooth (a hazard that moves
+    with engagement, friction and the renewal calendar), so deep trees only memorize noise in the
+    few hundred positives. Early stopping picks the length. The learning rate is 0.05, not
+    slower: at 0.02 the default data needed ~600 trees for the same test AUC (0.734 vs 0.738
+    at 0.05 with ~200 trees), and every tree costs serving time, above all in the per-row
+    TreeSHAP reasons (230 vs 73 ms per 1,000 rows).
     One training thread: on ~20k rows thread synchronization costs more than it saves (2
     threads were 2-4x slower on a shared 2-core machine); raise it for much larger data.
     """
 
     num_leaves: int = 7
-    learning_rate: float = 0.02
+    learning_rate: float = 0.05
     n_estimators: int = 3000
     min_child_samples: int = 100
     subsample: float = 0.8

@@ -35,7 +35,7 @@ class LogisticParams(dg.Config):
 
 class LightGBMParams(dg.Config):
     num_leaves: int = 7
-    learning_rate: float = 0.02
+    learning_rate: float = 0.05
     n_estimators: int = 3000
     min_child_samples: int = 100
     colsample_bytree: float = 0.7
