@@ -79,15 +79,16 @@ class Comparison:
     challenger_version: str
     rows: int
     positives: int
-    champion_auc: float | None
-    challenger_auc: float | None
-    auc_delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    share_better: float | None
     confidence: float
     recommend_promotion: bool
     reason: str
+    # The figures stay None when there are too few matured rows to compare on.
+    champion_auc: float | None = None
+    challenger_auc: float | None = None
+    auc_delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    share_better: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,12 +122,6 @@ def compare(
     if rows < min_rows or positives == 0 or positives == rows:
         return Comparison(
             **base,
-            champion_auc=None,
-            challenger_auc=None,
-            auc_delta=None,
-            ci_low=None,
-            ci_high=None,
-            share_better=None,
             recommend_promotion=False,
             reason=f"{rows} matured paired rows ({positives} churned): need {min_rows} "
             "with both outcomes",
