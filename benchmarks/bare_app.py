@@ -39,8 +39,7 @@ async def score(request: Request) -> Response:
         payload = ScoreRequest.model_validate_json(await request.body())
     except ValidationError as error:
         return _invalid(error)
-    features = payload.features.model_dump()
-    scored = SCORER.score([payload.customer_id], [features], payload.threshold)
+    scored = SCORER.score([payload.customer_id], [payload.features], payload.threshold)
     return JSONResponse(scored.scores[0])
 
 
@@ -51,8 +50,8 @@ async def score_batch(request: Request) -> Response:
         return _invalid(error)
     rows = payload.customers
     scored = SCORER.score(
-        [row.customer_id for row in rows],
-        [row.features.model_dump() for row in rows],
+        [row["customer_id"] for row in rows],
+        [row["features"] for row in rows],
         payload.threshold,
     )
     return JSONResponse({"scores": scored.scores})

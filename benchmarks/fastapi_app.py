@@ -34,7 +34,7 @@ app = FastAPI(title="typical churn service")
 
 @app.post("/score")
 def score(request: ScoreRequest) -> dict[str, Any]:  # type: ignore[valid-type]
-    record = request.features.model_dump()
+    record = dict(request.features)
     frame = pd.DataFrame([record])
     X = encode_frame(frame, MODEL.specs)
     probability = float(MODEL.predict_proba(X)[0])

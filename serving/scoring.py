@@ -2,9 +2,10 @@
 
 Kept free of BentoML and pandas so the hot path is easy to read and to time. A request of n rows
 costs one ``encode_records`` pass and ONE model call: the per-feature contributions (LightGBM's
-TreeSHAP ``pred_contrib``, coefficient x standardized value for the linear model) are additive in
-log-odds, so ``bias + row sum`` *is* the model's log-odds and the probability follows without a
-second predict. Tiers and labels are vectorized; the only per-row Python is building the JSON.
+TreeSHAP values, from precomputed tables for three rows or more, see
+:mod:`churn.modeling.treeshap`; coefficient x standardized value for the linear model) are
+additive in log-odds, so ``bias + row sum`` *is* the model's log-odds and the probability follows
+without a second predict. Tiers and labels are vectorized; the only per-row Python is building the JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from churn.modeling.model import ChurnModel
+from churn.modeling.model import TABLE_SHAP_MIN_ROWS, ChurnModel
 from churn.modeling.spec import encode_records
 from churn.modeling.thresholds import assign_tiers
 
@@ -44,12 +45,14 @@ class Scorer:
         self.model = model
         self.specs = model.specs
         self.feature_order = [spec.name for spec in self.specs]
+        self._names_array = np.array(self.feature_order, dtype=object)
         if list(card.get("feature_order", self.feature_order)) != self.feature_order:
             raise ValueError("model card feature_order disagrees with the pickled model's specs")
         self.default_threshold = float(card["thresholds"]["default"])
         tiers = card["risk_tiers"]
         self.tier_cuts = (float(tiers["low_medium"]), float(tiers["medium_high"]))
         self.model_version = model_version
+        model.contributions(np.zeros((TABLE_SHAP_MIN_ROWS, len(self.specs))))  # build tables now
 
     def probabilities_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One model call for the whole batch; see the module docstring for why it suffices."""
@@ -71,31 +74,35 @@ class Scorer:
         tiers = assign_tiers(probabilities, self.tier_cuts).tolist()
         top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_REASONS]
         names = self.feature_order
-        # Python scalars once per batch: indexing numpy arrays element by element costs ~10x more.
+        # Python scalars once per batch (indexing numpy element by element costs ~10x more),
+        # and one comprehension over zipped columns: 1.7 ms for 1,000 rows against 2.6 ms for
+        # an indexed loop.
         top_contributions = np.take_along_axis(contributions, top, axis=1).tolist()
-        top_list = top.tolist()
-        probability_list = probabilities.tolist()
-        label_list = labels.tolist()
-        scores = []
-        for i, customer_id in enumerate(customer_ids):
-            record = records[i]
-            scores.append(
-                {
-                    "customer_id": customer_id,
-                    "churn_probability": probability_list[i],
-                    "churn_label": label_list[i],
-                    "threshold": threshold,
-                    "risk_tier": tiers[i],
-                    "reasons": [
-                        {
-                            "feature": names[j],
-                            "value": record.get(names[j]),
-                            "contribution": contribution,
-                        }
-                        for j, contribution in zip(top_list[i], top_contributions[i], strict=True)
-                    ],
-                    "model_version": self.model_version,
-                    "feature_order": names,
-                }
+        top_names = self._names_array[top].tolist()
+        model_version = self.model_version
+        scores = [
+            {
+                "customer_id": customer_id,
+                "churn_probability": probability,
+                "churn_label": label,
+                "threshold": threshold,
+                "risk_tier": tier,
+                "reasons": [
+                    {"feature": name, "value": record.get(name), "contribution": contribution}
+                    for name, contribution in zip(reasons, pushes, strict=True)
+                ],
+                "model_version": model_version,
+                "feature_order": names,
+            }
+            for customer_id, probability, label, tier, record, reasons, pushes in zip(
+                customer_ids,
+                probabilities.tolist(),
+                labels.tolist(),
+                tiers,
+                records,
+                top_names,
+                top_contributions,
+                strict=True,
             )
+        ]
         return ScoredRows(probabilities, labels, tiers, scores)
