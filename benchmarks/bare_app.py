@@ -3,7 +3,8 @@ Starlette + uvicorn (one worker).
 
 Per request it does exactly the service's application work minus the framework: parse and
 validate the body with the service's own pydantic model (``serving.schemas``), score with
-``serving.scoring.Scorer`` (one model call, reasons, tiers), and write JSON. It does not write
+``serving.scoring.Scorer`` (one model call, reasons, tiers), and write JSON (a batch with
+pydantic-core's serializer, like the service). It does not write
 prediction logs (the Bento does), so it is the strict reference for the 0.5x target.
 
     python -m benchmarks.bare_app --port 3102
@@ -15,6 +16,7 @@ import argparse
 import gc
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -54,7 +56,7 @@ async def score_batch(request: Request) -> Response:
         [row["features"] for row in rows],
         payload.threshold,
     )
-    return JSONResponse({"scores": scored.scores})
+    return Response(to_json({"scores": scored.scores}), media_type="application/json")
 
 
 app = Starlette(
