@@ -4,8 +4,9 @@ Kept free of BentoML and pandas so the hot path is easy to read and to time. A r
 costs one ``encode_records`` pass and ONE model call: the per-feature contributions (LightGBM's
 TreeSHAP values, from precomputed tables for three rows or more, see
 :mod:`churn.modeling.treeshap`; coefficient x standardized value for the linear model) are
-additive in log-odds, so ``bias + row sum`` *is* the model's log-odds and the probability follows
-without a second predict. Tiers and labels are vectorized; the only per-row Python is building the JSON.
+additive in log-odds, so ``bias + row sum`` *is* the model's log-odds and the probability
+follows without a second predict. Tiers and labels are vectorized; the only per-row Python is
+building the JSON.
 """
 
 from __future__ import annotations

@@ -176,14 +176,10 @@ class ChurnService:
     def score_events(self, request: ScoreEventsRequest, /) -> Score:  # type: ignore[valid-type]
         """Compute the features from a raw history with the training SQL, then score them."""
         observation_date = observation_date_of(request.as_of)
-        customer = request.customer.model_dump()
-        _check_history(request, customer["customer_id"], observation_date)
+        customer_id = request.customer.customer_id
+        _check_history(request, customer_id, observation_date)
         features = self.online_features.compute(
-            customer,
-            [row.model_dump() for row in request.events],
-            [row.model_dump() for row in request.payments],
-            [row.model_dump() for row in request.tickets],
-            observation_date,
+            request.customer, request.events, request.payments, request.tickets, observation_date
         )
         try:
             SCHEMAS.features_adapter.validate_python(features)
@@ -194,7 +190,7 @@ class ChurnService:
             )
         return self._score(
             "/score_events",
-            [customer["customer_id"]],
+            [customer_id],
             [features],
             request.threshold,
             observation_date,

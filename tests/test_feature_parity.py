@@ -2,13 +2,17 @@
 exactly, for real warehouse customers at several observation dates.
 
 The history goes through the same path a client's does: serialized to JSON, validated by the
-service's request model, loaded into the in-memory DuckDB, then the training SQL.
+service's request model, handed to the in-memory DuckDB as the validated rows, then the training
+SQL. One ``OnlineFeatures`` serves every customer in turn, as a worker does: its plan is prepared
+once and must read each request's rows, never a previous request's.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -18,12 +22,32 @@ from tests.serving_support import feature_rows, histories
 SAMPLE = 40
 
 
+def validated(payload: dict):
+    """The service's request model validated from the JSON body, as the route receives it."""
+    from serving.service import ScoreEventsRequest
+
+    return ScoreEventsRequest.model_validate_json(json.dumps(payload))
+
+
 def compute_online(online, payload: dict) -> dict:
     """What /score_events does before scoring, from a JSON body."""
     from serving.events import observation_date_of
-    from serving.service import ScoreEventsRequest
 
-    request = ScoreEventsRequest.model_validate_json(json.dumps(payload))
+    request = validated(payload)
+    return online.compute(
+        request.customer,
+        request.events,
+        request.payments,
+        request.tickets,
+        observation_date_of(request.as_of),
+    )
+
+
+def compute_online_from_dicts(online, payload: dict) -> dict:
+    """The same with every row dumped to a dict first (callers that hold plain mappings)."""
+    from serving.events import observation_date_of
+
+    request = validated(payload)
     return online.compute(
         request.customer.model_dump(),
         [row.model_dump() for row in request.events],
@@ -33,40 +57,93 @@ def compute_online(online, payload: dict) -> dict:
     )
 
 
+class Sample(NamedTuple):
+    rows: list[dict[str, Any]]  # offline customer_features rows
+    payloads: list[dict[str, Any]]  # their histories as /score_events bodies
+    online: list[dict[str, Any]]  # computed online, from the validated request rows
+    from_dicts: list[dict[str, Any]]  # the same, from rows dumped to dicts
+    first_again: dict[str, Any]  # the first history once more, after all the others
+
+
 @pytest.fixture(scope="module")
-def offline_and_online(materialized):
+def offline_and_online(materialized) -> Sample:
     from serving.events import OnlineFeatures
 
     rows = feature_rows(materialized.warehouse, SAMPLE)
+    payloads = histories(materialized.warehouse, rows)
     online = OnlineFeatures()
     try:
-        computed = [compute_online(online, p) for p in histories(materialized.warehouse, rows)]
+        computed = [compute_online(online, p) for p in payloads]
+        from_dicts = [compute_online_from_dicts(online, p) for p in payloads]
+        first_again = compute_online(online, payloads[0])
     finally:
         online.close()
-    return rows, computed
+    return Sample(rows, payloads, computed, from_dicts, first_again)
 
 
 def test_sample_spans_several_observation_dates(offline_and_online):
-    rows, _ = offline_and_online
-    dates = Counter(row["observation_date"] for row in rows)
+    dates = Counter(row["observation_date"] for row in offline_and_online.rows)
     assert len(dates) >= 3, dates
 
 
 def test_online_features_equal_offline_exactly(offline_and_online):
-    rows, computed = offline_and_online
+    sample = offline_and_online
     mismatches = [
         (row["customer_id"], row["observation_date"], name, row[name], online[name])
-        for row, online in zip(rows, computed, strict=True)
+        for row, online in zip(sample.rows, sample.online, strict=True)
         for name in FEATURE_NAMES
         if online[name] != row[name] or type(online[name]) is not type(row[name])
     ]
     assert mismatches == []
 
 
+def test_rows_as_dicts_give_the_same_features(offline_and_online):
+    assert offline_and_online.from_dicts == offline_and_online.online
+
+
+def test_a_reused_instance_reads_each_requests_rows(offline_and_online):
+    """The prepared plan is shared by every request of a worker: after 79 other histories, the
+    first customer's features are still its own (a stale source would repeat another's)."""
+    computed = offline_and_online.online
+    assert len({json.dumps(c, default=str, sort_keys=True) for c in computed}) > 1
+    assert offline_and_online.first_again == computed[0]
+
+
+def _with_offset(value: str, hours: int) -> str:
+    """The same instant as a naive-UTC ISO time, written with a UTC offset."""
+    zone = timezone(timedelta(hours=hours))
+    return datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(zone).isoformat()
+
+
+def test_times_with_utc_offsets_are_converted_to_utc(offline_and_online):
+    """Event and ticket times sent with an offset mean the same instants as the warehouse's
+    naive UTC: features are unchanged, even where the local date differs from the UTC one."""
+    from serving.events import OnlineFeatures
+
+    sample = offline_and_online
+    index = max(range(len(sample.payloads)), key=lambda i: len(sample.payloads[i]["events"]))
+    payload = sample.payloads[index]
+    shifted = payload | {
+        "events": [e | {"event_time": _with_offset(e["event_time"], 9)} for e in payload["events"]],
+        "tickets": [
+            t | {"created_at": _with_offset(t["created_at"], -7)} for t in payload["tickets"]
+        ],
+    }
+    assert shifted["events"][0]["event_time"].endswith("+09:00")
+    assert any(
+        a["event_time"][:10] != b["event_time"][:10]
+        for a, b in zip(payload["events"], shifted["events"], strict=True)
+    )
+    online = OnlineFeatures()
+    try:
+        assert compute_online(online, shifted) == sample.online[index]
+    finally:
+        online.close()
+    assert sample.online[index] == {name: sample.rows[index][name] for name in FEATURE_NAMES}
+
+
 def test_rows_on_or_after_the_observation_date_are_ignored(materialized):
     """Sending "everything up to now" gives the same features: the SQL cuts at the date."""
-    from datetime import timedelta
-
     import duckdb
 
     from serving.events import OnlineFeatures
