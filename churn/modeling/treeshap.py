@@ -10,13 +10,13 @@ only has to
 
 1. bin each feature value against the thresholds the trees use (one ``searchsorted`` per column),
 2. look up every split's decision in a per-split table indexed by bin (one gather),
-3. pack each tree's decisions into its pattern number (``np.packbits``), and
+3. pack each tree's eight decision bytes into its pattern number (one uint64 multiply), and
 4. gather that pattern's SHAP values and add them up per feature (one gather, one ``reduceat``).
 
 The values are the ones ``pred_contrib`` returns (same cover weights, same missing-value rules,
 parity tested to 1e-9), not an approximation. Shapes we do not handle (more than eight splits in
-a tree, ``zero_as_missing``, multiclass) make :func:`build_explainer` return ``None`` and the
-model keeps calling ``pred_contrib``.
+a tree, ``zero_as_missing``, multiclass) make :func:`build_explainer` raise
+:class:`UnsupportedModel`, and the model keeps calling ``pred_contrib``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import lightgbm
 
 MAX_SPLITS_PER_TREE = 8
-"""One byte of decisions per tree: ``np.packbits`` makes the pattern number in one call."""
+"""A tree's decisions are eight bytes, read as one uint64 to make its pattern number."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,6 @@ class _Split:
     categories: frozenset[int]  # categorical splits: codes that go left
     default_left: bool
     missing_type: str
-    left: Any  # child node dicts from dump_model
-    right: Any
-    count: float
 
 
 class UnsupportedModel(ValueError):
@@ -134,33 +131,7 @@ def build_explainer(booster: lightgbm.Booster, n_features: int) -> TreeExplainer
         raise UnsupportedModel("multiclass boosters are not supported")
     trees = [info["tree_structure"] for info in dump["tree_info"]]
     splits_per_tree = [_splits(tree) for tree in trees]
-    categorical = np.zeros(n_features, dtype=bool)
-    thresholds: list[set[float]] = [set() for _ in range(n_features)]
-    n_categories = np.zeros(n_features, dtype=np.int64)
-    for splits in splits_per_tree:
-        if len(splits) > MAX_SPLITS_PER_TREE:
-            raise UnsupportedModel(f"a tree has {len(splits)} splits (> {MAX_SPLITS_PER_TREE})")
-        for split in splits:
-            if split.missing_type == "Zero":
-                raise UnsupportedModel("zero_as_missing splits are not supported")
-            if split.categorical:
-                categorical[split.feature] = True
-                n_categories[split.feature] = max(
-                    n_categories[split.feature], max(split.categories, default=-1) + 1
-                )
-            else:
-                thresholds[split.feature].add(split.threshold)
-    if any(categorical[j] and thresholds[j] for j in range(n_features)):
-        raise UnsupportedModel("a feature is split both as numeric and as categorical")
-    bin_edges = tuple(np.array(sorted(t), dtype=np.float64) for t in thresholds)
-    # Numeric: len(edges) + 1 value bins; categorical: one bin per code. Plus the missing bin.
-    n_bins = np.array(
-        [
-            (n_categories[j] if categorical[j] else len(bin_edges[j]) + 1) + 1
-            for j in range(n_features)
-        ],
-        dtype=np.int64,
-    )
+    categorical, bin_edges, n_bins = _feature_bins(splits_per_tree, n_features)
 
     tables: list[np.ndarray] = [np.zeros(int(n_bins.max()), dtype=bool)]  # padding slots
     slot_feature = np.zeros((len(trees), MAX_SPLITS_PER_TREE), dtype=np.intp)
@@ -169,8 +140,7 @@ def build_explainer(booster: lightgbm.Booster, n_features: int) -> TreeExplainer
     phi_blocks: list[np.ndarray] = []
     phi_slots_feature: list[np.ndarray] = []
     pattern_base = np.zeros(len(trees), dtype=np.intp)
-    slots = max((len({s.feature for s in splits}) for splits in splits_per_tree), default=1)
-    slots = max(slots, 1)
+    slots = max([1, *(len({s.feature for s in splits}) for splits in splits_per_tree)])
     row = 0
     for t, (tree, splits) in enumerate(zip(trees, splits_per_tree, strict=True)):
         for split in splits:
@@ -210,6 +180,41 @@ def build_explainer(booster: lightgbm.Booster, n_features: int) -> TreeExplainer
     )
 
 
+def _feature_bins(
+    splits_per_tree: list[list[_Split]], n_features: int
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], np.ndarray]:
+    """Per feature: whether it is split as a category, the sorted thresholds the trees use
+    (numeric), and its number of bins: ``len(thresholds) + 1`` value bins or one per category
+    code, plus a last bin for missing values."""
+    categorical = np.zeros(n_features, dtype=bool)
+    thresholds: list[set[float]] = [set() for _ in range(n_features)]
+    n_categories = np.zeros(n_features, dtype=np.int64)
+    for splits in splits_per_tree:
+        if len(splits) > MAX_SPLITS_PER_TREE:
+            raise UnsupportedModel(f"a tree has {len(splits)} splits (> {MAX_SPLITS_PER_TREE})")
+        for split in splits:
+            if split.missing_type == "Zero":
+                raise UnsupportedModel("zero_as_missing splits are not supported")
+            if split.categorical:
+                categorical[split.feature] = True
+                n_categories[split.feature] = max(
+                    n_categories[split.feature], max(split.categories, default=-1) + 1
+                )
+            else:
+                thresholds[split.feature].add(split.threshold)
+    if any(categorical[j] and thresholds[j] for j in range(n_features)):
+        raise UnsupportedModel("a feature is split both as numeric and as categorical")
+    bin_edges = tuple(np.array(sorted(t), dtype=np.float64) for t in thresholds)
+    n_bins = np.array(
+        [
+            (n_categories[j] if categorical[j] else len(bin_edges[j]) + 1) + 1
+            for j in range(n_features)
+        ],
+        dtype=np.int64,
+    )
+    return categorical, bin_edges, n_bins
+
+
 def _splits(node: dict[str, Any]) -> list[_Split]:
     """Every split of a dumped tree, in no particular order (``index`` says where it goes)."""
     if "split_index" not in node:
@@ -227,9 +232,6 @@ def _splits(node: dict[str, Any]) -> list[_Split]:
         ),
         default_left=bool(node["default_left"]),
         missing_type=str(node["missing_type"]),
-        left=node["left_child"],
-        right=node["right_child"],
-        count=float(node["internal_count"]),
     )
     return [split, *_splits(node["left_child"]), *_splits(node["right_child"])]
 
