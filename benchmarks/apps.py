@@ -7,7 +7,9 @@ one LightGBM thread, so the three servers differ only in the framework and the p
 
 from __future__ import annotations
 
+import argparse
 import os
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -24,3 +26,16 @@ def load_champion() -> tuple[registry.RegisteredModel, Schemas]:
         loaded.model.num_threads = 1
     schemas = build_schemas(loaded.card, specs_from_dicts(loaded.card["feature_schema"]))
     return loaded, schemas
+
+
+def serve(app: Any, description: str | None, default_port: int) -> None:
+    """Run a reference app as the benchmarks do: one uvicorn worker, no access log,
+    ``--port`` from the command line."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args()
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.port, workers=1, access_log=False, log_level="warning"
+    )

@@ -12,7 +12,6 @@ prediction logs (the Bento does), so it is the strict reference for the 0.5x tar
 
 from __future__ import annotations
 
-import argparse
 import gc
 
 from pydantic import ValidationError
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from benchmarks.apps import load_champion
+from benchmarks.apps import load_champion, serve
 from serving.scoring import Scorer
 
 LOADED, SCHEMAS = load_champion()
@@ -70,14 +69,7 @@ gc.freeze()
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=3102)
-    args = parser.parse_args()
-    uvicorn.run(
-        app, host="127.0.0.1", port=args.port, workers=1, access_log=False, log_level="warning"
-    )
+    serve(app, __doc__, default_port=3102)
 
 
 if __name__ == "__main__":

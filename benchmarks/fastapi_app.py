@@ -11,14 +11,13 @@ models as the body type), same answer fields as the Bento.
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI
 
-from benchmarks.apps import load_champion
+from benchmarks.apps import load_champion, serve
 from churn.modeling.spec import encode_frame
 from churn.modeling.thresholds import assign_tiers
 
@@ -34,7 +33,7 @@ app = FastAPI(title="typical churn service")
 
 @app.post("/score")
 def score(request: ScoreRequest) -> dict[str, Any]:  # type: ignore[valid-type]
-    record = dict(request.features)
+    record = request.features
     frame = pd.DataFrame([record])
     X = encode_frame(frame, MODEL.specs)
     probability = float(MODEL.predict_proba(X)[0])
@@ -52,14 +51,7 @@ def score(request: ScoreRequest) -> dict[str, Any]:  # type: ignore[valid-type]
 
 
 def main() -> None:
-    import uvicorn
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=3103)
-    args = parser.parse_args()
-    uvicorn.run(
-        app, host="127.0.0.1", port=args.port, workers=1, access_log=False, log_level="warning"
-    )
+    serve(app, __doc__, default_port=3103)
 
 
 if __name__ == "__main__":

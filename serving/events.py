@@ -66,10 +66,6 @@ def _arrow_schema(table: Table) -> pa.Schema:
     return pa.schema([(c.name, _ARROW_TYPES[c.sql_type.upper()]) for c in table.columns])
 
 
-def _value(row: Row, name: str) -> Any:
-    return row.get(name) if isinstance(row, Mapping) else getattr(row, name)
-
-
 def _column(rows: Sequence[Row], name: str) -> list[Any]:
     """One column's values, read straight off the validated models (rows are all models or all
     mappings): dumping 1,000 models to dicts first cost more than building the Arrow tables."""
@@ -137,7 +133,7 @@ class OnlineFeatures:
         observation_date: date,
     ) -> dict[str, Any]:
         """The feature row of ``customer`` at ``observation_date``, from its raw history alone."""
-        customer_id = str(_value(customer, "customer_id"))
+        customer_id = str(_column([customer], "customer_id")[0])
         tables = {
             name: _arrow_table(self._sources[name].schema, rows, customer_id)
             for name, rows in (

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from churn.modeling.model import TABLE_SHAP_MIN_ROWS, ChurnModel
+from churn.modeling.model import ChurnModel
 from churn.modeling.spec import encode_records
 from churn.modeling.thresholds import assign_tiers
 
@@ -53,7 +53,7 @@ class Scorer:
         tiers = card["risk_tiers"]
         self.tier_cuts = (float(tiers["low_medium"]), float(tiers["medium_high"]))
         self.model_version = model_version
-        model.contributions(np.zeros((TABLE_SHAP_MIN_ROWS, len(self.specs))))  # build tables now
+        model.warm_up()
 
     def probabilities_and_contributions(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One model call for the whole batch; see the module docstring for why it suffices."""

@@ -163,8 +163,7 @@ class ChurnService:
         1,000-row request). ``output_spec`` keeps ``ScoreBatchResponse`` in the OpenAPI document.
         """
         rows = request.customers
-        scores = self.router.score(
-            uuid.uuid4().hex,
+        scores = self._scores(
             "/score_batch",
             [row["customer_id"] for row in rows],
             [row["features"] for row in rows],
@@ -208,6 +207,19 @@ class ChurnService:
         self.prediction_log.close()
         self.online_features.close()
 
+    def _scores(
+        self,
+        route: str,
+        customer_ids: list[str],
+        features: list[dict[str, Any]],
+        threshold: float | None,
+        observation_date: date | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score dicts in input order, logged under a fresh request id."""
+        return self.router.score(
+            uuid.uuid4().hex, route, customer_ids, features, threshold, observation_date
+        )
+
     def _score(
         self,
         route: str,
@@ -216,9 +228,7 @@ class ChurnService:
         threshold: float | None,
         observation_date: date | None = None,
     ) -> list[Score]:
-        scores = self.router.score(
-            uuid.uuid4().hex, route, customer_ids, features, threshold, observation_date
-        )
+        scores = self._scores(route, customer_ids, features, threshold, observation_date)
         return [Score.model_validate(score) for score in scores]
 
 

@@ -88,7 +88,7 @@ def test_tables_are_rebuilt_after_unpickling_not_stored(model: LightGBMChurnMode
     before = model.contributions(X)
     assert model.explainer is not None
     restored = pickle.loads(pickle.dumps(model))
-    assert "_explainer" not in restored.__dict__
+    assert "explainer" not in restored.__dict__
     np.testing.assert_array_equal(restored.contributions(X), before)
 
 

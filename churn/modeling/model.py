@@ -10,6 +10,7 @@ reads as "the three reasons" is directly comparable across models.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -58,6 +59,9 @@ class ChurnModel:
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probability of churn within the horizon, one per row."""
         return _sigmoid(self.log_odds(X))
+
+    def warm_up(self) -> None:
+        """Build whatever the model derives lazily, so the first request does not pay for it."""
 
     def top_reasons(
         self,
@@ -154,20 +158,21 @@ class LightGBMChurnModel(ChurnModel):
             return self._raw_contributions(X)[:, :-1]
         return explainer.contributions(X)
 
-    @property
+    @cached_property
     def explainer(self) -> TreeExplainer | None:
         """The precomputed TreeSHAP tables (:mod:`churn.modeling.treeshap`), built on first use
         and never pickled: they are derived from the booster in ~40 ms."""
-        if "_explainer" not in self.__dict__:
-            try:
-                self.__dict__["_explainer"] = build_explainer(self.booster, self.n_features)
-            except UnsupportedModel:
-                self.__dict__["_explainer"] = None
-        return self.__dict__["_explainer"]
+        try:
+            return build_explainer(self.booster, self.n_features)
+        except UnsupportedModel:
+            return None
+
+    def warm_up(self) -> None:
+        self.explainer  # noqa: B018 (builds the cached tables)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_explainer", None)
+        state.pop("explainer", None)
         return state
 
     def _raw_contributions(self, X: np.ndarray) -> np.ndarray:

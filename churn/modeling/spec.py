@@ -178,12 +178,11 @@ def encode_records(
     if not records:
         return matrix
     names = [spec.name for spec in specs]
+    values_of = itemgetter(*names) if len(names) > 1 else lambda r: (r[names[0]],)
     try:
-        rows = list(map(itemgetter(*names), records))
+        rows = list(map(values_of, records))
     except KeyError:
         rows = [tuple(record.get(name) for name in names) for record in records]
-    if len(names) == 1:
-        rows = [(row,) for row in rows]
     for j, (spec, column) in enumerate(zip(specs, zip(*rows, strict=True), strict=True)):
         matrix[:, j] = _encode_column(column, spec)
     return matrix

@@ -15,7 +15,7 @@ only has to
 
 The values are the ones ``pred_contrib`` returns (same cover weights, same missing-value rules,
 parity tested to 1e-9), not an approximation. Shapes we do not handle (more than eight splits in
-a tree, ``zero_as_missing``, multiclass) make :func:`build_explainer` raise
+a tree, ``zero_as_missing``, multiclass, a big-endian machine) make :func:`build_explainer` raise
 :class:`UnsupportedModel`, and the model keeps calling ``pred_contrib``.
 """
 
@@ -113,12 +113,6 @@ def _pack_decisions(goes_left: np.ndarray) -> np.ndarray:
     ``np.packbits`` does this but costs 2.7 ms per 1,000 rows here; reading the eight bools as
     one little-endian uint64 and multiplying gathers the bits in 0.05 ms.
     """
-    if sys.byteorder != "little":
-        n = goes_left.shape[0]
-        packed = np.packbits(
-            goes_left.reshape(n, -1, MAX_SPLITS_PER_TREE), axis=-1, bitorder="little"
-        )
-        return packed.reshape(n, -1)
     words = np.ascontiguousarray(goes_left).view(np.uint64)
     return (words * _BYTE_BITS_TO_BYTE) >> np.uint64(56)
 
@@ -126,6 +120,8 @@ def _pack_decisions(goes_left: np.ndarray) -> np.ndarray:
 def build_explainer(booster: lightgbm.Booster, n_features: int) -> TreeExplainer:
     """Tables for ``booster``'s trees; raises :class:`UnsupportedModel` for shapes we don't
     reproduce exactly, so callers can keep ``pred_contrib``."""
+    if sys.byteorder != "little":
+        raise UnsupportedModel("decision packing assumes a little-endian machine")
     dump = booster.dump_model()
     if dump.get("num_tree_per_iteration", 1) != 1:
         raise UnsupportedModel("multiclass boosters are not supported")
