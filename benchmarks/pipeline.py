@@ -112,7 +112,8 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
     import duckdb
 
-    from churn.features import SourceTables, feature_sql, leakage_differences
+    from churn.features import SourceTables, feature_sql
+    from churn.features.leakage import leakage_differences
     from churn.settings import load_settings
     from churn_assets.partitions import partition_range_argument
     from churn_assets.pipeline import IN_PROCESS

@@ -36,7 +36,7 @@ def request_bodies(warehouse: Path) -> dict[str, bytes]:
     import duckdb
 
     from churn.features import FEATURE_NAMES
-    from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
+    from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:

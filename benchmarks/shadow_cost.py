@@ -8,7 +8,8 @@ challenger scores every row off the response path); closed-loop load on each in 
 Both servers run side by side and the measurement blocks alternate (off, shadow, off, ...), so
 load from anything else on the machine hits both modes alike; medians over the rounds.
 
-Models: the store's champion and challenger (``churn.roles``). Without a challenger, the newest
+Models: the store's champion and challenger (``churn.registry.roles``).
+Without a challenger, the newest
 other ``churn_model`` stands in, else the champion itself (a retrained model of the same kind
 costs the same to score, which is what is measured). The request body is the first row of the
 champion's training reference sample. Only 127.0.0.1; each server is stopped after its run.
@@ -32,7 +33,8 @@ def pick_models() -> tuple[str, str, str]:
     """(champion, challenger, where the challenger came from)."""
     import bentoml
 
-    from churn import registry, roles
+    from churn import registry
+    from churn.registry import roles
 
     champion = roles.champion_tag()
     if champion is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from churn.sources import SourceConfig
+    from churn.ingest.sources import SourceConfig
 
 DEFAULT_HOME = "./data"
 
@@ -110,7 +110,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = env.get("CHURN_SOURCE") or "synthetic"
     source_config = None
     if source != "synthetic":
-        from churn.sources import load_source
+        from churn.ingest.sources import load_source
 
         source_config = load_source(source)
     warehouse = env.get("CHURN_WAREHOUSE") or ""

@@ -1,24 +1,14 @@
-"""The code location: ``dagster dev`` and ``dagster asset materialize -m`` load ``defs``.
+"""The code location: ``dagster dev``, ``dg`` and ``dagster asset materialize -m`` load ``defs``.
 
-Assets and checks are collected from one module per stage, so the folder reads like the graph
-and a new stage is one new module. Importing this must stay cheap: the multiprocess executor
-re-imports it in every step, so heavy libraries are imported inside the assets that use them.
+Everything is discovered from the ``defs/`` folder, one sub-folder per asset group (``raw``,
+``staging``, ``features``, ``model``, ``monitoring``), each holding its assets with their checks
+and the sensors or schedules that watch them; ``defs/resources.py`` adds the resources. A new
+group is a new folder. Importing this must stay cheap: the multiprocess executor re-imports it
+in every step, so heavy libraries are imported inside the assets that use them.
 """
+
+from pathlib import Path
 
 import dagster as dg
 
-from churn.settings import load_settings
-from churn_assets import automation
-from churn_assets.assets import bento, eda, features, models, monitoring, raw, staging
-from churn_assets.resources import build_resources
-
-STAGES = [raw, staging, features, eda, models, bento, monitoring]
-
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(STAGES),
-    asset_checks=dg.load_asset_checks_from_modules(STAGES),
-    sensors=automation.SENSORS,
-    schedules=automation.SCHEDULES,
-    jobs=automation.JOBS,
-    resources=build_resources(load_settings()),
-)
+defs = dg.load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent)

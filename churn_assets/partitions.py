@@ -9,9 +9,13 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
+from churn.ingest.sources import SourceConfig, flat_observation_date
 from churn.settings import Settings
-from churn.sources import SourceConfig, flat_observation_date
 
 
 def _add_months(day: date, months: int) -> date:
@@ -57,3 +61,16 @@ def partition_range_argument(settings: Settings) -> str:
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 """Every asset carries it, partitioned or not: the CLI's ``--partition-range`` runs the whole
 graph as one run only when all selected assets have this policy."""
+
+
+def partition_range_tags(first: date, last: date) -> dict[str, str]:
+    """Run tags that make one run cover the observation dates ``first`` to ``last``."""
+    return {
+        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+    }
+
+
+def full_range_tags(settings: Settings) -> dict[str, str]:
+    """Run tags covering every observation date: what a sensor-launched refresh needs."""
+    return partition_range_tags(first_observation_date(settings), last_observation_date(settings))

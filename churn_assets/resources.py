@@ -14,6 +14,9 @@ import duckdb
 from churn import warehouse
 from churn.settings import Settings
 
+WAREHOUSE_POOL = "duckdb_warehouse"
+"""Every asset that writes ``warehouse.duckdb`` runs in this pool; dagster.yaml limits it to 1."""
+
 
 class WarehouseResource(dg.ConfigurableResource):
     """The DuckDB warehouse. Opened per step and closed at once: DuckDB allows one writer.

@@ -1,7 +1,7 @@
 """Champion and challenger behind one service: ``shadow``, ``canary`` and ``off`` modes.
 
 The Bento may package a challenger next to the champion (``churn_bento`` does when the store
-holds one; see ``churn.roles``). Which one answers is decided at serve time:
+holds one; see ``churn.registry.roles``). Which one answers is decided at serve time:
 
 * ``CHURN_SERVING_MODE`` = ``shadow`` (the default when a challenger is packaged): the champion
   answers every request; the challenger scores the same rows *off the response path*, in a
@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from churn.modeling.spec import encode_records
-from churn.prediction_log import PredictionLogWriter
+from churn.monitoring.prediction_log import PredictionLogWriter
 from serving.prediction_logging import prediction_records
 from serving.scoring import Scorer
 
@@ -118,7 +118,8 @@ def resolve_challenger_tag(pinned: str | None, env: Mapping[str, str] | None = N
     (``none`` = explicitly none: a built Bento is what it was built as), else
     ``CHURN_CHALLENGER_TAG`` (a tag, ``auto`` for the store's current challenger, or unset/none
     for no challenger). Returns an exact tag, or None."""
-    from churn import registry, roles
+    from churn import registry
+    from churn.registry import roles
 
     env = os.environ if env is None else env
     value = pinned if pinned is not None else env.get(CHALLENGER_TAG_ENV)

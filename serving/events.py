@@ -25,7 +25,7 @@ import pyarrow as pa
 from pydantic import BaseModel
 
 from churn.features import FEATURE_NAMES, SourceTables, feature_sql
-from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Table
+from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Table
 
 Row = BaseModel | Mapping[str, Any]
 """A history row: the request's validated model (read by attribute) or a plain mapping."""

@@ -1,4 +1,4 @@
-"""Scored rows -> :class:`churn.prediction_log.PredictionRecord`, for the monitoring pipeline.
+"""Scored rows -> prediction-log records (:mod:`churn.monitoring.prediction_log`) for monitoring.
 
 The writer buffers in memory and a background thread writes, so the request pays for building
 these dicts and one list append, nothing on disk.
@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from churn.prediction_log import PredictionLogWriter, PredictionRecord
+from churn.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
 from serving.scoring import ScoredRows
 
 DEFAULT_CHURN_HOME = "./data"

@@ -12,7 +12,8 @@ Choices, each deliberate:
   directly, and an unknown value there is far more often a typo than a new plan.
 * Numeric features are strict: integers must be JSON integers, numbers JSON numbers (no strings,
   no booleans), finite, and inside the spec's validation bounds.
-* The raw tables of ``/score_events`` follow the raw-table contract (``churn.schema``), the same
+* The raw tables of ``/score_events`` follow the raw-table contract (``churn.ingest.schema``),
+  the same
   rules staging enforces, so a history the warehouse would reject is refused here too.
 """
 
@@ -27,9 +28,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from typing_extensions import TypedDict
 
+from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
 from churn.modeling.spec import FeatureSpec
 from churn.modeling.thresholds import TIERS
-from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
 
 MAX_BATCH_SIZE = 1000
 """Rows per ``/score_batch`` request: one request then stays well under 100 ms and a few MB."""

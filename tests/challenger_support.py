@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from churn import registry, roles
+from churn import registry
+from churn.registry import roles
 from tests.graph import GraphRun
 
 

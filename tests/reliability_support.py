@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from churn.prediction_log import CLOSED_SUFFIX, OPEN_SUFFIX
+from churn.monitoring.prediction_log import CLOSED_SUFFIX, OPEN_SUFFIX
 
 
 def process_tree(root: int) -> list[int]:

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from churn.features import FEATURE_NAMES
-from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
+from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
 
 
 @contextmanager

@@ -18,8 +18,8 @@ import pydantic
 import pytest
 
 from churn.features import FEATURE_NAMES
+from churn.ingest.sources import SourceConfigError, load_source, parse_source
 from churn.modeling.spec import specs_from_dicts
-from churn.sources import SourceConfigError, load_source, parse_source
 from serving.schemas import build_schemas
 from tests.byod_support import examples_root, run_example
 

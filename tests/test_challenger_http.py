@@ -13,7 +13,7 @@ import pytest
 
 from churn import registry
 from churn.modeling.spec import encode_records
-from churn.prediction_log import CLOSED_SUFFIX
+from churn.monitoring.prediction_log import CLOSED_SUFFIX
 from serving.challenger import canary_bucket
 from tests.challenger_support import plant_challenger, remove_challenger
 from tests.serving_support import (
@@ -35,7 +35,7 @@ KEYS = ("limit-key-1", "limit-key-2")
 def bento(materialized) -> Iterator[dict]:
     import bentoml
 
-    from churn_assets.assets.bento import build_bento
+    from churn_assets.defs.model.bento import build_bento
 
     champion, challenger = plant_challenger(materialized)
     version = f"{champion.split(':')[1]}-vs-{challenger.split(':')[1]}"

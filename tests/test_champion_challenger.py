@@ -12,8 +12,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from churn import registry, roles
+from churn import registry
 from churn.monitoring.challenger import compare, paired_bootstrap, rank_auc
+from churn.registry import roles
 from serving.challenger import (
     CANARY,
     OFF,
@@ -253,7 +254,7 @@ def promotion_check(run: GraphRun) -> dg.AssetCheckEvaluation:
 def run_promotion(
     home: Path, request: dg.RunRequest, raise_on_error: bool = True
 ) -> dg.ExecuteInProcessResult:
-    from churn_assets.promotion import promote_challenger_job
+    from churn_assets.defs.monitoring.promotion import promote_challenger_job
     from churn_assets.resources import WarehouseResource
 
     config = request.run_config
@@ -267,7 +268,7 @@ def run_promotion(
 
 
 def test_equal_challenger_is_not_promoted(materialized, challenger_in_store, tmp_path):
-    from churn_assets.promotion import promotion_request
+    from churn_assets.defs.monitoring.promotion import promotion_request
 
     champion, challenger = challenger_in_store
     home = private_home(materialized, tmp_path)
@@ -283,8 +284,8 @@ def test_equal_challenger_is_not_promoted(materialized, challenger_in_store, tmp
 
 
 def test_better_challenger_is_promoted_and_recorded(materialized, challenger_in_store, tmp_path):
-    from churn import promotion
-    from churn_assets.promotion import promotion_request
+    from churn.registry import history
+    from churn_assets.defs.monitoring.promotion import promotion_request
 
     champion, challenger = challenger_in_store
     home = private_home(materialized, tmp_path)
@@ -309,7 +310,7 @@ def test_better_challenger_is_promoted_and_recorded(materialized, challenger_in_
     ]
     assert reported[0].metadata["model_tag"].value == challenger
     with duckdb.connect(str(home / "warehouse.duckdb")) as con:
-        history = {row["model_tag"]: row for row in promotion.history(con)}
+        history = {row["model_tag"]: row for row in history.history(con)}
     assert history[champion]["role"] == roles.RETIRED and history[champion]["retired_at"]
     # the same request again is stale (that challenger is the champion now): refused
     assert not run_promotion(home, request, raise_on_error=False).success

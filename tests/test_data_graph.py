@@ -7,8 +7,9 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn.features import FEATURE_NAMES, SourceTables, feature_sql, leakage_differences
-from churn.schema import RAW_TABLES
+from churn.features import FEATURE_NAMES, SourceTables, feature_sql
+from churn.features.leakage import leakage_differences
+from churn.ingest.schema import RAW_TABLES
 from tests.graph import GraphRun, materialize_graph
 
 STAGING = dg.AssetSelection.groups("raw", "staging")

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn.eda import EdaResult, analyze
+from churn.reports.eda import EdaResult, analyze
 from tests.graph import GraphRun
 
 EXPECTED_METADATA = {

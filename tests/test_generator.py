@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from churn.schema import RAW_TABLES, TABLES_BY_NAME, TRUTH_FILE
+from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME, TRUTH_FILE
 from churn.synthetic import GeneratorConfig, generate, observation_dates
 from churn.synthetic.__main__ import main as cli_main
 

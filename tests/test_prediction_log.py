@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from churn.prediction_log import PredictionLogWriter, closed_files
+from churn.monitoring.prediction_log import PredictionLogWriter, closed_files
 
 
 def test_every_record_stays_on_its_own_line(tmp_path: Path):

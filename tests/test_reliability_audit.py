@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from churn.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
+from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
 from serving import auth
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -377,18 +377,18 @@ def _broken_files(incoming: Path) -> dict[str, str]:
 
 
 def test_corrupt_truncated_and_malformed_files_are_quarantined_with_a_reason(tmp_path, monkeypatch):
-    from churn_assets import automation
     from churn_assets.definitions import defs
+    from churn_assets.defs.raw import sensors as raw_sensors
 
     monkeypatch.setenv("CHURN_HOME", str(tmp_path))
     incoming = tmp_path / "incoming"
     incoming.mkdir()
     expected = _broken_files(incoming)
-    old = time.time() - automation.SETTLE_SECONDS - 5
+    old = time.time() - raw_sensors.SETTLE_SECONDS - 5
     for path in incoming.iterdir():
         os.utime(path, (old, old))
     context = dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(), definitions=defs)
-    result = automation.incoming_files_sensor(context)
+    result = raw_sensors.incoming_files_sensor(context)
     assert isinstance(result, dg.SkipReason), result
     assert not list(incoming.iterdir())
     for name, reason in expected.items():

@@ -14,9 +14,10 @@ from dagster._core.storage.tags import (
 )
 
 from churn.synthetic.shift import next_month
-from churn_assets import automation
-from churn_assets.assets.monitoring import REFRESH
 from churn_assets.definitions import defs
+from churn_assets.defs.monitoring import sensors as monitoring_sensors
+from churn_assets.defs.monitoring.assets import REFRESH
+from churn_assets.defs.raw import sensors as raw_sensors
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
 
 RAW_TABLES = ("raw_customers", "raw_events", "raw_payments", "raw_tickets", "raw_cancellations")
@@ -24,7 +25,7 @@ RAW_TABLES = ("raw_customers", "raw_events", "raw_payments", "raw_tickets", "raw
 
 def _age(path: Path) -> Path:
     """Make a file look fully copied (older than the sensor's settle time)."""
-    old = time.time() - automation.SETTLE_SECONDS - 5
+    old = time.time() - raw_sensors.SETTLE_SECONDS - 5
     os.utime(path, (old, old))
     return path
 
@@ -54,17 +55,17 @@ GOOD_ROW = "c_new_1,2025-09-03,north,basic,19.0,monthly,card,33,organic"
 def test_new_file_requests_one_run_keyed_by_content(home: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
     path = _customers_csv(home / "incoming" / "customers_2025-10.csv", [GOOD_ROW])
-    request, cursor = _tick(automation.incoming_files_sensor, instance)
+    request, cursor = _tick(raw_sensors.incoming_files_sensor, instance)
     assert isinstance(request, dg.RunRequest)
     files = request.run_config["ops"]["raw_tables"]["config"]["incoming_files"]
     assert files == [str(path)]
     # The same bytes give the same key, so the daemon never launches it twice.
-    again = automation.incoming_files_sensor(
+    again = raw_sensors.incoming_files_sensor(
         dg.build_sensor_context(instance=instance, definitions=defs)
     )
     assert again.run_key == request.run_key
     # With the cursor, a tick while the run is pending requests nothing new.
-    skipped, _ = _tick(automation.incoming_files_sensor, instance, cursor)
+    skipped, _ = _tick(raw_sensors.incoming_files_sensor, instance, cursor)
     assert isinstance(skipped, dg.SkipReason)
     assert path.exists()
 
@@ -72,7 +73,7 @@ def test_new_file_requests_one_run_keyed_by_content(home: Path) -> None:
 def test_a_file_still_being_copied_is_left_alone(home: Path) -> None:
     path = _customers_csv(home / "incoming" / "customers.csv", [GOOD_ROW])
     os.utime(path, None)  # just written
-    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    result, _ = _tick(raw_sensors.incoming_files_sensor, dg.DagsterInstance.ephemeral())
     assert isinstance(result, dg.SkipReason) and path.exists()
 
 
@@ -96,7 +97,7 @@ def test_bad_files_are_quarantined_with_a_reason(
         _age(incoming / name)
     else:
         _customers_csv(incoming / name, content.split("\n"))
-    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    result, _ = _tick(raw_sensors.incoming_files_sensor, dg.DagsterInstance.ephemeral())
     assert isinstance(result, dg.SkipReason)
     assert not (incoming / name).exists()
     assert (home / "quarantine" / name).exists()
@@ -134,7 +135,8 @@ def test_monitoring_assets_carry_the_refresh_condition() -> None:
     graph = defs.resolve_asset_graph()
     for key in ("drift_report", "model_performance"):
         assert graph.get(dg.AssetKey(key)).automation_condition == REFRESH
-    statuses = {s.name: s.default_status for s in automation.SENSORS}
+    statuses = {s.name: s.default_status for s in defs.sensors or []}
+    assert len(statuses) == 4
     assert set(statuses.values()) == {dg.DefaultSensorStatus.RUNNING}
 
 
@@ -196,7 +198,7 @@ def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) ->
     bad = _customers_csv(home / "incoming" / "payments_broken.csv", [GOOD_ROW])
 
     instance = dg.DagsterInstance.ephemeral()
-    request, _ = _tick(automation.incoming_files_sensor, instance)
+    request, _ = _tick(raw_sensors.incoming_files_sensor, instance)
     assert isinstance(request, dg.RunRequest)
     assert (home / "quarantine" / f"{bad.name}.reason.txt").exists()
     assert _counts(home) == before  # the sensor itself never writes the warehouse
@@ -205,7 +207,7 @@ def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) ->
     run_config["ops"] = run_config["ops"] | {
         "drift_report": {"config": {"max_drift_share": 0.0}}  # any drifted feature fails
     }
-    ingest = _run(home, instance, automation.INCOMING_SELECTION, run_config)
+    ingest = _run(home, instance, raw_sensors.INCOMING_SELECTION, run_config)
     assert ingest.success
     after = _counts(home)
     assert after["raw_events"] > before["raw_events"]
@@ -215,11 +217,11 @@ def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) ->
     assert not drift.passed
     assert "monthly_fee" in drift.metadata["drifted_columns"].value
 
-    retrain, _ = _tick(automation.drift_retrain_sensor, instance)
+    retrain, _ = _tick(monitoring_sensors.drift_retrain_sensor, instance)
     assert isinstance(retrain, dg.RunRequest)
-    again, _ = _tick(automation.drift_retrain_sensor, instance, cursor=str(10**12))
+    again, _ = _tick(monitoring_sensors.drift_retrain_sensor, instance, cursor=str(10**12))
     assert isinstance(again, dg.SkipReason)
-    result = _run(home, instance, automation.RETRAIN_SELECTION)
+    result = _run(home, instance, monitoring_sensors.RETRAIN_SELECTION)
     gate = {e.check_name: e for e in result.get_asset_check_evaluations()}["quality_gate"]
     materialized_keys = {
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
@@ -241,7 +243,7 @@ def test_a_bad_file_changes_nothing(pipeline_copy: Path) -> None:
     path.parent.mkdir(parents=True)
     path.write_text("event_id,customer_id\ne1,c1\n")
     _age(path)
-    result, _ = _tick(automation.incoming_files_sensor, dg.DagsterInstance.ephemeral())
+    result, _ = _tick(raw_sensors.incoming_files_sensor, dg.DagsterInstance.ephemeral())
     assert isinstance(result, dg.SkipReason)
     assert "missing column" in (home / "quarantine" / "events_2025-09.csv.reason.txt").read_text()
     assert _counts(home) == before and registry.latest_tag() == champion

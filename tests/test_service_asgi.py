@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from churn.prediction_log import CLOSED_SUFFIX
+from churn.monitoring.prediction_log import CLOSED_SUFFIX
 from tests.serving_support import (
     environment,
     feature_rows,

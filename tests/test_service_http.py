@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from churn.prediction_log import CLOSED_SUFFIX
+from churn.monitoring.prediction_log import CLOSED_SUFFIX
 from tests.serving_support import (
     KEY,
     Server,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from churn.features import FEATURES, Feature
-from churn.schema import CUSTOMERS
+from churn.ingest.schema import CUSTOMERS
 
 if TYPE_CHECKING:
     import pandas as pd

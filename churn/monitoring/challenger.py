@@ -1,7 +1,8 @@
 """Champion vs challenger on the same customers, once their labels have matured.
 
 In ``shadow`` and ``canary`` modes the scoring service logs both models' probabilities for every
-row (``champion_probability`` / ``challenger_probability``, see :mod:`churn.prediction_log`).
+row (``champion_probability`` / ``challenger_probability``, see
+:mod:`churn.monitoring.prediction_log`).
 Rows that carry an ``observation_date`` (``/score_events``) join ``churn_labels``; each such row
 is a paired observation: the same customer, the same moment, two scores, one outcome.
 

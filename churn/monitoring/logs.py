@@ -14,8 +14,8 @@ from pathlib import Path
 
 import duckdb
 
-from churn.incoming import content_hash
-from churn.prediction_log import closed_files
+from churn.ingest.incoming import content_hash
+from churn.monitoring.prediction_log import closed_files
 from churn.warehouse import transaction
 
 LOG_TABLE = "prediction_logs"
@@ -39,8 +39,9 @@ LOG_COLUMNS: dict[str, str] = {
     "challenger_version": "VARCHAR",
     "challenger_probability": "DOUBLE",
 }
-"""The columns of :class:`churn.prediction_log.PredictionRecord`, typed for the warehouse. The
-last five are written only while a challenger is served (NULL in older files and in ``off``)."""
+"""The columns of :class:`churn.monitoring.prediction_log.PredictionRecord`, typed for the
+warehouse. The last five are written only while a challenger is served (NULL in older files
+and in ``off``)."""
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {LOG_TABLE} (

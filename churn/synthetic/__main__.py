@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import TextIO
 
-from churn.schema import TRUTH_FILE
+from churn.ingest.schema import TRUTH_FILE
 from churn.synthetic.generator import GenerationSummary, GeneratorConfig, generate
 
 BAR_WIDTH = 30

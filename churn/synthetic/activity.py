@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from churn.schema import EVENT_TYPES, TICKET_CATEGORIES, TICKET_PRIORITIES
+from churn.ingest.schema import EVENT_TYPES, TICKET_CATEGORIES, TICKET_PRIORITIES
 
 US_PER_DAY = 86_400_000_000
 US_PER_SECOND = 1_000_000

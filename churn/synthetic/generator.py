@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from churn.schema import (
+from churn.ingest.schema import (
     CANCEL_REASONS,
     CHANNELS,
     CHURN_TYPES,

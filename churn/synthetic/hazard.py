@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from churn.schema import CHANNELS
+from churn.ingest.schema import CHANNELS
 
 BASE_DAILY_HAZARD = 0.0027
 COEF_REL_ENGAGEMENT = -1.2  # per unit of log(lambda / own starting lambda)

@@ -11,7 +11,7 @@ from datetime import date
 
 import numpy as np
 
-from churn.schema import CHANNELS, CONTRACTS, PAYMENT_METHODS, PLANS, REGIONS
+from churn.ingest.schema import CHANNELS, CONTRACTS, PAYMENT_METHODS, PLANS, REGIONS
 
 EPOCH = date(1970, 1, 1)
 

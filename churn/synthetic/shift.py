@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from churn.schema import REGIONS
+from churn.ingest.schema import REGIONS
 
 KINDS = ("price_rise", "payment_failure", "usage_drop")
 

@@ -1,0 +1,310 @@
+"""A flat customer table (one row per customer, a label column) as the pipeline's source.
+
+There is no event history, so the features are the table's own columns. Staging decides what
+each column is, once, and records it in ``flat_columns`` — the single source of truth for the
+flat shape's features: ``customer_features``, training and the model card's feature schema all
+follow it. The rules, in order:
+
+1. the id, label and time columns are roles, not features; ``columns.ignore`` drops a column;
+2. a column with at most one distinct value is dropped (``constant``);
+3. ``columns.numeric`` / ``columns.categorical`` force a kind;
+4. otherwise a typed numeric column (Parquet) is numeric, and a text column is numeric when at
+   least 90% of its non-blank values parse as numbers ("text numbers": blanks become NULL, and a
+   row whose value does not parse is *rejected* with its reason, like staging's other rules);
+5. a text column with mostly distinct values (over half the rows) looks like an identifier and
+   is dropped, as is an integer column unique on every row (a row number).
+
+Everything runs in DuckDB SQL over ``raw_customers``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+import duckdb
+
+from churn.ingest.sources import FlatSource
+from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
+from churn.sql import quote_identifier, quote_literal
+from churn.warehouse import transaction
+
+NUMERIC_SHARE = 0.9
+"""A text column is numeric when at least this share of its non-blank values parse."""
+IDENTIFIER_SHARE = 0.5
+"""A text column with more distinct values than this share of rows is taken for an id."""
+MIN_ROWS_FOR_IDENTIFIER = 20
+
+COLUMNS_TABLE = "flat_columns"
+RESERVED = {"customer_id", "observation_date", "churned"} | set(LINEAGE_COLUMNS)
+_NUMERIC_RAW = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
+
+
+@dataclass(frozen=True)
+class InferredColumn:
+    """What staging decided about one column of the flat table."""
+
+    source: str
+    """The column's name in the user's file."""
+    name: str
+    """Its feature name (snake_case), when it is a feature."""
+    role: str
+    """feature, id, label, time, ignored, constant or identifier."""
+    kind: str | None
+    sql_type: str | None
+    text_numbers: bool
+    reason: str
+
+
+def feature_name(column: str) -> str:
+    """``MonthlyCharges`` -> ``monthly_charges``: names safe for SQL, JSON and pydantic."""
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", column.strip())
+    snake = re.sub(r"[^0-9a-zA-Z]+", "_", snake).strip("_").lower() or "column"
+    return f"f_{snake}" if snake[0].isdigit() else snake
+
+
+def _text(column: str) -> str:
+    return f"nullif(trim(CAST({quote_identifier(column)} AS VARCHAR)), '')"
+
+
+def infer_columns(con: duckdb.DuckDBPyConnection, source: FlatSource) -> list[InferredColumn]:
+    """Decide every column's role and type from ``raw_customers``."""
+    described = [
+        (name, str(kind).upper())
+        for name, kind, *_ in con.execute("DESCRIBE raw_customers").fetchall()
+        if name not in LINEAGE_COLUMNS
+    ]
+    present = {name for name, _ in described}
+    for role, column in (("id_column", source.id_column), ("label.column", source.label_column)):
+        if column not in present:
+            raise ValueError(f"{role} {column!r} is not a column of {source.path.name}")
+    rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
+    roles = {source.id_column: "id", source.label_column: "label"}
+    if source.time_column:
+        roles[source.time_column] = "time"
+    inferred: list[InferredColumn] = []
+    used: set[str] = set(RESERVED)
+    for column, raw_type in described:
+        if column in roles:
+            inferred.append(
+                InferredColumn(column, column, roles[column], None, None, False, "role")
+            )
+            continue
+        if column in source.ignore:
+            inferred.append(
+                InferredColumn(column, column, "ignored", None, None, False, "columns.ignore")
+            )
+            continue
+        inferred.append(_infer(con, column, raw_type, rows, source, used))
+    return inferred
+
+
+def _infer(
+    con: duckdb.DuckDBPyConnection,
+    column: str,
+    raw_type: str,
+    rows: int,
+    source: FlatSource,
+    used: set[str],
+) -> InferredColumn:
+    text = _text(column)
+    distinct, present, parsed, integral, unique_ints = con.execute(
+        f"""
+        SELECT count(DISTINCT {text}), count({text}), count(TRY_CAST({text} AS DOUBLE)),
+            count(*) FILTER (WHERE TRY_CAST({text} AS DOUBLE) IS NOT NULL
+                AND TRY_CAST({text} AS DOUBLE) = round(TRY_CAST({text} AS DOUBLE))
+                AND abs(TRY_CAST({text} AS DOUBLE)) < 2e9),
+            count(DISTINCT TRY_CAST({text} AS DOUBLE))
+        FROM raw_customers
+        """
+    ).fetchone()
+
+    def drop(role: str, reason: str) -> InferredColumn:
+        return InferredColumn(column, column, role, None, None, False, reason)
+
+    if distinct <= 1:
+        return drop("constant", f"{distinct} distinct value(s)")
+    typed_numeric = raw_type.split("(")[0] in _NUMERIC_RAW or raw_type.startswith("DECIMAL")
+    if column in source.categorical:
+        kind, reason = "categorical", "columns.categorical"
+    elif column in source.numeric:
+        kind, reason = "numeric", "columns.numeric"
+    elif typed_numeric:
+        kind, reason = "numeric", f"typed {raw_type}"
+    elif present and parsed / present >= NUMERIC_SHARE:
+        kind, reason = "numeric", f"{parsed / present:.1%} of non-blank values parse as numbers"
+    else:
+        kind, reason = "categorical", "text"
+    if (
+        kind == "categorical"
+        and rows >= MIN_ROWS_FOR_IDENTIFIER
+        and distinct > IDENTIFIER_SHARE * rows
+    ):
+        return drop("identifier", f"{distinct} distinct values in {rows} rows")
+    is_integer = kind == "numeric" and parsed > 0 and integral == parsed
+    if is_integer and unique_ints == rows and rows >= MIN_ROWS_FOR_IDENTIFIER:
+        return drop("identifier", f"an integer unique on each of {rows} rows")
+    name = feature_name(column)
+    while name in used:
+        name += "_"
+    used.add(name)
+    sql_type = "VARCHAR" if kind == "categorical" else ("INTEGER" if is_integer else "DOUBLE")
+    text_numbers = kind == "numeric" and not typed_numeric
+    return InferredColumn(column, name, "feature", kind, sql_type, text_numbers, reason)
+
+
+def _typed(column: InferredColumn) -> str:
+    text = _text(column.source)
+    if column.kind == "categorical":
+        return text
+    return f"CAST(TRY_CAST({text} AS DOUBLE) AS {column.sql_type})"
+
+
+def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple[str, str]]:
+    """(condition TRUE when broken, SQL text of the reason), over raw_customers."""
+    found = [
+        (
+            f"{_text(source.id_column)} IS NULL",
+            quote_literal(f"missing_required: {source.id_column} is missing"),
+        ),
+        (
+            f"{_text(source.label_column)} IS NULL",
+            quote_literal(f"missing_required: {source.label_column} (the label) is missing"),
+        ),
+    ]
+    if source.time_column:
+        text = _text(source.time_column)
+        found.append(
+            (
+                f"{text} IS NOT NULL AND TRY_CAST({text} AS DATE) IS NULL",
+                f"'invalid_type: {source.time_column}=' || {text} || ' is not a valid DATE'",
+            )
+        )
+        found.append(
+            (f"{text} IS NULL", quote_literal(f"missing_required: {source.time_column} is missing"))
+        )
+    for column in columns:
+        if column.role == "feature" and column.kind == "numeric":
+            text = _text(column.source)
+            found.append(
+                (
+                    f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
+                    f"'invalid_type: {column.source}=''' || {text} || ''' is not a number'",
+                )
+            )
+    return found
+
+
+def stage_flat(
+    con: duckdb.DuckDBPyConnection, source: FlatSource, observation_date: date
+) -> tuple[StagingResult, list[InferredColumn]]:
+    """Rebuild ``stg_customers``, its rejects and ``flat_columns`` from ``raw_customers``.
+
+    ``stg_customers`` holds ``customer_id``, the typed features (by feature name), ``churned``
+    and ``observation_date`` (the time column truncated to its month, else ``observation_date``).
+    """
+    columns = infer_columns(con, source)
+    features = [c for c in columns if c.role == "feature"]
+    violations = _violations(columns, source)
+    reasons = (
+        "list_filter(["
+        + ", ".join(
+            f"CASE WHEN coalesce({cond}, false) THEN {reason} END" for cond, reason in violations
+        )
+        + "], lambda r: r IS NOT NULL)"
+    )
+    is_valid = " AND ".join(f"NOT coalesce({cond}, false)" for cond, _ in violations)
+    positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
+    if source.time_column:
+        when = f"CAST(date_trunc('month', TRY_CAST({_text(source.time_column)} AS DATE)) AS DATE)"
+    else:
+        when = f"DATE '{observation_date.isoformat()}'"
+    typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
+    lineage = ", ".join(LINEAGE_COLUMNS)
+    shown = ", ".join(
+        f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
+        for c in columns
+    )
+    with transaction(con):
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE stg_customers_rejects AS
+            SELECT {shown}, array_to_string(reasons, '; ') AS reject_reason,
+                list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
+                    AS reject_rules,
+                {lineage}
+            FROM (SELECT *, {reasons} AS reasons FROM raw_customers WHERE NOT ({is_valid}))
+            """
+        )
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE _valid AS
+            SELECT {_text(source.id_column)} AS customer_id, {when} AS observation_date,
+                {typed}{"," if typed else ""}
+                lower({_text(source.label_column)}) IN ({positives}) AS churned, {lineage}
+            FROM raw_customers WHERE {is_valid}
+            """
+        )
+        key = "customer_id, observation_date"
+        con.execute(
+            f"""
+            CREATE OR REPLACE TABLE stg_customers AS SELECT * FROM _valid
+            QUALIFY row_number() OVER (
+                PARTITION BY {key} ORDER BY _loaded_at DESC, _source_file DESC) = 1
+            """
+        )
+        valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
+        staged_rows = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
+        value_columns = ", ".join(["churned", *(quote_identifier(c.name) for c in features)])
+        conflicting = con.execute(
+            f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
+            f"HAVING count(DISTINCT ({value_columns})) > 1)"
+        ).fetchone()[0]
+        con.execute("DROP TABLE _valid")
+        con.execute(
+            f"CREATE OR REPLACE TABLE {COLUMNS_TABLE} (source_column VARCHAR, name VARCHAR, "
+            "role VARCHAR, kind VARCHAR, sql_type VARCHAR, text_numbers BOOLEAN, reason VARCHAR, "
+            "position INTEGER)"
+        )
+        con.executemany(
+            f"INSERT INTO {COLUMNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                [c.source, c.name, c.role, c.kind, c.sql_type, c.text_numbers, c.reason, i]
+                for i, c in enumerate(columns)
+            ],
+        )
+    raw_rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
+    rejected = con.execute("SELECT count(*) FROM stg_customers_rejects").fetchone()[0]
+    by_rule = dict(
+        con.execute(
+            "SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule "
+            "FROM stg_customers_rejects) GROUP BY rule"
+        ).fetchall()
+    )
+    result = StagingResult(
+        raw_rows=raw_rows,
+        staged_rows=staged_rows,
+        rejected_rows=rejected,
+        duplicates_dropped=valid_rows - staged_rows,
+        conflicting_keys=conflicting,
+        rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
+    )
+    return result, columns
+
+
+def describe(column: InferredColumn) -> str:
+    kind = f"{column.kind} ({column.sql_type})"
+    coerced = "; stored as text, blanks read as missing" if column.text_numbers else ""
+    return (
+        f"Column {column.source!r} of the customer table: {kind}, "
+        f"inferred: {column.reason}{coerced}."
+    )
+
+
+def inferred_columns(con: duckdb.DuckDBPyConnection) -> list[InferredColumn]:
+    rows = con.execute(
+        f"SELECT source_column, name, role, kind, sql_type, text_numbers, reason "
+        f"FROM {COLUMNS_TABLE} ORDER BY position"
+    ).fetchall()
+    return [InferredColumn(*row) for row in rows]

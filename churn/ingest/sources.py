@@ -1,0 +1,278 @@
+"""Source configs: the user's own CSV or Parquet files mapped onto the pipeline (``CHURN_SOURCE``).
+
+Two shapes, one YAML file each (paths inside it are relative to the YAML file):
+
+* ``flat`` — one customer table with an id column and a label column. Its other columns become
+  the features after type inference (:mod:`churn.ingest.flat`); there is no event history, so each
+  customer is observed once, at ``as_of``.
+* ``events`` — customer, event, payment, ticket and cancellation tables, each with its own file
+  and column names, renamed onto the raw-table contract (:mod:`churn.ingest.schema`)
+  while landing, so
+  the point-in-time path runs unchanged. ``observation`` sets the monthly calendar.
+
+Parsing is strict: an unknown key or a missing file is an error that names the key or file,
+raised when the code location loads, not halfway through a run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any, Literal
+
+from churn.ingest.schema import TABLES_BY_NAME
+
+Shape = Literal["flat", "events"]
+SUFFIXES = (".csv", ".parquet")
+
+
+class SourceConfigError(ValueError):
+    """A source config that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The observation calendar: monthly dates from ``start`` to ``end`` (both month starts)."""
+
+    start: date
+    end: date
+
+
+@dataclass(frozen=True)
+class FlatSource:
+    """One customer table: id, label, optional time column and type overrides."""
+
+    path: Path
+    id_column: str
+    label_column: str
+    positive: tuple[str, ...]
+    time_column: str | None = None
+    as_of: date | None = None
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    cv_folds: int = 0
+    validation_share: float = 0.15
+    test_share: float = 0.15
+    seed: int = 42
+
+
+@dataclass(frozen=True)
+class MappedTable:
+    """One file of an events source and how its columns map onto the contract's names."""
+
+    path: Path
+    columns: Mapping[str, str] = field(default_factory=dict)
+    """contract column -> file column, for the columns whose names differ."""
+
+    def file_column(self, contract_column: str) -> str:
+        return self.columns.get(contract_column, contract_column)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """A parsed source config; exactly one of ``flat`` / ``tables`` is set."""
+
+    config_path: Path
+    shape: Shape
+    name: str
+    observation: Observation | None = None
+    flat: FlatSource | None = None
+    tables: Mapping[str, MappedTable] = field(default_factory=dict)
+
+    @property
+    def is_flat(self) -> bool:
+        return self.shape == "flat"
+
+
+def _date(value: Any, where: str) -> date:
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError as error:
+        raise SourceConfigError(f"{where} must be a date YYYY-MM-DD, got {value!r}") from error
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _file(base: Path, value: Any, where: str) -> Path:
+    if not isinstance(value, str) or not value:
+        raise SourceConfigError(f"{where} must be a file path, got {value!r}")
+    path = Path(value) if Path(value).is_absolute() else (base / value)
+    if path.suffix.lower() not in SUFFIXES:
+        raise SourceConfigError(f"{where}: {value} is not a {' or '.join(SUFFIXES)} file")
+    if not path.exists():
+        raise SourceConfigError(f"{where}: file {path} does not exist")
+    return path.resolve()
+
+
+def _only(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise SourceConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})"
+        )
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SourceConfigError(f"{where} must be a list of column names")
+    return tuple(value)
+
+
+def _observation(data: Any, where: str) -> Observation | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise SourceConfigError(f"{where} must be a mapping with start and end")
+    _only(data, {"start", "end"}, where)
+    start = _month_start(_date(data.get("start"), f"{where}.start"))
+    end = _month_start(_date(data.get("end"), f"{where}.end"))
+    if end < start:
+        raise SourceConfigError(f"{where}: end {end} is before start {start}")
+    return Observation(start, end)
+
+
+def _flat(data: Mapping[str, Any], base: Path, where: str) -> FlatSource:
+    allowed = {"table", "id_column", "label", "time_column", "as_of", "columns", "evaluation"}
+    _only(data, allowed | {"shape", "name", "observation"}, where)
+    label = data.get("label")
+    if not isinstance(label, Mapping) or "column" not in label or "positive" not in label:
+        raise SourceConfigError(f"{where}.label must be {{column: <name>, positive: <value>}}")
+    _only(label, {"column", "positive"}, f"{where}.label")
+    positive = label["positive"]
+    positives = tuple(str(v) for v in (positive if isinstance(positive, list) else [positive]))
+    columns = data.get("columns") or {}
+    _only(columns, {"categorical", "numeric", "ignore"}, f"{where}.columns")
+    evaluation = data.get("evaluation") or {}
+    _only(evaluation, {"cv_folds", "validation_share", "test_share", "seed"}, f"{where}.evaluation")
+    if not isinstance(data.get("id_column"), str):
+        raise SourceConfigError(f"{where}.id_column must name the customer id column")
+    cv_folds = int(evaluation.get("cv_folds", 0))
+    if cv_folds == 1 or cv_folds < 0:
+        raise SourceConfigError(f"{where}.evaluation.cv_folds must be 0 (off) or at least 2")
+    return FlatSource(
+        path=_file(base, data.get("table"), f"{where}.table"),
+        id_column=data["id_column"],
+        label_column=str(label["column"]),
+        positive=positives,
+        time_column=data.get("time_column"),
+        as_of=_date(data["as_of"], f"{where}.as_of") if data.get("as_of") else None,
+        categorical=_names(columns.get("categorical"), f"{where}.columns.categorical"),
+        numeric=_names(columns.get("numeric"), f"{where}.columns.numeric"),
+        ignore=_names(columns.get("ignore"), f"{where}.columns.ignore"),
+        cv_folds=cv_folds,
+        validation_share=float(evaluation.get("validation_share", 0.15)),
+        test_share=float(evaluation.get("test_share", 0.15)),
+        seed=int(evaluation.get("seed", 42)),
+    )
+
+
+def _tables(data: Any, base: Path, where: str) -> dict[str, MappedTable]:
+    if not isinstance(data, Mapping):
+        raise SourceConfigError(f"{where} must map each table name to {{path, columns}}")
+    _only(data, set(TABLES_BY_NAME), where)
+    missing = [name for name in TABLES_BY_NAME if name not in data]
+    if missing:
+        raise SourceConfigError(f"{where}: missing table(s) {', '.join(missing)}")
+    tables = {}
+    for name, spec in data.items():
+        here = f"{where}.{name}"
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        _only(spec, {"path", "columns"}, here)
+        columns = dict(spec.get("columns") or {})
+        _only(columns, set(TABLES_BY_NAME[name].column_names), f"{here}.columns")
+        tables[name] = MappedTable(_file(base, spec.get("path"), f"{here}.path"), columns)
+    return tables
+
+
+def parse_source(data: Mapping[str, Any], config_path: Path) -> SourceConfig:
+    """A :class:`SourceConfig` from the YAML's mapping; relative paths resolve next to it."""
+    where = config_path.name
+    if not isinstance(data, Mapping):
+        raise SourceConfigError(f"{where}: expected a mapping at the top level")
+    shape = data.get("shape")
+    if shape not in ("flat", "events"):
+        raise SourceConfigError(f"{where}.shape must be 'flat' or 'events', got {shape!r}")
+    base = config_path.parent
+    name = str(data.get("name") or config_path.parent.name)
+    observation = _observation(data.get("observation"), f"{where}.observation")
+    if shape == "flat":
+        flat = _flat(data, base, where)
+        if flat.time_column and observation is None:
+            raise SourceConfigError(
+                f"{where}: a flat table with time_column needs observation: {{start, end}} "
+                "(the monthly calendar its rows fall into)"
+            )
+        return SourceConfig(config_path, "flat", name, observation, flat=flat)
+    _only(data, {"shape", "name", "observation", "tables"}, where)
+    if observation is None:
+        raise SourceConfigError(f"{where}: an events source needs observation: {{start, end}}")
+    return SourceConfig(
+        config_path, "events", name, observation, tables=_tables(data.get("tables"), base, where)
+    )
+
+
+def load_source(path: str | Path) -> SourceConfig:
+    """Read and validate a source config YAML."""
+    import yaml
+
+    config_path = Path(path).resolve()
+    if not config_path.exists():
+        raise SourceConfigError(f"CHURN_SOURCE={path}: no such file")
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise SourceConfigError(f"{config_path.name}: not valid YAML ({error})") from error
+    return parse_source(data, config_path)
+
+
+def flat_observation_date(source: SourceConfig, today: date | None = None) -> date:
+    """The one observation date of a flat table without a time column: ``as_of``, else the
+    first day of the current month (the load date's month, so partitions stay stable)."""
+    assert source.flat is not None
+    if source.flat.as_of is not None:
+        return source.flat.as_of
+    return _month_start(today or date.today())
+
+
+SOURCE_TABLE = "raw_source"
+"""One row: which source the raw layer was last loaded from. Downstream assets read the source
+from here, not from the environment, so a run-config override on the raw asset carries through
+the whole graph."""
+
+
+def record_source(
+    con, source: str, config: SourceConfig | None, observation_date: date | None
+) -> None:
+    con.execute(
+        f"CREATE OR REPLACE TABLE {SOURCE_TABLE} (source VARCHAR, shape VARCHAR, "
+        "observation_date DATE, loaded_at TIMESTAMPTZ)"
+    )
+    shape = "synthetic" if config is None else config.shape
+    con.execute(
+        f"INSERT INTO {SOURCE_TABLE} VALUES (?, ?, ?, now())", [source, shape, observation_date]
+    )
+
+
+def active_source(con) -> tuple[SourceConfig | None, date | None]:
+    """The source config (None for synthetic) and flat observation date the raw layer holds."""
+    exists = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SOURCE_TABLE]
+    ).fetchone()[0]
+    if not exists:
+        return None, None
+    source, _, observation_date = con.execute(
+        f"SELECT source, shape, observation_date FROM {SOURCE_TABLE}"
+    ).fetchone()
+    if source == "synthetic":
+        return None, None
+    return load_source(source), observation_date

@@ -1,0 +1,19 @@
+"""Quoting for SQL built from names: the one place an identifier or literal is escaped.
+
+Column and table names that come from the user's data (a flat table's columns, an events source's
+mapping) are never pasted into SQL as they are: they pass through :func:`quote_identifier`. Values
+are bound as parameters wherever the statement allows it; :func:`quote_literal` is for the few
+places that cannot take a parameter (DDL, ``read_csv`` paths, generated reason texts).
+"""
+
+from __future__ import annotations
+
+
+def quote_identifier(name: str) -> str:
+    """A column or table name, double-quoted with inner quotes doubled: safe in any SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal(value: str) -> str:
+    """A string literal, single-quoted with inner quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"

@@ -1,1 +1,0 @@
-"""Assets by stage: the folder reads like the asset graph."""

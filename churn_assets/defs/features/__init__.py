@@ -1,0 +1,1 @@
+"""[features] Monthly snapshots, point-in-time features, labels, the training set, EDA."""

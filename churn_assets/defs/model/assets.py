@@ -1,0 +1,352 @@
+"""[model] Candidates on a time split, their evaluation, the quality gate and the champion.
+
+``model_evaluation`` carries the gate as a blocking check: when it fails, ``champion_model`` does
+not run, so the model store — and the Bento built from it — keep the previous champion. Every
+candidate and the gate's decision land in the ``model_registry`` table either way.
+"""
+
+import base64
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+
+from churn.ingest.sources import active_source
+from churn.modeling.candidates import LightGBMConfig, LogisticConfig
+from churn.settings import load_settings
+from churn.warehouse import transaction
+from churn_assets.defs.features.assets import model_features
+from churn_assets.metadata import markdown_table
+from churn_assets.partitions import SINGLE_RUN
+from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
+
+REFERENCE_ROWS = 5_000
+MODEL_KINDS = {"lightgbm": "lightgbm", "logistic_regression": "scikit-learn"}
+
+
+_LOGISTIC = LogisticConfig()
+
+
+class LogisticParams(dg.Config):
+    C: float = _LOGISTIC.C
+    max_iter: int = _LOGISTIC.max_iter
+
+
+_LIGHTGBM = LightGBMConfig()
+
+
+class LightGBMParams(dg.Config):
+    """The launchpad's view of :class:`~churn.modeling.candidates.LightGBMConfig`: its defaults,
+    and why they are what they are, live there."""
+
+    num_leaves: int = _LIGHTGBM.num_leaves
+    learning_rate: float = _LIGHTGBM.learning_rate
+    n_estimators: int = _LIGHTGBM.n_estimators
+    min_child_samples: int = _LIGHTGBM.min_child_samples
+    colsample_bytree: float = _LIGHTGBM.colsample_bytree
+    reg_lambda: float = _LIGHTGBM.reg_lambda
+    early_stopping_rounds: int = _LIGHTGBM.early_stopping_rounds
+    num_threads: int = _LIGHTGBM.num_threads
+
+
+class CandidateConfig(dg.Config):
+    validation_months: int = 1
+    test_months: int = 2
+    logistic: LogisticParams = LogisticParams()
+    lightgbm: LightGBMParams = LightGBMParams()
+
+
+class EvaluationConfig(dg.Config):
+    auc_floor: float = 0.65
+    """The gate refuses a winner whose test AUC is below this."""
+    champion_tolerance: float = 0.01
+    """The gate refuses a winner worse than the champion on the same test rows by more."""
+    intervention_cost: float = 10.0
+    retained_value: float = 240.0
+    success_rate: float = 0.3
+
+
+def _model_spec_kwargs() -> dict:
+    return {
+        "group_name": "model",
+        "owners": ["team:data-science"],
+        "backfill_policy": SINGLE_RUN,
+    }
+
+
+@dg.asset(
+    ins={"training_set": dg.AssetIn(dagster_type=dg.Nothing)},
+    description="Logistic regression and LightGBM trained on the earliest matured months; "
+    "validation and test months held out by date (a flat customer table without a time column: "
+    "a stratified row split, optionally k-fold CV; metadata split_kind says which).",
+    kinds={"lightgbm", "scikit-learn"},
+    pool=WAREHOUSE_POOL,
+    **_model_spec_kwargs(),
+)
+def candidate_models(
+    context: dg.AssetExecutionContext, config: CandidateConfig, warehouse: WarehouseResource
+):
+    from churn.modeling.training import StratifiedOptions, cross_validate, prepare, train_candidates
+
+    with warehouse.connect(context, read_only=True) as con:
+        frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
+        source, _ = active_source(con)
+        declared = model_features(con)
+    flat = source.flat if source is not None and source.is_flat else None
+    stratified = None
+    if flat is not None and not flat.time_column:
+        stratified = StratifiedOptions(
+            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
+        )
+    data = prepare(
+        frame,
+        [f.name for f in declared],
+        validation_months=config.validation_months,
+        test_months=config.test_months,
+        horizon_days=0 if flat is not None else load_settings().horizon_days,
+        features=declared,
+        stratified=stratified,
+    )
+    split_kind = data.window()["kind"]
+    context.log.info(f"{split_kind} split: {data.window()}")
+    logistic = LogisticConfig(C=config.logistic.C, max_iter=config.logistic.max_iter)
+    lightgbm = LightGBMConfig(**config.lightgbm.model_dump())
+    context.log.info(
+        f"training 2 candidates on {data.train.rows:,} rows, {len(data.specs)} features"
+    )
+    models = train_candidates(data, logistic, lightgbm)
+    for name, model in models.items():
+        context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
+    rows = [(name, f"{model.fit_seconds:.2f}") for name, model in models.items()]
+    metadata = {
+        "split": dg.MetadataValue.json(data.window()),
+        "split_kind": split_kind,
+        "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
+        "features": len(data.specs),
+        "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
+        "training_rows": data.train.rows,
+    }
+    if stratified is not None and stratified.cv_folds:
+        context.log.info(f"{stratified.cv_folds}-fold cross-validation ...")
+        cv = cross_validate(data, logistic, lightgbm, stratified.cv_folds, seed=stratified.seed)
+        metadata["cv_roc_auc"] = dg.MetadataValue.md(
+            markdown_table(
+                ["model", "mean", "std", "folds"],
+                [(n, float(np.mean(a)), float(np.std(a)), len(a)) for n, a in cv.items()],
+            )
+        )
+        metadata["cv_folds"] = stratified.cv_folds
+    return dg.Output({"data": data, "models": models}, metadata=metadata)
+
+
+def _image(png: bytes, title: str) -> str:
+    return f"**{title}**\n\n![{title}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
+    from churn.modeling import plots
+
+    winner = evaluation.winning
+    test_scores = {name: r.test_scores for name, r in evaluation.results.items()}
+    importance = models[evaluation.winner].global_importance(data.test.X)
+    ranked = sorted(importance.items(), key=lambda item: -abs(item[1]))
+    images = {
+        "roc": plots.roc_curve(data.test.y, test_scores),
+        "precision_recall": plots.pr_curve(data.test.y, test_scores),
+        "calibration": plots.calibration_plot(data.test.y, test_scores),
+        "feature_importance": plots.feature_importance(
+            [name for name, _ in ranked], [value for _, value in ranked]
+        ),
+        "confusion_matrix": plots.confusion_matrix(
+            data.test.y, winner.test_scores, evaluation.thresholds["default"]
+        ),
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, png in images.items():
+        (folder / f"{name}.png").write_bytes(png)
+    return images
+
+
+def _metrics_table(evaluation) -> str:
+    names = list(evaluation.results)
+    keys = list(evaluation.winning.test)
+    rows = [
+        (key, *[evaluation.results[name].test[key] for name in names])
+        for key in keys
+        if isinstance(evaluation.winning.test[key], float | int)
+    ]
+    rows.insert(
+        0, ("validation roc_auc", *[evaluation.results[n].validation["roc_auc"] for n in names])
+    )
+    return markdown_table(["metric (test unless noted)", *names], rows)
+
+
+def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
+    trained_at = datetime.now(UTC)
+    rows = []
+    for name, result in evaluation.results.items():
+        is_winner = name == evaluation.winner
+        rows.append(
+            (
+                context.run_id,
+                trained_at,
+                name,
+                is_winner,
+                result.validation["roc_auc"],
+                result.test["roc_auc"],
+                json.dumps(result.test),
+                evaluation.oracle_auc,
+                ("promoted" if decision.promoted else "rejected") if is_winner else "not_selected",
+                decision.reason if is_winner else f"{evaluation.winner} won on validation AUC",
+                json.dumps(data.window()),
+                data.fingerprint,
+                round(models[name].fit_seconds, 3),
+            )
+        )
+    return rows
+
+
+@dg.asset(
+    description="Holdout metrics, plots, oracle comparison, thresholds and the quality gate "
+    "(blocking) for the candidates; writes every candidate to model_registry.",
+    kinds={"duckdb"},
+    pool=WAREHOUSE_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "quality_gate",
+            asset="model_evaluation",
+            blocking=True,
+            description="The winner is promoted only above the AUC floor, below the leakage "
+            "ceiling, and not worse than the champion on the same test rows.",
+        )
+    ],
+    **_model_spec_kwargs(),
+)
+def model_evaluation(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    candidate_models: dict,
+    warehouse: WarehouseResource,
+    churn_home: ChurnHomeResource,
+):
+    import pandas as pd
+
+    from churn import registry
+    from churn.modeling.gate import champion_auc_on, decide
+    from churn.modeling.training import Economics, evaluate_candidates
+    from churn.registry import history
+
+    data, models = candidate_models["data"], candidate_models["models"]
+    truth_file = churn_home.root / "truth" / "churn_truth.parquet"
+    truth = pd.read_parquet(truth_file) if truth_file.exists() else None
+    evaluation = evaluate_candidates(
+        data,
+        models,
+        truth,
+        Economics(config.intervention_cost, config.retained_value, config.success_rate),
+    )
+    champion_tag = registry.latest_tag()
+    champion_auc = None
+    if champion_tag is not None:
+        champion = registry.load_model(champion_tag)
+        champion_auc = champion_auc_on(data.test, champion.model, data.specs)
+    decision = decide(
+        evaluation.winning.test["roc_auc"],
+        auc_floor=config.auc_floor,
+        tolerance=config.champion_tolerance,
+        champion_tag=champion_tag,
+        champion_auc=champion_auc,
+    )
+    context.log.info(f"quality gate: {decision.reason}")
+    folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
+    images = _save_plots(evaluation, data, models, folder)
+    with warehouse.connect(context) as con, transaction(con):
+        history.record_candidates(con, _registry_rows(context, evaluation, decision, data, models))
+    metadata = {
+        "split_kind": data.window()["kind"],
+        "winner": evaluation.winner,
+        "test_roc_auc": evaluation.winning.test["roc_auc"],
+        "oracle_auc": evaluation.oracle_auc if evaluation.oracle_auc is not None else "n/a",
+        "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
+        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
+        "thresholds": dg.MetadataValue.json(evaluation.thresholds),
+        "risk_tier_cuts": dg.MetadataValue.json(list(evaluation.risk_tier_cuts)),
+        "gate": decision.reason,
+        "reports": dg.MetadataValue.path(str(folder)),
+    } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
+    yield dg.Output(
+        {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
+        metadata=metadata,
+    )
+    yield dg.AssetCheckResult(
+        check_name="quality_gate",
+        passed=decision.promoted,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=decision.reason,
+        metadata={k: v for k, v in asdict(decision).items() if v is not None},
+    )
+
+
+class ChampionConfig(dg.Config):
+    promotion: str = ""
+    """``immediate`` (the gated winner becomes the champion) or ``challenger`` (it is saved as the
+    challenger, served in shadow/canary, and promoted only on realized results). Empty:
+    ``CHURN_PROMOTION``, default ``immediate``. See ``churn.registry.roles``."""
+
+
+@dg.asset(
+    description="The gated winner saved to the BentoML model store as churn_model:<version>, "
+    "with its model card and a reference sample of training features for drift.",
+    kinds={"bentoml"},
+    pool=WAREHOUSE_POOL,
+    **_model_spec_kwargs(),
+)
+def champion_model(
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    model_evaluation: dict,
+    warehouse: WarehouseResource,
+):
+    from churn.modeling.card import build_card
+    from churn.registry import history, policy
+
+    data, evaluation = model_evaluation["data"], model_evaluation["evaluation"]
+    decision = model_evaluation["decision"]
+    model = model_evaluation["models"][evaluation.winner]
+    settings = load_settings()
+    card = build_card(
+        data,
+        evaluation,
+        decision,
+        run_id=context.run_id,
+        source=settings.source,
+        horizon_days=settings.horizon_days,
+    )
+    reference = data.train.frame[list(card["feature_order"])].sample(
+        n=min(REFERENCE_ROWS, data.train.rows), random_state=0
+    )
+    saved = policy.save_winner(
+        model,
+        card,
+        reference,
+        labels={"kind": MODEL_KINDS[evaluation.winner]},
+        policy=config.promotion.strip().lower() or policy.default_policy(),
+    )
+    context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
+    with warehouse.connect(context) as con:
+        history.record_saved(con, context.run_id, saved)
+    return dg.MaterializeResult(
+        metadata={
+            "model_tag": saved.champion,  # what churn_bento packages as the champion
+            "saved_tag": saved.tag,
+            "role": saved.role,
+            "challenger_tag": saved.challenger or "none",
+            "promotion": saved.reason,
+            "model_kind": evaluation.winner,
+            "test_roc_auc": evaluation.winning.test["roc_auc"],
+            "model_card": dg.MetadataValue.json(card),
+        }
+    )

@@ -1,0 +1,1 @@
+"""[monitoring] Prediction logs, drift, realized performance and what they set in motion."""

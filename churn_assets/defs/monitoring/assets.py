@@ -1,0 +1,289 @@
+"""[monitoring] Prediction logs, drift and realized model performance.
+
+The logic lives in :mod:`churn.monitoring` (Dagster-free); these assets open the warehouse, call
+it and turn the results into metadata and checks. ``drift_check`` is deliberately *not*
+blocking: drift is a reason to retrain (``drift_retrain_sensor`` reacts to its failure), not a
+reason to stop refreshing the monitoring assets downstream.
+"""
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from churn.features import FEATURE_NAMES
+from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
+from churn_assets.metadata import markdown_table
+from churn_assets.partitions import SINGLE_RUN
+from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
+
+REFRESH = dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+"""Refresh when an upstream updates, but never on top of data a blocking check refused
+(``eager()`` alone ignores failed blocking checks upstream)."""
+
+
+def _kwargs() -> dict:
+    return {
+        "group_name": "monitoring",
+        "owners": ["team:data-science"],
+        "backfill_policy": SINGLE_RUN,
+        "pool": WAREHOUSE_POOL,  # even readers: DuckDB refuses readers while a writer holds it
+    }
+
+
+@dg.asset(
+    description="The scoring service's closed JSON Lines logs, ingested exactly once per file "
+    "(file name + content hash recorded in prediction_log_files in the same transaction).",
+    kinds={"duckdb"},
+    **_kwargs(),
+)
+def prediction_logs(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, churn_home: ChurnHomeResource
+):
+    from churn.monitoring.logs import VERSION_COLUMNS, ingest_logs, volume_by_version
+
+    with warehouse.connect(context) as con:
+        summary = ingest_logs(con, churn_home.folder("prediction_logs"))
+        per_version = volume_by_version(con)
+        total = con.execute("SELECT count(*) FROM prediction_logs").fetchone()[0]
+    for name, error in summary.failed.items():
+        context.log.warning(f"{name}: not ingested ({error}); will retry next time")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": total,
+            "files_loaded": len(summary.files_loaded),
+            "rows_loaded": summary.rows_loaded,
+            "duplicate_files_skipped": len(summary.skipped_duplicates),
+            "files_failed": dg.MetadataValue.json(summary.failed),
+            "per_model_version": dg.MetadataValue.md(
+                markdown_table(VERSION_COLUMNS, per_version) if per_version else "no traffic yet"
+            ),
+        }
+    )
+
+
+class DriftConfig(dg.Config):
+    max_drift_share: float = 0.2
+    """drift_check fails when more than this share of features drifted."""
+    traffic_days: int = 30
+    """Logged requests of the last N days form the traffic sample, when there are enough."""
+    min_rows: int = 200
+    """Fewer rows than this (newest snapshot or traffic) are not compared."""
+
+
+@dg.asset(
+    deps=["customer_features", "champion_model"],
+    description="Evidently drift report: the champion's training reference sample vs the newest "
+    "snapshot's features (and recent logged traffic). HTML + JSON under reports/drift/.",
+    kinds={"evidently", "duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "drift_check",
+            asset="drift_report",
+            blocking=False,
+            description="Fails when the share of drifted features (newest snapshot vs training "
+            "reference) exceeds max_drift_share; a failure triggers retraining.",
+        )
+    ],
+    automation_condition=REFRESH,
+    **_kwargs(),
+)
+def drift_report(
+    context: dg.AssetExecutionContext,
+    config: DriftConfig,
+    warehouse: WarehouseResource,
+    churn_home: ChurnHomeResource,
+):
+    import pandas as pd
+
+    from churn import registry
+    from churn.monitoring import drift
+
+    started = time.perf_counter()
+    champion = registry.load_model()
+    reference = pd.read_parquet(champion.reference_path)
+    with warehouse.connect(context, read_only=True) as con:
+        newest = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
+        current = con.execute(
+            "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
+        ).df()
+        traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
+    stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
+    folder = churn_home.folder("reports") / "drift"
+    result, snapshot = drift.run_report(reference, current)
+    html, payload = drift.save_report(snapshot, result, folder, stem)
+    (folder / "latest.html").write_bytes(html.read_bytes())
+    metadata = {
+        "drift_share": result.share,
+        "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+        "reference_rows": result.reference_rows,
+        "current_rows": result.current_rows,
+        "current_observation_date": str(newest),
+        "champion": champion.tag,
+        "report_html": dg.MetadataValue.path(str(html)),
+        "report_url": dg.MetadataValue.url(html.resolve().as_uri()),
+        "report_json": dg.MetadataValue.path(str(payload)),
+        "top_columns": dg.MetadataValue.md(_top_columns(result)),
+    }
+    if len(traffic) >= config.min_rows:
+        traffic_result, traffic_snapshot = drift.run_report(reference, traffic)
+        traffic_html, _ = drift.save_report(
+            traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
+        )
+        metadata |= {
+            "traffic_rows": len(traffic),
+            "traffic_drift_share": traffic_result.share,
+            "traffic_drifted_columns": dg.MetadataValue.json(traffic_result.drifted_columns),
+            "traffic_report_html": dg.MetadataValue.path(str(traffic_html)),
+        }
+    else:
+        metadata["traffic_rows"] = len(traffic)
+    metadata["report_seconds"] = round(time.perf_counter() - started, 2)
+    yield dg.MaterializeResult(metadata=metadata)
+    too_small = len(current) < config.min_rows
+    passed = too_small or result.share <= config.max_drift_share
+    yield dg.AssetCheckResult(
+        check_name="drift_check",
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"only {len(current)} rows in the newest snapshot: not compared"
+            if too_small
+            else f"{len(result.drifted_columns)}/{len(result.columns)} features drifted "
+            f"({result.share:.0%}; limit {config.max_drift_share:.0%}): "
+            f"{', '.join(result.drifted_columns) or 'none'}"
+        ),
+        metadata={
+            "drift_share": result.share,
+            "max_drift_share": config.max_drift_share,
+            "current_observation_date": str(newest),
+            "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "champion": champion.tag,
+        },
+    )
+
+
+def _recent_traffic(con, days: int, feature_order=None):
+    """Features of requests logged in the last ``days`` days (JSON expanded to columns)."""
+    import json
+
+    import pandas as pd
+
+    from churn.warehouse import table_exists
+
+    names = list(feature_order or FEATURE_NAMES)
+    if not table_exists(con, "prediction_logs"):
+        return pd.DataFrame(columns=names)
+    rows = con.execute(
+        "SELECT CAST(features AS VARCHAR) FROM prediction_logs "
+        f"WHERE features IS NOT NULL AND logged_at >= now() - INTERVAL {int(days)} DAY"
+    ).fetchall()
+    frame = pd.DataFrame([json.loads(row[0]) for row in rows])
+    return frame[[c for c in names if c in frame.columns]] if len(frame) else frame
+
+
+def _top_columns(result, limit: int = 12) -> str:
+    ranked = sorted(result.columns, key=lambda c: -c.score)[:limit]
+    return markdown_table(
+        ["feature", "kind", "method", "score", "threshold", "drifted"],
+        [(c.column, c.kind, c.method, c.score, c.threshold, c.drifted) for c in ranked],
+    )
+
+
+class PerformanceConfig(dg.Config):
+    auc_tolerance: float = 0.05
+    """model_performance_check warns when realized AUC is below the card's by more than this."""
+    min_rows: int = 100
+    promotion_min_gain: float = 0.0
+    """challenger_promotion recommends promotion only when the paired-bootstrap interval of
+    (challenger AUC - champion AUC) lies entirely above this."""
+    bootstrap_samples: int = 1000
+
+
+@dg.asset(
+    deps=["prediction_logs", "churn_labels", "training_set", "champion_model"],
+    description="Realized ROC AUC, PR AUC and calibration per model version once labels "
+    "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
+    "matured snapshots after its test window; compared with the model card.",
+    kinds={"duckdb"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "model_performance_check",
+            asset="model_performance",
+            description="Warns when realized AUC falls below the expected (card) AUC by more "
+            "than auc_tolerance.",
+        ),
+        PROMOTION_CHECK_SPEC,
+    ],
+    automation_condition=REFRESH,
+    **_kwargs(),
+)
+def model_performance(
+    context: dg.AssetExecutionContext, config: PerformanceConfig, warehouse: WarehouseResource
+):
+    from churn import registry
+    from churn.modeling.spec import encode_frame
+    from churn.monitoring import performance as perf
+
+    champion = registry.load_model()
+    results = []
+    with warehouse.connect(context, read_only=True) as con:
+        for version, (y, scores) in perf.logged_rows(con).items():
+            card = _card_for(version, champion)
+            results.append(perf.realized("logged", version, y, scores, card))
+        unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
+        comparisons, promotion_check = challenger_evaluation(
+            con,
+            champion,
+            min_rows=config.min_rows,
+            min_gain=config.promotion_min_gain,
+            n_boot=config.bootstrap_samples,
+        )
+    if len(unseen):
+        scores = champion.model.predict_proba(encode_frame(unseen, champion.model.specs))
+        results.append(
+            perf.realized(
+                "rescored", champion.version, unseen["churned"].to_numpy(), scores, champion.card
+            )
+        )
+    judged = [r for r in results if r.rows >= config.min_rows and r.auc_drop is not None]
+    degraded = [r for r in judged if r.auc_drop > config.auc_tolerance]
+    columns = ["source", "model_version", "rows", "positives", "roc_auc", "expected_roc_auc"]
+    columns += ["pr_auc", "expected_pr_auc", "brier", "mean_score", "observed_rate"]
+    table = markdown_table(columns, [[r.to_dict()[c] for c in columns] for r in results])
+    yield dg.MaterializeResult(
+        metadata={
+            "champion": champion.tag,
+            "evaluations": dg.MetadataValue.md(table if results else "no matured scored rows yet"),
+            "results": dg.MetadataValue.json([r.to_dict() for r in results]),
+            "challenger_comparisons": dg.MetadataValue.json([c.to_dict() for c in comparisons]),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="model_performance_check",
+        passed=not degraded,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "no evaluation with enough matured rows yet"
+            if not judged
+            else "; ".join(
+                f"{r.source} {r.model_version}: AUC {r.roc_auc:.3f} vs expected "
+                f"{r.expected_roc_auc:.3f}"
+                for r in (degraded or judged)
+            )
+        ),
+        metadata={"evaluations": len(judged), "degraded": len(degraded)},
+    )
+    yield promotion_check
+
+
+def _card_for(version: str, champion) -> dict | None:
+    """The model card of ``version`` (the champion's, or an older model's from the store)."""
+    if version == champion.version:
+        return champion.card
+    from churn import registry
+
+    try:
+        return registry.load_model(f"{registry.MODEL_NAME}:{version}").card
+    except registry.ModelNotFoundError:
+        return None

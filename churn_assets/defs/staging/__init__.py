@@ -1,0 +1,1 @@
+"""[staging] Typed, validated, deduplicated tables with every rejected row and its reason."""
