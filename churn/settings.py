@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from churn.ingest.sources import SourceConfig
+    from churn.synthetic import GeneratorConfig
 
 DEFAULT_HOME = "./data"
 
@@ -28,6 +29,18 @@ class SyntheticSize:
     seed: int = 42
     start_date: date = date(2025, 1, 1)
     burn_in_months: int = 3
+
+    def generator_config(self) -> GeneratorConfig:
+        """The generator's configuration for this size (its other knobs keep their defaults)."""
+        from churn.synthetic import GeneratorConfig
+
+        return GeneratorConfig(
+            customers=self.customers,
+            months=self.months,
+            seed=self.seed,
+            start_date=self.start_date,
+            burn_in_months=self.burn_in_months,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from churn.synthetic.shift import next_month
 from churn_assets.definitions import defs
@@ -166,7 +162,7 @@ def _counts(home: Path) -> dict[str, int]:
 
 def _run(home: Path, instance, selection, run_config: dict | None = None):
     from churn.settings import load_settings
-    from churn_assets.partitions import first_observation_date, last_observation_date
+    from churn_assets.partitions import full_range_tags
 
     settings = load_settings()
     return dg.materialize(
@@ -177,10 +173,7 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
             "churn_home": ChurnHomeResource(home=str(home)),
         },
         instance=instance,
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: first_observation_date(settings).isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: last_observation_date(settings).isoformat(),
-        },
+        tags=full_range_tags(settings),
         run_config=run_config,
         raise_on_error=False,
     )
