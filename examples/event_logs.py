@@ -146,9 +146,9 @@ def simulate_streaming(users: int, seed: int) -> tuple[pd.DataFrame, pd.DataFram
         "arrival": arrival,
         "registration_day": np.where(existing, -rng.integers(1, 540, n), arrival),
         "error_factor": np.array([factor for _, factor in USER_AGENTS])[agent],
-        "session_rate": np.exp(rng.normal(np.log(0.14), 0.4, n)),  # sessions a day at e = 0
-        "song_mean": np.exp(rng.normal(np.log(2.0), 0.35, n)),  # songs a session at e = 0
-        "drift": rng.normal(-0.0006, 0.002, n),  # daily engagement trend: many fade, some grow
+        "session_rate": np.exp(rng.normal(np.log(0.18), 0.4, n)),  # sessions a day at e = 0
+        "song_mean": np.exp(rng.normal(np.log(1.7), 0.35, n)),  # songs a session at e = 0
+        "drift": rng.normal(-0.0006, 0.0015, n),  # daily engagement trend: many fade, some grow
         "frustration_mean": rng.normal(0.0, 0.7, n),
         "frailty": np.exp(rng.normal(0.0, 0.3, n)),  # what the log never shows
     }
@@ -191,12 +191,15 @@ def _streaming_day(
     free = ~paid
     tenure_years = np.minimum((day - traits["registration_day"]) / 365.0, 1.5)
     recently_downgraded = (day - state["downgraded_on"]) < 45
+    # Cancelling follows frustration (seen as Thumbs Down, Help, Downgrade visits, fewer Thumbs
+    # Up), a recent downgrade, the free plan's adverts and a short tenure; lapsing follows fading
+    # engagement (fewer, shorter sessions). Frailty is the part no feature can see.
     cancel_hazard = (
-        0.002
+        0.0025
         * frailty
         * np.exp(2.2 * f - 0.2 * e + 0.7 * recently_downgraded + 0.3 * free - 0.5 * tenure_years)
     )
-    lapse_hazard = 0.0006 * frailty * np.exp(-1.5 * e + 0.8 * f)
+    lapse_hazard = 0.0004 * frailty * np.exp(-1.5 * e + 0.8 * f)
     settled = day > arrival + 7  # nobody leaves in their first week
     cancels = active & settled & (rng.random(n) < cancel_hazard)
     lapses = active & settled & ~cancels & (rng.random(n) < lapse_hazard)
@@ -246,9 +249,9 @@ def _streaming_day(
         0.95 * f
         + 0.05 * traits["frustration_mean"]
         + rng.normal(0.0, 0.05, n)
-        + 0.25 * errors
+        + 0.4 * errors
         + 0.04 * thumbs_down
-        + 0.012 * ads
+        + 0.02 * ads
     )
     state["e"] = np.clip(
         e + traits["drift"] + rng.normal(0.0, 0.02, n) - 0.004 * np.clip(f, 0, None), -2.5, 1.0
@@ -368,7 +371,7 @@ def simulate_purchases(customers: int, seed: int) -> pd.DataFrame:
             (first_day == day) | (rng.random(n) < 1 - np.exp(-rate * np.exp(0.8 * mood)))
         )
         who = np.flatnonzero(buys)
-        quantity = 1 + rng.poisson(basket[who] * np.exp(0.6 * mood[who]))
+        quantity = 1 + rng.poisson(basket[who] * np.exp(1.0 * mood[who]))
         rows.append((who, np.full(who.size, day), quantity))
         stops = rng.random(who.size) < np.clip(dropout[who] * np.exp(-1.2 * mood[who]), 0, 0.9)
         alive[who[stops]] = False
