@@ -9,8 +9,8 @@ server) polls the store every few seconds for a newer ``churn_service`` Bento, w
 ``churn_bento`` builds whenever a champion is promoted (a drift retrain from the UI, say). It
 starts the new Bento on a spare port first and waits for ``/readyz``, so a Bento that cannot
 start never replaces a working one; then it stops the old server and starts the new one on the
-service's port. The remaining downtime is one server start (measured in docs/serving.md). In
-production the same switch is a new image and a rolling update (docs/serving.md).
+service's port. The remaining downtime is one server start (measured: README). In
+production the same switch is a new image and a rolling update (README).
 
 ``--no-ui`` serves only the Bento (what the tests start); ``--poll`` sets the interval.
 """
