@@ -18,6 +18,37 @@ if TYPE_CHECKING:
     from churn.synthetic import GeneratorConfig
 
 DEFAULT_HOME = "./data"
+BENTOML_HOME_ENV = "BENTOML_HOME"
+
+
+def churn_home(env: Mapping[str, str] | None = None) -> Path:
+    """``CHURN_HOME`` as an absolute path (default ``./data`` of the working directory)."""
+    env = os.environ if env is None else env
+    return Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve()
+
+
+def bentoml_home(env: Mapping[str, str] | None = None) -> Path:
+    """The model and Bento store: ``BENTOML_HOME``, else ``$CHURN_HOME/bentoml``, so one home
+    never sees another home's models (BentoML's own default is one store per user)."""
+    env = os.environ if env is None else env
+    explicit = env.get(BENTOML_HOME_ENV)
+    return Path(explicit).resolve() if explicit else churn_home(env) / "bentoml"
+
+
+def pin_homes() -> None:
+    """Default ``BENTOML_HOME`` to ``$CHURN_HOME/bentoml`` (and ``CHURN_HOME`` to its absolute
+    path) in this process's environment.
+
+    Called when ``churn_assets`` or ``serving`` is imported, before anything touches the store:
+    BentoML reads ``BENTOML_HOME`` once, on the first store access (not at ``import bentoml``).
+    Writing both into ``os.environ`` also pins every child process (``bentoml build``, the
+    service's workers, whose working directory is the Bento's, Dagster's step processes) to the
+    same home. The plain ``bentoml`` CLI resolves its store before any churn code runs: export
+    ``BENTOML_HOME`` for it (the Makefile does).
+    """
+    home = churn_home()
+    os.environ.setdefault("CHURN_HOME", str(home))
+    os.environ.setdefault(BENTOML_HOME_ENV, str(home / "bentoml"))
 
 
 @dataclass(frozen=True)
@@ -130,7 +161,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if warehouse and not warehouse.startswith("md:"):
         warehouse = str(Path(warehouse).resolve())
     return Settings(
-        home=Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve(),
+        home=churn_home(env),
         source=source,
         synthetic=synthetic,
         horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),
