@@ -50,7 +50,7 @@ evaluation:
 """
 
 EVENTS_YAML = """\
-# Five tables with their own column names, mapped onto the raw-table contract (churn/ingest/schema.py).
+# Five tables with their own column names, mapped onto the contract (churn/ingest/schema.py).
 shape: events
 name: subscription-events-example
 observation:                 # monthly observation dates (month starts), both ends included

@@ -33,7 +33,7 @@ PROMOTE = textwrap.dedent(
         labels={"role": "champion"},
     )
     if len(sys.argv) > 3:  # package it as churn_bento does after a promotion
-        from churn_assets.assets.bento import build_bento
+        from churn_assets.defs.model.bento import build_bento
 
         build_bento(tag, tag.split(":", 1)[1])
     print(tag)
