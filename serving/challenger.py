@@ -142,13 +142,9 @@ def check_compatible(champion_card: Mapping[str, Any], challenger_card: Mapping[
         )
 
 
-def load_scorer(tag: str, path: Any) -> tuple[Any, Scorer]:
-    """A stored model and its :class:`Scorer`, with LightGBM on one thread (see service)."""
-    from pathlib import Path
-
-    from churn import registry
-
-    loaded = registry.from_path(tag, Path(path))
+def load_scorer(loaded: Any) -> tuple[Any, Scorer]:
+    """A loaded model (``churn.registry.RegisteredModel``) and its :class:`Scorer`, with
+    LightGBM on one thread (see service)."""
     if hasattr(loaded.model, "num_threads"):
         loaded.model.num_threads = 1
     return loaded, Scorer(loaded.model, loaded.card, loaded.version)
