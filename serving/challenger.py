@@ -38,6 +38,7 @@ import numpy as np
 
 from churn.modeling.spec import encode_records
 from churn.prediction_log import PredictionLogWriter
+from serving.config import SettingError
 from serving.prediction_logging import prediction_records
 from serving.scoring import Scorer
 
@@ -61,7 +62,7 @@ _CANARY_KEY = b"churn-canary-v1"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-class ServingConfigError(ValueError):
+class ServingConfigError(SettingError):
     """A serving-mode setting that cannot be honoured; raised at startup."""
 
 
