@@ -126,14 +126,18 @@ class Settings:
         return self.source == "synthetic"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """``env[name]`` as a whole number >= ``minimum``; the error names the variable."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as error:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -148,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     synthetic = SyntheticSize(
         customers=_int(env, "CHURN_CUSTOMERS", defaults.customers),
         months=_int(env, "CHURN_MONTHS", defaults.months),
-        seed=_int(env, "CHURN_SEED", defaults.seed),
+        seed=_int(env, "CHURN_SEED", defaults.seed, minimum=0),
         start_date=start_date,
     )
     source = env.get("CHURN_SOURCE") or "synthetic"
