@@ -3,6 +3,11 @@
 ``model_evaluation`` carries the gate as a blocking check: when it fails, ``champion_model`` does
 not run, so the model store — and the Bento built from it — keep the previous champion. Every
 candidate and the gate's decision land in the ``model_registry`` table either way.
+
+Figures go to the UI as tables where they are tabular (metrics, confusion matrix, calibration
+bins, feature importance): Dagster renders tables inline. The plots are PNG files under
+``reports/model_evaluation/<run id>/`` and also sit in the metadata as markdown images, which the
+UI shows one click away ("[Show Markdown]"): it has no inline image type.
 """
 
 import base64
@@ -20,7 +25,7 @@ from churn.sources import active_source
 from churn.warehouse import transaction
 from churn_assets.assets.features import model_features
 from churn_assets.assets.raw import WAREHOUSE_POOL
-from churn_assets.metadata import markdown_table
+from churn_assets.metadata import json_safe, markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
 
@@ -55,8 +60,15 @@ class CandidateConfig(dg.Config):
 class EvaluationConfig(dg.Config):
     auc_floor: float = 0.65
     """The gate refuses a winner whose test AUC is below this."""
-    champion_tolerance: float = 0.01
-    """The gate refuses a winner worse than the champion on the same test rows by more."""
+    champion_tolerance: float = 0.0
+    """Against a champion, the winner must not be significantly worse (paired bootstrap on the
+    same test rows) and its AUC point estimate must not be below the champion's by more than
+    this. 0: not below at all. A positive value lets a slightly lower model through, and the
+    gate's reason then says so (rule ``within_tolerance``)."""
+    bootstrap_samples: int = 1000
+    """Paired bootstrap resamples for the champion comparison."""
+    confidence: float = 0.95
+    """Confidence level of the interval of (winner AUC - champion AUC)."""
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
@@ -114,11 +126,11 @@ def candidate_models(
     models = train_candidates(data, logistic, lightgbm)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
-    rows = [(name, f"{model.fit_seconds:.2f}") for name, model in models.items()]
+    rows = [(name, round(model.fit_seconds, 2)) for name, model in models.items()]
     metadata = {
         "split": dg.MetadataValue.json(data.window()),
         "split_kind": split_kind,
-        "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
+        "training_seconds": table_value(["model", "seconds"], rows),
         "features": len(data.specs),
         "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
         "training_rows": data.train.rows,
@@ -164,7 +176,7 @@ def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
     return images
 
 
-def _metrics_table(evaluation) -> str:
+def _metrics_table(evaluation) -> dg.MetadataValue:
     names = list(evaluation.results)
     keys = list(evaluation.winning.test)
     rows = [
@@ -175,7 +187,32 @@ def _metrics_table(evaluation) -> str:
     rows.insert(
         0, ("validation roc_auc", *[evaluation.results[n].validation["roc_auc"] for n in names])
     )
-    return markdown_table(["metric (test unless noted)", *names], rows)
+    return table_value(["metric (test unless noted)", *names], rows)
+
+
+def _figure_tables(evaluation, data, models) -> dict[str, dg.MetadataValue]:
+    """What the plots show, as tables the UI renders inline: the winner's confusion matrix at
+    the default threshold, its calibration by quantile bin, and its top features."""
+    from churn.modeling.metrics import calibration_table
+
+    winner = evaluation.winning
+    y = data.test.y == 1
+    predicted = winner.test_scores >= evaluation.thresholds["default"]
+    confusion = [
+        ("actually stays", int((~y & ~predicted).sum()), int((~y & predicted).sum())),
+        ("actually churns", int((y & ~predicted).sum()), int((y & predicted).sum())),
+    ]
+    bins = calibration_table(data.test.y, winner.test_scores, bins=10, strategy="quantile")
+    importance = models[evaluation.winner].global_importance(data.test.X)
+    ranked = sorted(importance.items(), key=lambda item: -abs(item[1]))[:15]
+    return {
+        "confusion_matrix": table_value(["", "predicted stays", "predicted churns"], confusion),
+        "calibration": table_value(
+            ["mean_predicted", "observed_rate", "rows"],
+            [(b["mean_predicted"], b["observed_rate"], b["rows"]) for b in bins],
+        ),
+        "feature_importance": table_value(["feature", "mean_abs_contribution"], ranked),
+    }
 
 
 def _git_commit() -> str:
@@ -257,7 +294,13 @@ def model_evaluation(
     import pandas as pd
 
     from churn import registry
-    from churn.training import Economics, champion_auc_on, decide, evaluate_candidates
+    from churn.training import (
+        Economics,
+        champion_scores_on,
+        compare_with_champion,
+        decide,
+        evaluate_candidates,
+    )
 
     data, models = candidate_models["data"], candidate_models["models"]
     truth_file = churn_home.root / "truth" / "churn_truth.parquet"
@@ -269,16 +312,25 @@ def model_evaluation(
         Economics(config.intervention_cost, config.retained_value, config.success_rate),
     )
     champion_tag = registry.latest_tag()
-    champion_auc = None
+    versus = None
     if champion_tag is not None:
         champion = registry.load_model(champion_tag)
-        champion_auc = champion_auc_on(data.test, champion.model, data.specs)
+        champion_scores = champion_scores_on(data.test, champion.model, data.specs)
+        if champion_scores is not None:
+            versus = compare_with_champion(
+                data.test.y,
+                champion_scores,
+                evaluation.winning.test_scores,
+                champion_tag,
+                n_boot=config.bootstrap_samples,
+                confidence=config.confidence,
+            )
     decision = decide(
         evaluation.winning.test["roc_auc"],
         auc_floor=config.auc_floor,
         tolerance=config.champion_tolerance,
         champion_tag=champion_tag,
-        champion_auc=champion_auc,
+        versus=versus,
     )
     context.log.info(f"quality gate: {decision.reason}")
     folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
@@ -296,14 +348,31 @@ def model_evaluation(
         "test_roc_auc": evaluation.winning.test["roc_auc"],
         "oracle_auc": evaluation.oracle_auc if evaluation.oracle_auc is not None else "n/a",
         "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
-        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
-        "thresholds": dg.MetadataValue.json(evaluation.thresholds),
-        "risk_tier_cuts": dg.MetadataValue.json(list(evaluation.risk_tier_cuts)),
+        "metrics": _metrics_table(evaluation),
+        "thresholds": dg.MetadataValue.json(json_safe(evaluation.thresholds)),
+        "risk_tier_cuts": dg.MetadataValue.json(json_safe(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
+        "gate_rule": decision.rule,
+        "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
-    } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
+    }
+    metadata |= _figure_tables(evaluation, data, models)
+    metadata |= {
+        f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
+    }
     yield dg.Output(
-        {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
+        {
+            "data": data,
+            "models": models,
+            "evaluation": evaluation,
+            "decision": decision,
+            "gate_settings": {
+                "auc_floor": config.auc_floor,
+                "champion_tolerance": config.champion_tolerance,
+                "bootstrap_samples": config.bootstrap_samples,
+                "confidence": config.confidence,
+            },
+        },
         metadata=metadata,
     )
     yield dg.AssetCheckResult(
@@ -315,37 +384,75 @@ def model_evaluation(
     )
 
 
-def _model_card(context, data, evaluation, decision) -> dict:
+def _gate_table(decision) -> dg.MetadataValue:
+    """Winner and champion AUC on the same test rows, the difference and its interval."""
+    if decision.champion_auc is None:
+        return table_value(["winner_auc", "champion"], [(decision.test_auc, "none comparable")])
+    return table_value(
+        ["winner_auc", "champion", "champion_auc", "delta", "ci_low", "ci_high", "confidence"],
+        [
+            (
+                decision.test_auc,
+                decision.champion_tag,
+                decision.champion_auc,
+                decision.auc_delta,
+                decision.ci_low,
+                decision.ci_high,
+                decision.confidence,
+            )
+        ],
+    )
+
+
+def _model_card(context, data, evaluation, decision, gate_settings: dict) -> dict:
+    """The card saved with the model and served at ``/model``: strict JSON (NaN -> null)."""
+    from churn.modeling.spec import specs_to_dicts
+    from churn.training import GATE_RULES, LEAKAGE_CEILING
+
     settings = load_settings()
     winner = evaluation.winning
-    from churn.modeling.spec import specs_to_dicts
-
-    return {
-        "model_kind": evaluation.winner,
-        "trained_at": datetime.now(UTC).isoformat(),
-        "feature_order": [spec.name for spec in data.specs],
-        "feature_schema": specs_to_dicts(data.specs),
-        "thresholds": evaluation.thresholds,
-        "risk_tiers": {
-            "low_medium": evaluation.risk_tier_cuts[0],
-            "medium_high": evaluation.risk_tier_cuts[1],
-        },
-        "metrics": {
-            "test": winner.test,
-            "validation": winner.validation,
-            "oracle_auc": evaluation.oracle_auc,
-        },
-        "data_window": data.window(),
-        "horizon_days": settings.horizon_days,
-        "lineage": {
-            "data_fingerprint": data.fingerprint,
-            "git_commit": _git_commit(),
-            "dagster_run_id": context.run_id,
-            "source": settings.source,
-            "split_kind": data.window()["kind"],
-            "gate": decision.reason,
-        },
-    }
+    return json_safe(
+        {
+            "model_kind": evaluation.winner,
+            "trained_at": datetime.now(UTC).isoformat(),
+            "feature_order": [spec.name for spec in data.specs],
+            "feature_schema": specs_to_dicts(data.specs),
+            "thresholds": evaluation.thresholds,
+            "risk_tiers": {
+                "low_medium": evaluation.risk_tier_cuts[0],
+                "medium_high": evaluation.risk_tier_cuts[1],
+            },
+            "metrics": {
+                "test": winner.test,
+                "validation": winner.validation,
+                "oracle_auc": evaluation.oracle_auc,
+            },
+            "data_window": data.window(),
+            "horizon_days": settings.horizon_days,
+            "lineage": {
+                "data_fingerprint": data.fingerprint,
+                "git_commit": _git_commit(),
+                "dagster_run_id": context.run_id,
+                "source": settings.source,
+                "split_kind": data.window()["kind"],
+                "gate": decision.reason,
+            },
+            "quality_gate": {
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "versus_champion": {
+                    "champion_tag": decision.champion_tag,
+                    "champion_auc": decision.champion_auc,
+                    "test_auc": decision.test_auc,
+                    "auc_delta": decision.auc_delta,
+                    "ci_low": decision.ci_low,
+                    "ci_high": decision.ci_high,
+                },
+                "settings": gate_settings | {"leakage_ceiling": LEAKAGE_CEILING},
+                "rules": GATE_RULES,
+            },
+        }
+    )
 
 
 class ChampionConfig(dg.Config):
@@ -356,8 +463,8 @@ class ChampionConfig(dg.Config):
 
 
 @dg.asset(
-    description="The gated winner saved to the BentoML model store as churn_model:<version>, "
-    "with its model card and a reference sample of training features for drift.",
+    description="The gated winner saved to the BentoML model store as a new version of "
+    "`churn_model`, with its model card and a reference sample of training features for drift.",
     kinds={"bentoml"},
     pool=WAREHOUSE_POOL,
     **_model_spec_kwargs(),
@@ -373,7 +480,7 @@ def champion_model(
     data, evaluation = model_evaluation["data"], model_evaluation["evaluation"]
     decision = model_evaluation["decision"]
     model = model_evaluation["models"][evaluation.winner]
-    card = _model_card(context, data, evaluation, decision)
+    card = _model_card(context, data, evaluation, decision, model_evaluation["gate_settings"])
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0
     )
