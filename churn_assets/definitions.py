@@ -1,8 +1,13 @@
 """The code location: ``dagster dev`` and ``dagster asset materialize -m`` load ``defs``.
 
 Assets and checks are collected from one module per stage, so the folder reads like the graph
-and a new stage is one new module. Importing this must stay cheap: the multiprocess executor
-re-imports it in every step, so heavy libraries are imported inside the assets that use them.
+and a new stage is one new module. Importing this must stay cheap: every run worker imports it,
+so heavy libraries are imported inside the assets that use them.
+
+Every run executes its steps in one process (``in_process_executor``), whoever launches it (the
+UI, the CLI, a sensor, ``make pipeline``): the steps write one DuckDB file and run one at a time
+anyway (the warehouse pool), and the multiprocess executor's process start and code-location
+import per step cost seconds each (docs/performance.md has the measured difference).
 """
 
 import dagster as dg
@@ -21,4 +26,5 @@ defs = dg.Definitions(
     schedules=automation.SCHEDULES,
     jobs=automation.JOBS,
     resources=build_resources(load_settings()),
+    executor=dg.in_process_executor,
 )
