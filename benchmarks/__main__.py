@@ -2,7 +2,8 @@
 
 1. ``make pipeline`` end to end on the default synthetic data, into a temporary home (its step
    times give training, the drift report and the default-size feature build). The Bento it
-   builds is the one the serving benchmarks serve.
+   builds is the one the serving benchmarks serve. Then the same full materialization launched
+   the way the UI does it (``dagster dev`` + the backfill mutation), into another home.
 2. Generator rows/s; the customer_features SQL at 10k and 100k customers x 12 months, with and
    without its leakage check.
 3. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
@@ -53,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=None, help="benchmark home to (re)use")
     parser.add_argument("--skip-pipeline", action="store_true", help="no generator/feature runs")
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--skip-ui", action="store_true", help="no UI-launched pipeline run")
     parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     return parser.parse_args(argv)
@@ -116,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _say(f"reusing {bento} in {home}: make pipeline not re-run")
         results["bento"] = bento
+        if not args.skip_ui:
+            _say("the full pipeline launched as the UI does (dagster dev + backfill) ...")
+            results["ui_run"] = _guarded(results, "ui_run", pipeline.ui_run, scratch / "ui-home")
         if not args.skip_pipeline:
             _say(f"generator: {generator_size:,} customers x 12 months ...")
             results["generator"] = _guarded(
@@ -251,6 +256,14 @@ def render(results: dict) -> str:
         for step in ("raw_tables", "customer_features", "candidate_models", "drift_report"):
             if step in make["steps"]:
                 add(f"{'  step ' + step + ' (s)':52} {make['steps'][step]:>12.1f}")
+    ui = results.get("ui_run")
+    if ui:
+        add(f"{'UI-launched full run, default data (s)':52} {ui['seconds']:>12.1f}")
+        label = f"  its {ui['runs']} runs, start to end (s)"
+        add(f"{label:52} {ui['run_seconds']:>12.1f}")
+        add(f"{'  executor':52} {ui['executor']:>12}")
+        if make:
+            add(f"{'  / make pipeline (x)':52} {ui['seconds'] / make['seconds']:>12.2f}")
     generator = results.get("generator")
     if generator:
         label = f"generator rows/s ({generator['customers']:,} customers x 12 months)"

@@ -116,12 +116,9 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     from churn.features.leakage import leakage_differences
     from churn.settings import load_settings
     from churn_assets.partitions import partition_range_argument
-    from churn_assets.pipeline import IN_PROCESS
 
     home = workdir / f"features-{customers}"
     env = home_env(home, CHURN_CUSTOMERS=str(customers), CHURN_MONTHS=str(months))
-    import json
-
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "asset",
@@ -134,8 +131,6 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         partition_range_argument(load_settings(env)),
         "-m",
         "churn_assets.definitions",
-        "--config-json",
-        json.dumps(IN_PROCESS),
     ]
     materialize_error = None
     try:
@@ -178,3 +173,148 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "materialize_error": materialize_error,
         "steps": steps,
     }
+
+
+BACKFILL_MUTATION = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status startTime endTime } }
+  }
+}
+"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        json.dumps({"query": query, "variables": variables or {}}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    if answer.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+def ui_run(home: Path, timeout: float = 1800.0) -> dict:
+    """A full materialization launched the way the UI's "Materialize all" button does it.
+
+    ``dagster dev`` (webserver + daemon) on a free loopback port against ``home``; then the
+    ``launchPartitionBackfill`` mutation for every asset over all partitions (the backfill
+    dialog's request), polled until the backfill is done. ``seconds`` runs from the launch to
+    the backfill's end, so it includes the daemon's hand-off and run queueing; ``run_seconds``
+    is the runs' own start-to-end time, where the executor choice shows.
+    """
+    from benchmarks.servers import free_port
+
+    env = home_env(home)
+    port = free_port()
+    log = home / "dagster_dev.log"
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m"]
+    command += ["churn_assets.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    url = f"http://127.0.0.1:{port}/graphql"
+    with log.open("wb") as handle:
+        server = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_webserver(url, server, log)
+        keys = [
+            node["assetKey"] for node in _graphql(url, "{assetNodes{assetKey{path}}}")["assetNodes"]
+        ]
+        started = time.perf_counter()
+        launched = _graphql(
+            url,
+            BACKFILL_MUTATION,
+            {"params": {"assetSelection": keys, "allPartitions": True}},
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        backfill = launched["backfillId"]
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = _graphql(url, BACKFILL_STATUS, {"id": backfill})
+            status = answer["partitionBackfillOrError"].get("status")
+            if status in BACKFILL_DONE:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backfill {backfill} still {status} after {timeout:.0f} s")
+            time.sleep(1.0)
+        seconds = time.perf_counter() - started
+        runs = answer["runsOrError"]["results"]
+    finally:
+        _stop_group(server)
+    if status != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill {backfill} ended {status}; see {log}")
+    return {
+        "command": "dagster " + " ".join(command[1:4]) + " + launchPartitionBackfill(all assets)",
+        "executor": _default_executor(env),
+        "seconds": round(seconds, 1),
+        "runs": len(runs),
+        "run_seconds": round(sum((r["endTime"] or 0) - (r["startTime"] or 0) for r in runs), 1),
+    }
+
+
+def _default_executor(env: dict[str, str]) -> str:
+    code = (
+        "from churn_assets.definitions import defs; "
+        "print(defs.executor.name if defs.executor else 'multi_or_in_process_executor')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 else "unknown"
+
+
+def _wait_for_webserver(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            _graphql(url, "{version}")
+            return
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"dagster dev exited; see {log}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dagster dev not ready after 180 s; see {log}") from None
+            time.sleep(1.0)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGINT first: ``dagster dev`` then stops its webserver, daemon and code server."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    group = os.getpgid(process.pid)
+    os.killpg(group, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=10)

@@ -42,6 +42,9 @@ CATEGORICAL_METHOD = "churn_jensenshannon_chi2"
 NUMERIC_THRESHOLD = 0.1
 CATEGORICAL_THRESHOLD = 0.1
 SIGNIFICANCE = 0.01
+DEFAULT_DRIFT_SHARE = 0.2
+"""Share of drifted features above which ``drift_check`` fails; also handed to Evidently, so its
+report's dataset-drift header states the same limit (Evidently's own default is 0.5)."""
 
 KINDS: dict[str, str] = {feature.name: feature.kind for feature in FEATURES}
 
@@ -222,11 +225,14 @@ def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult
     return DriftResult(results, len(reference), len(current))
 
 
-def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftResult, Any]:
+def run_report(
+    reference: pd.DataFrame, current: pd.DataFrame, *, drift_share: float = DEFAULT_DRIFT_SHARE
+) -> tuple[DriftResult, Any]:
     """Run Evidently's drift preset with explicit types and per-column methods.
 
     Returns the verdicts (read back from the report's own values) and the Evidently snapshot,
-    whose HTML is what a person opens from the Dagster UI.
+    whose HTML is what a person opens from the Dagster UI. ``drift_share`` is the dataset-level
+    limit the report shows; pass the one ``drift_check`` applies.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -244,6 +250,7 @@ def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftRes
                 columns=columns,
                 per_column_method={c: m for c, (m, _) in methods.items()},
                 per_column_threshold={c: t for c, (_, t) in methods.items()},
+                drift_share=drift_share,
             )
         ]
     )

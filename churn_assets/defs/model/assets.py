@@ -262,7 +262,9 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
             asset="model_evaluation",
             blocking=True,
             description="The winner is promoted only above the AUC floor, below the leakage "
-            "ceiling, and not worse than the champion on the same test rows.",
+            "ceiling, and not worse than the champion on the same test rows: neither "
+            "significantly (paired bootstrap interval of the AUC difference below 0) nor on the "
+            "point estimate (beyond champion_tolerance, default 0).",
         )
     ],
     **_model_spec_kwargs(),

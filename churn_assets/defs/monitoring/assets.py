@@ -4,6 +4,12 @@ The logic lives in :mod:`churn.monitoring` (Dagster-free); these assets open the
 it and turn the results into metadata and checks. ``drift_check`` is deliberately *not*
 blocking: drift is a reason to retrain (``drift_retrain_sensor`` reacts to its failure), not a
 reason to stop refreshing the monitoring assets downstream.
+
+The drift report is reachable from the UI three ways: the per-feature verdicts as an inline
+table (``drift_by_feature``), the HTML's ``file://`` URL (``report_url``: opens when the browser
+runs on the machine that wrote it; most browsers refuse to follow a ``file://`` link from an
+``http://`` page, so paste it into the address bar), and its path with a copy button
+(``report_html``).
 """
 
 import time
@@ -12,8 +18,10 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from churn.features import FEATURE_NAMES
+from churn.modeling.card import json_safe
+from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
-from churn_assets.metadata import markdown_table
+from churn_assets.metadata import table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -55,16 +63,17 @@ def prediction_logs(
             "rows_loaded": summary.rows_loaded,
             "duplicate_files_skipped": len(summary.skipped_duplicates),
             "files_failed": dg.MetadataValue.json(summary.failed),
-            "per_model_version": dg.MetadataValue.md(
-                markdown_table(VERSION_COLUMNS, per_version) if per_version else "no traffic yet"
+            "per_model_version": (
+                table_value(VERSION_COLUMNS, per_version) if per_version else "no traffic yet"
             ),
         }
     )
 
 
 class DriftConfig(dg.Config):
-    max_drift_share: float = 0.2
-    """drift_check fails when more than this share of features drifted."""
+    max_drift_share: float = DEFAULT_DRIFT_SHARE
+    """drift_check fails when more than this share of features drifted (Evidently's report
+    header shows the same limit)."""
     traffic_days: int = 30
     """Logged requests of the last N days form the traffic sample, when there are enough."""
     min_rows: int = 200
@@ -110,10 +119,12 @@ def drift_report(
         traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
-    result, snapshot = drift.run_report(reference, current)
+    result, snapshot = drift.run_report(reference, current, drift_share=config.max_drift_share)
     html, payload = drift.save_report(snapshot, result, folder, stem)
     (folder / "latest.html").write_bytes(html.read_bytes())
     metadata = {
+        "drift_summary": f"{len(result.drifted_columns)}/{len(result.columns)} features drifted "
+        f"({result.share:.0%}; drift_check limit {config.max_drift_share:.0%})",
         "drift_share": result.share,
         "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
         "reference_rows": result.reference_rows,
@@ -123,10 +134,12 @@ def drift_report(
         "report_html": dg.MetadataValue.path(str(html)),
         "report_url": dg.MetadataValue.url(html.resolve().as_uri()),
         "report_json": dg.MetadataValue.path(str(payload)),
-        "top_columns": dg.MetadataValue.md(_top_columns(result)),
+        "drift_by_feature": _drift_table(result),
     }
     if len(traffic) >= config.min_rows:
-        traffic_result, traffic_snapshot = drift.run_report(reference, traffic)
+        traffic_result, traffic_snapshot = drift.run_report(
+            reference, traffic, drift_share=config.max_drift_share
+        )
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
         )
@@ -182,9 +195,10 @@ def _recent_traffic(con, days: int, feature_order=None):
     return frame[[c for c in names if c in frame.columns]] if len(frame) else frame
 
 
-def _top_columns(result, limit: int = 12) -> str:
-    ranked = sorted(result.columns, key=lambda c: -c.score)[:limit]
-    return markdown_table(
+def _drift_table(result) -> dg.MetadataValue:
+    """Every feature's verdict, most drifted first: the report's summary, inline in the UI."""
+    ranked = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
+    return table_value(
         ["feature", "kind", "method", "score", "threshold", "drifted"],
         [(c.column, c.kind, c.method, c.score, c.threshold, c.drifted) for c in ranked],
     )
@@ -250,13 +264,15 @@ def model_performance(
     degraded = [r for r in judged if r.auc_drop > config.auc_tolerance]
     columns = ["source", "model_version", "rows", "positives", "roc_auc", "expected_roc_auc"]
     columns += ["pr_auc", "expected_pr_auc", "brier", "mean_score", "observed_rate"]
-    table = markdown_table(columns, [[r.to_dict()[c] for c in columns] for r in results])
+    table = table_value(columns, [[r.to_dict()[c] for c in columns] for r in results])
     yield dg.MaterializeResult(
         metadata={
             "champion": champion.tag,
-            "evaluations": dg.MetadataValue.md(table if results else "no matured scored rows yet"),
-            "results": dg.MetadataValue.json([r.to_dict() for r in results]),
-            "challenger_comparisons": dg.MetadataValue.json([c.to_dict() for c in comparisons]),
+            "evaluations": table if results else "no matured scored rows yet",
+            "results": dg.MetadataValue.json(json_safe([r.to_dict() for r in results])),
+            "challenger_comparisons": dg.MetadataValue.json(
+                json_safe([c.to_dict() for c in comparisons])
+            ),
         }
     )
     yield dg.AssetCheckResult(
