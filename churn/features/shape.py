@@ -180,7 +180,8 @@ after AS (
 SELECT s.customer_id, s.observation_date,
     CASE WHEN s.observation_date + {label_days} <= CAST($data_end AS DATE)
         THEN {churned} END AS churned,
-    CASE WHEN {cancelled_in_horizon} THEN {cancel_type}
+    CASE WHEN s.observation_date + {label_days} > CAST($data_end AS DATE) THEN NULL
+         WHEN {cancelled_in_horizon} THEN {cancel_type}
          WHEN {inactive} THEN 'inactive' END AS churn_type,
     CAST(s.observation_date + {label_days} AS DATE) AS label_window_end
 FROM snap s
