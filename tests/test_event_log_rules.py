@@ -3,6 +3,7 @@ inactivity / cancellation / hybrid labels, time-format detection and structural 
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 
 import duckdb
@@ -12,6 +13,7 @@ from churn.features.events import ChurnDefinition, EventFeatureSpec, features
 from churn.features.labels import data_end
 from churn.features.shape import SourceShape, choose_event_types
 from churn.ingest.eventlog import detect_time_format, events_table
+from churn.ingest.sources import SourceConfigError, parse_source
 from churn.ingest.staging import stage_table
 
 
@@ -174,3 +176,57 @@ def test_staging_rejects_only_structure_never_an_event_type():
     assert reasons["10"].startswith("missing_required: customer_id")
     assert reasons["11"].startswith("invalid_type: event_time=yesterday")
     assert reasons["12"].startswith("invalid_type: amount=lots")
+
+
+# --- the config ---------------------------------------------------------------------------
+
+MINIMAL = {
+    "shape": "events",
+    "name": "purchases",
+    "observation": {"start": "2024-04-01", "end": "2025-03-01"},
+    "churn": {"inactive_days": 90},
+    "tables": {
+        "events": {
+            "path": "purchases.csv",
+            "columns": {"customer_id": "cust", "event_time": "bought_on"},
+            "measures": ["quantity", "amount"],
+        }
+    },
+}
+
+
+def test_the_minimal_event_log_config_is_enough(tmp_path):
+    (tmp_path / "purchases.csv").write_text("cust,bought_on,quantity,amount\n")
+    source = parse_source(MINIMAL, tmp_path / "source.yaml")
+    assert source.is_event_log and not source.has_cancellations
+    assert source.churn.inactive_days == 90 and source.top_event_types == 10
+    assert source.tables["events"].measures == ("quantity", "amount")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"churn": {"inactive_days": 0}}, "churn.inactive_days must be a positive"),
+        ({"churn": {"inactive_days": "90"}}, "churn.inactive_days must be a positive"),
+        ({"churn": {"inactive_days": True}}, "churn.inactive_days must be a positive"),
+        ({"churn": {"inactve_days": 3}}, "unknown key(s) inactve_days"),
+        ({"churn": None}, "churn: without a cancellations table"),
+        ({"features": {"top_event_types": -1}}, "features.top_event_types"),
+        ({"tables": {}}, "needs at least the events table"),
+        (
+            {"tables": {"events": {"path": "purchases.csv", "columns": {"user": "cust"}}}},
+            "events.columns: unknown key(s) user",
+        ),
+        (
+            {"tables": {"events": {"path": "purchases.csv", "measures": "amount"}}},
+            "events.measures must be a list",
+        ),
+        ({"tables": {"events": {"path": "purchases.txt"}}}, "is not a .csv or .parquet"),
+    ],
+)
+def test_a_broken_event_log_config_names_the_key(tmp_path, change, message):
+    (tmp_path / "purchases.csv").write_text("cust,bought_on\n")
+    (tmp_path / "purchases.txt").write_text("")
+    data = {k: v for k, v in (MINIMAL | change).items() if v is not None}
+    with pytest.raises(SourceConfigError, match=re.escape(message)):
+        parse_source(data, tmp_path / "source.yaml")
