@@ -64,14 +64,21 @@ def build_card(
     source: str,
     horizon_days: int,
     gate_settings: dict[str, Any],
+    shape_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``:
-    strict JSON (NaN -> null), because the service returns it whole at ``/model``."""
+    strict JSON (NaN -> null), because the service returns it whole at ``/model``.
+
+    ``shape_fields`` (:meth:`churn.features.shape.SourceShape.card_fields`) record the source's
+    shape and, for an events source, the generated feature family (``event_features``: the
+    chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
+    service generates exactly the features the model was trained on."""
     from churn.modeling.gate import GATE_RULES, LEAKAGE_CEILING
 
     winner = evaluation.winning
     return json_safe(
-        {
+        dict(shape_fields or {})
+        | {
             "model_kind": evaluation.winner,
             "trained_at": datetime.now(UTC).isoformat(),
             "feature_order": [spec.name for spec in data.specs],

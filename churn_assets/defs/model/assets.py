@@ -19,12 +19,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from churn.ingest.sources import active_source
+from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
+from churn.modeling.card import json_safe
 from churn.settings import load_settings
 from churn.warehouse import transaction
-from churn_assets.defs.features.assets import model_features
-from churn_assets.metadata import json_safe, markdown_table, table_value
+from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -110,21 +110,16 @@ def candidate_models(
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        source, _ = active_source(con)
-        declared = model_features(con)
-    flat = source.flat if source is not None and source.is_flat else None
-    stratified = None
-    if flat is not None and not flat.time_column:
-        stratified = StratifiedOptions(
-            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
-        )
+        shape = resolve_shape(con)
+    row_split = shape.stratified()
+    stratified = StratifiedOptions(*row_split) if row_split is not None else None
     data = prepare(
         frame,
-        [f.name for f in declared],
+        shape.feature_names,
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=0 if flat is not None else load_settings().horizon_days,
-        features=declared,
+        horizon_days=shape.label_days,
+        features=list(shape.features),
         stratified=stratified,
     )
     split_kind = data.window()["kind"]
@@ -156,7 +151,9 @@ def candidate_models(
             )
         )
         metadata["cv_folds"] = stratified.cv_folds
-    return dg.Output({"data": data, "models": models}, metadata=metadata)
+    return dg.Output(
+        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+    )
 
 
 def _image(png: bytes, title: str) -> str:
@@ -348,6 +345,7 @@ def model_evaluation(
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
             },
+            "card_fields": candidate_models.get("card_fields", {}),
         },
         metadata=metadata,
     )
@@ -415,6 +413,7 @@ def champion_model(
         source=settings.source,
         horizon_days=settings.horizon_days,
         gate_settings=model_evaluation["gate_settings"],
+        shape_fields=model_evaluation.get("card_fields"),
     )
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0
