@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from churn.features import FEATURE_NAMES
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
 from churn_assets.metadata import markdown_table
 from churn_assets.partitions import SINGLE_RUN
@@ -101,21 +100,24 @@ def drift_report(
 
     started = time.perf_counter()
     champion = registry.load_model()
+    kinds = drift.kinds_from_card(champion.card)  # the model's own features, whatever the source
     reference = pd.read_parquet(champion.reference_path)
     with warehouse.connect(context, read_only=True) as con:
         newest = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
         current = con.execute(
             "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
         ).df()
-        traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
+        traffic = _recent_traffic(con, config.traffic_days, list(kinds))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
-    result, snapshot = drift.run_report(reference, current)
+    result, snapshot = drift.run_report(reference, current, kinds)
     html, payload = drift.save_report(snapshot, result, folder, stem)
     (folder / "latest.html").write_bytes(html.read_bytes())
     metadata = {
         "drift_share": result.share,
         "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+        "compared_columns": len(result.columns),
+        "not_compared_columns": dg.MetadataValue.json(result.not_compared),
         "reference_rows": result.reference_rows,
         "current_rows": result.current_rows,
         "current_observation_date": str(newest),
@@ -126,7 +128,7 @@ def drift_report(
         "top_columns": dg.MetadataValue.md(_top_columns(result)),
     }
     if len(traffic) >= config.min_rows:
-        traffic_result, traffic_snapshot = drift.run_report(reference, traffic)
+        traffic_result, traffic_snapshot = drift.run_report(reference, traffic, kinds)
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
         )
@@ -163,15 +165,15 @@ def drift_report(
     )
 
 
-def _recent_traffic(con, days: int, feature_order=None):
-    """Features of requests logged in the last ``days`` days (JSON expanded to columns)."""
+def _recent_traffic(con, days: int, names: list[str]):
+    """The champion's features (``names``) of requests logged in the last ``days`` days, JSON
+    expanded to columns."""
     import json
 
     import pandas as pd
 
     from churn.warehouse import table_exists
 
-    names = list(feature_order or FEATURE_NAMES)
     if not table_exists(con, "prediction_logs"):
         return pd.DataFrame(columns=names)
     rows = con.execute(
