@@ -169,7 +169,7 @@ def plan_for_card(card: Mapping[str, Any]) -> FeaturePlan:
             kind = "event_log"
         sources = {**sources, "snapshot": _SNAPSHOT_SCHEMA}
         return FeaturePlan(kind, _selected(sql, order), sources, vocabulary, spec)
-    if not set(order) <= set(FEATURE_NAMES):
+    if card.get("source_shape") == "flat" or not set(order) <= set(FEATURE_NAMES):
         raise NoEventFeatures(
             f"the model's features ({', '.join(order[:5])}, ...) are columns of a flat customer "
             "table, not computed from an event history: send them to /score instead"

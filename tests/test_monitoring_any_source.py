@@ -22,6 +22,7 @@ import pytest
 
 from churn.monitoring import drift
 from tests.byod_support import ExampleRun, run_example
+from tests.event_log_support import champion_card, run_event_log
 
 pytestmark = pytest.mark.slow
 
@@ -87,3 +88,36 @@ def test_flat_eda_segments_and_summarizes_its_own_columns(flat_run):
     summary = metadata["feature_summary"]
     assert "| senior_citizen | VARCHAR | categorical |" in summary
     assert "| support_calls | INTEGER | numeric |" in summary
+
+
+# --- a minimal events source (an event log of its own vocabulary) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def log_run() -> ExampleRun:
+    return run_event_log()
+
+
+def test_event_log_drift_report_compares_every_generated_feature(log_run):
+    metadata = _materialization(log_run, "drift_report")
+    card = _champion_card(log_run, metadata["champion"])
+    report = json.loads(Path(metadata["report_json"]).read_text())["drift"]
+    compared = {c["column"]: c["kind"] for c in report["columns"]}
+    assert list(compared) == card["feature_order"]
+    assert compared == {spec["name"]: spec["kind"] for spec in card["feature_schema"]}
+    assert any(name.startswith("type_") for name in compared), "vocabulary features compared"
+    assert any(name.startswith("seconds_") for name in compared), "measure features compared"
+    assert report["not_compared"] == [] and metadata["compared_columns"] == len(compared)
+
+
+def test_event_log_eda_covers_the_generated_features_and_profile_segments(log_run):
+    metadata = _materialization(log_run, "eda_report")
+    card = champion_card(log_run)
+    assert metadata["feature_count"] == len(card["feature_order"])
+    summary, segments = metadata["feature_summary"], metadata["churn_by_segment"]
+    for name in card["feature_order"]:
+        assert f"| {name} |" in summary, name
+    categorical = [s["name"] for s in card["feature_schema"] if s["kind"] == "categorical"]
+    assert categorical, "the log's profile has categorical columns"
+    for name in categorical:
+        assert f"| {name} |" in segments, name
