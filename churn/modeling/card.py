@@ -8,6 +8,7 @@ and ``risk_tiers``, ``/model`` returns it whole.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,10 +42,16 @@ def build_card(
     run_id: str,
     source: str,
     horizon_days: int,
+    shape_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``."""
+    """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``.
+
+    ``shape_fields`` (:meth:`churn.features.shape.SourceShape.card_fields`) record the source's
+    shape and, for an events source, the generated feature family (``event_features``: the
+    chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
+    service generates exactly the features the model was trained on."""
     winner = evaluation.winning
-    return {
+    return dict(shape_fields or {}) | {
         "model_kind": evaluation.winner,
         "trained_at": datetime.now(UTC).isoformat(),
         "feature_order": [spec.name for spec in data.specs],

@@ -14,11 +14,10 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from churn.ingest.sources import active_source
+from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.settings import load_settings
 from churn.warehouse import transaction
-from churn_assets.defs.features.assets import model_features
 from churn_assets.metadata import markdown_table
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
@@ -93,21 +92,16 @@ def candidate_models(
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        source, _ = active_source(con)
-        declared = model_features(con)
-    flat = source.flat if source is not None and source.is_flat else None
-    stratified = None
-    if flat is not None and not flat.time_column:
-        stratified = StratifiedOptions(
-            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
-        )
+        shape = resolve_shape(con)
+    row_split = shape.stratified()
+    stratified = StratifiedOptions(*row_split) if row_split is not None else None
     data = prepare(
         frame,
-        [f.name for f in declared],
+        shape.feature_names,
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=0 if flat is not None else load_settings().horizon_days,
-        features=declared,
+        horizon_days=shape.label_days,
+        features=list(shape.features),
         stratified=stratified,
     )
     split_kind = data.window()["kind"]
@@ -139,7 +133,9 @@ def candidate_models(
             )
         )
         metadata["cv_folds"] = stratified.cv_folds
-    return dg.Output({"data": data, "models": models}, metadata=metadata)
+    return dg.Output(
+        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+    )
 
 
 def _image(png: bytes, title: str) -> str:
@@ -278,7 +274,13 @@ def model_evaluation(
         "reports": dg.MetadataValue.path(str(folder)),
     } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
     yield dg.Output(
-        {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
+        {
+            "data": data,
+            "models": models,
+            "evaluation": evaluation,
+            "decision": decision,
+            "card_fields": candidate_models.get("card_fields", {}),
+        },
         metadata=metadata,
     )
     yield dg.AssetCheckResult(
@@ -324,6 +326,7 @@ def champion_model(
         run_id=context.run_id,
         source=settings.source,
         horizon_days=settings.horizon_days,
+        shape_fields=model_evaluation.get("card_fields"),
     )
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0
