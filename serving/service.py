@@ -60,7 +60,7 @@ from serving.errors import (
     install_client_error_log_filter,
     invalid_request,
 )
-from serving.events import OnlineFeatures, observation_date_of
+from serving.events import NoEventFeatures, OnlineFeatures, observation_date_of, plan_for_card
 from serving.limits import BodyLimitMiddleware
 from serving.prediction_logging import LogBacklogMiddleware, open_writer
 from serving.ratelimit import RateLimitMiddleware
@@ -101,6 +101,11 @@ SCHEMAS = build_schemas(CARD, specs_from_dicts(CARD["feature_schema"]))
 ScoreRequest = SCHEMAS.score_request
 ScoreBatchRequest = SCHEMAS.batch_request
 ScoreEventsRequest = SCHEMAS.events_request
+try:
+    FEATURE_PLAN = plan_for_card(CARD)  # how /score_events computes this model's features
+    NO_EVENT_FEATURES = ""
+except NoEventFeatures as reason:  # a flat model: /score_events refuses, /score works
+    FEATURE_PLAN, NO_EVENT_FEATURES = None, str(reason)
 CHALLENGER_TAG = resolve_challenger_tag(bentoml.use_arguments(ServiceArguments).challenger_tag)
 CHALLENGER_DIR = registry.locate(CHALLENGER_TAG)[1] if CHALLENGER_TAG else None
 CHALLENGER_CARD = checked_card(CHALLENGER_TAG, CHALLENGER_DIR) if CHALLENGER_DIR else None
@@ -156,7 +161,7 @@ class ChurnService:
         self.tag = loaded.tag
         self.card = {"model_tag": loaded.tag, "model_version": loaded.version, **loaded.card}
         self.scorer = Scorer(loaded.model, loaded.card, loaded.version)
-        self.online_features = OnlineFeatures()
+        self.online_features = OnlineFeatures(FEATURE_PLAN) if FEATURE_PLAN else None
         self.prediction_log = open_writer(PREDICTION_LOG_FLUSH_SECONDS)
         challenger_scorer = None
         models = [model_summary("champion", loaded.tag, loaded.card)]
@@ -208,12 +213,22 @@ class ChurnService:
 
     @bentoml.api(route="/score_events")
     def score_events(self, request: ScoreEventsRequest, /) -> Score:  # type: ignore[valid-type]
-        """Compute the features from a raw history with the training SQL, then score them."""
+        """Compute the features from a raw history with the training SQL, then score them.
+
+        The body follows the model (``serving.schemas.events_request``): the five raw tables,
+        or an event log's own columns; a flat model has no history to compute from (400).
+        """
+        if self.online_features is None:
+            invalid_request("ScoreEventsRequest", [(("events",), NO_EVENT_FEATURES)])
         observation_date = observation_date_of(request.as_of)
-        customer_id = request.customer.customer_id
+        customer_id = _field(request.customer, "customer_id")
         _check_history(request, customer_id, observation_date)
         features = self.online_features.compute(
-            request.customer, request.events, request.payments, request.tickets, observation_date
+            request.customer,
+            request.events,
+            getattr(request, "payments", ()),
+            getattr(request, "tickets", ()),
+            observation_date,
         )
         try:
             SCHEMAS.features_adapter.validate_python(features)
@@ -240,7 +255,8 @@ class ChurnService:
         """Publish the open prediction log file so the monitoring pipeline can ingest it."""
         self.router.close()  # scores and logs what the shadow still holds
         self.prediction_log.close()
-        self.online_features.close()
+        if self.online_features is not None:
+            self.online_features.close()
 
     def _scores(
         self,
@@ -267,17 +283,24 @@ class ChurnService:
         return [Score.model_validate(score) for score in scores]
 
 
+def _field(row: Any, name: str) -> Any:
+    """A value of a request row: a validated model (five tables) or a TypedDict (event log),
+    where an optional key may be absent."""
+    return row.get(name) if isinstance(row, dict) else getattr(row, name)
+
+
 def _check_history(request: Any, customer_id: str, observation_date: date) -> None:
     """Refuse rows of another customer and a profile that did not exist yet at ``as_of``."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for table in ("events", "payments", "tickets"):
-        for i, row in enumerate(getattr(request, table)):
-            if row.customer_id is not None and row.customer_id != customer_id:
+        for i, row in enumerate(getattr(request, table, ())):
+            row_customer = _field(row, "customer_id")
+            if row_customer is not None and row_customer != customer_id:
                 problems.append(
                     ((table, i, "customer_id"), f"is not the profile's customer ({customer_id})")
                 )
-    signup = request.customer.signup_date
-    if signup > observation_date:
+    signup = _field(request.customer, "signup_date")
+    if signup is not None and signup > observation_date:
         problems.append(
             (
                 ("customer", "signup_date"),

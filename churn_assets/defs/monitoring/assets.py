@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from churn.features import FEATURE_NAMES
 from churn.modeling.card import json_safe
 from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
@@ -110,16 +109,19 @@ def drift_report(
 
     started = time.perf_counter()
     champion = registry.load_model()
+    kinds = drift.kinds_from_card(champion.card)  # the model's own features, whatever the source
     reference = pd.read_parquet(champion.reference_path)
     with warehouse.connect(context, read_only=True) as con:
         newest = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
         current = con.execute(
             "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
         ).df()
-        traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
+        traffic = _recent_traffic(con, config.traffic_days, list(kinds))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
-    result, snapshot = drift.run_report(reference, current, drift_share=config.max_drift_share)
+    result, snapshot = drift.run_report(
+        reference, current, kinds, drift_share=config.max_drift_share
+    )
     html, payload = drift.save_report(snapshot, result, folder, stem)
     (folder / "latest.html").write_bytes(html.read_bytes())
     metadata = {
@@ -127,6 +129,8 @@ def drift_report(
         f"({result.share:.0%}; drift_check limit {config.max_drift_share:.0%})",
         "drift_share": result.share,
         "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+        "compared_columns": len(result.columns),
+        "not_compared_columns": dg.MetadataValue.json(result.not_compared),
         "reference_rows": result.reference_rows,
         "current_rows": result.current_rows,
         "current_observation_date": str(newest),
@@ -138,7 +142,7 @@ def drift_report(
     }
     if len(traffic) >= config.min_rows:
         traffic_result, traffic_snapshot = drift.run_report(
-            reference, traffic, drift_share=config.max_drift_share
+            reference, traffic, kinds, drift_share=config.max_drift_share
         )
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
@@ -176,15 +180,15 @@ def drift_report(
     )
 
 
-def _recent_traffic(con, days: int, feature_order=None):
-    """Features of requests logged in the last ``days`` days (JSON expanded to columns)."""
+def _recent_traffic(con, days: int, names: list[str]):
+    """The champion's features (``names``) of requests logged in the last ``days`` days, JSON
+    expanded to columns."""
     import json
 
     import pandas as pd
 
     from churn.warehouse import table_exists
 
-    names = list(feature_order or FEATURE_NAMES)
     if not table_exists(con, "prediction_logs"):
         return pd.DataFrame(columns=names)
     rows = con.execute(
