@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from benchmarks.apps import load_champion, serve
-from serving.scoring import Scorer
+from churn.scoring.scorer import Scorer
 
 LOADED, SCHEMAS = load_champion()
 SCORER = Scorer(LOADED.model, LOADED.card, LOADED.version)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from churn.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
-from serving.scoring import ScoredRows
+from churn.scoring.scorer import ScoredRows
 
 DEFAULT_CHURN_HOME = "./data"
 
