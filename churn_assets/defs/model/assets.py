@@ -67,6 +67,8 @@ class EvaluationConfig(dg.Config):
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
+    backtest_months: int = 4
+    """Origin months of the rolling backtest of the winner's recipe (0 turns it off)."""
 
 
 def _model_spec_kwargs() -> dict:
@@ -161,9 +163,11 @@ def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
             [name for name, _ in ranked], [value for _, value in ranked]
         ),
         "confusion_matrix": plots.confusion_matrix(
-            data.test.y, winner.test_scores, evaluation.thresholds["default"]
+            data.test.y, winner.test_scores, evaluation.thresholds["decision"]
         ),
     }
+    if evaluation.backtest:
+        images["backtest"] = plots.backtest_plot(evaluation.backtest)
     folder.mkdir(parents=True, exist_ok=True)
     for name, png in images.items():
         (folder / f"{name}.png").write_bytes(png)
@@ -261,6 +265,8 @@ def model_evaluation(
         champion_auc=champion_auc,
     )
     context.log.info(f"quality gate: {decision.reason}")
+    if data.window()["kind"] == "time" and config.backtest_months > 0:
+        evaluation.backtest = _backtest(context, warehouse, evaluation, models, config)
     folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
     images = _save_plots(evaluation, data, models, folder)
     with warehouse.connect(context) as con, transaction(con):
@@ -273,10 +279,15 @@ def model_evaluation(
         "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
         "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
         "thresholds": dg.MetadataValue.json(evaluation.thresholds),
+        "economics": dg.MetadataValue.json(asdict(evaluation.economics)),
+        "decision_threshold": evaluation.thresholds["decision"],
+        "at_decision_threshold": dg.MetadataValue.md(_decision_table(evaluation)),
         "risk_tier_cuts": dg.MetadataValue.json(list(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
         "reports": dg.MetadataValue.path(str(folder)),
     } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
+    if evaluation.backtest:
+        metadata["backtest"] = dg.MetadataValue.md(_backtest_table(evaluation.backtest))
     yield dg.Output(
         {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
         metadata=metadata,
@@ -288,6 +299,47 @@ def model_evaluation(
         description=decision.reason,
         metadata={k: v for k, v in asdict(decision).items() if v is not None},
     )
+
+
+def _decision_table(evaluation) -> str:
+    """Precision and recall where the model draws the line, on validation (where the line was
+    chosen) and on test (untouched by the choice)."""
+    keys = ["threshold", "contacted", "contacted_share", "precision", "recall"]
+    keys.append("expected_value_per_customer")
+    blocks = evaluation.decision_metrics
+    return markdown_table(
+        ["block", *keys],
+        [(block, *[_cell(blocks[block].get(key)) for key in keys]) for block in blocks],
+    )
+
+
+def _cell(value):
+    return "n/a" if value is None else value
+
+
+def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
+    """Refit the winner's recipe at each of the last matured months on what was known then."""
+    from churn.modeling.backtest import backtest, recipe_of
+
+    with warehouse.connect(context, read_only=True) as con:
+        frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
+        declared = model_features(con)
+    recipe = recipe_of(models[evaluation.winner])
+    context.log.info(f"backtest of {recipe.describe()} over {config.backtest_months} months")
+    months = backtest(
+        frame,
+        declared,
+        recipe,
+        horizon_days=load_settings().horizon_days,
+        months=config.backtest_months,
+    )
+    return [month.to_dict() for month in months]
+
+
+def _backtest_table(months: list[dict]) -> str:
+    keys = ["observation_date", "train_months", "train_rows", "rows", "positives"]
+    keys += ["roc_auc", "top_decile_lift", "top_decile_capture"]
+    return markdown_table(keys, [[_cell(month[key]) for key in keys] for month in months])
 
 
 class ChampionConfig(dg.Config):
