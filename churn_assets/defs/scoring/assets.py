@@ -30,8 +30,8 @@ new champion lands or its features are rebuilt; never over a failed blocking che
 
 
 class ScoringConfig(dg.Config):
-    chunk_rows: int = 10_000
-    """Rows per model call: bounds the TreeSHAP gather's memory (~100 MB at 10,000 rows)."""
+    chunk_rows: int = 2_000
+    """Rows per model call: bounds the TreeSHAP gather's memory (~20 MB at 2,000 rows)."""
     preview_rows: int = 20
 
 
