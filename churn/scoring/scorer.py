@@ -81,8 +81,9 @@ class Scorer:
         return 1.0 / (1.0 + np.exp(-log_odds)), contributions
 
     def explain(self, X: np.ndarray, threshold: float | None = None) -> Explained:
-        """Probabilities, labels, tiers and top reasons of an encoded matrix; no default
-        threshold but the model's own decision threshold (see :func:`decision_threshold`)."""
+        """Probabilities, labels, tiers and top reasons of an encoded matrix. Without a
+        ``threshold`` the labels use the model's own decision threshold (the card's, see
+        :func:`~churn.modeling.card.decision_threshold`), never a fixed 0.5."""
         threshold = self.default_threshold if threshold is None else float(threshold)
         probabilities, contributions = self.probabilities_and_contributions(X)
         top = np.argsort(-np.abs(contributions), axis=1, kind="stable")[:, :TOP_REASONS]
