@@ -9,6 +9,8 @@
    100k customers x 12 months (~5M events).
 3. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
    at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
+4. Offline scoring: ``customer_scores``' code path over 100k customers with reasons
+   (``benchmarks/batch_scoring.py``), and its ratio to ``/score_batch`` rows/s.
 
 Durations: ``BENCH_SECONDS`` (default 20) of load per system and concurrency, cut into
 ``BENCH_SLICES`` (default 4) slices that alternate between the systems. ``--quick`` runs 4 s in
@@ -46,6 +48,7 @@ TARGETS = {
     "events_p50_ms": 10.0,
     "features_100k_seconds": 60.0,
     "make_pipeline_seconds": 180.0,
+    "scores_100k_seconds": 10.0,
 }
 
 
@@ -56,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-pipeline", action="store_true", help="no generator/feature runs")
     parser.add_argument("--skip-serving", action="store_true")
     parser.add_argument("--skip-ui", action="store_true", help="no UI-launched pipeline run")
+    parser.add_argument("--skip-scores", action="store_true", help="no offline scoring run")
     parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     return parser.parse_args(argv)
@@ -155,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
             results["shadow_cost"] = _guarded(
                 results, "shadow_cost", _shadow_cost, env, seconds / slices, slices
             )
+        if not args.skip_scores:
+            rows = 20_000 if args.quick else 100_000
+            _say(f"offline scoring: customer_scores' path over {rows:,} rows ...")
+            results["batch_scoring"] = _guarded(
+                results, "batch_scoring", _batch_scoring, env, rows, 1 if args.quick else 3
+            )
     finally:
         results["load_average_at_end"] = list(os.getloadavg())
         results["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
@@ -179,6 +189,18 @@ def _shadow_cost(env: dict[str, str], seconds: float, rounds: int) -> dict:
         command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout[out.stdout.index("{") :])  # the JSON follows any chatter
+
+
+def _batch_scoring(env: dict[str, str], rows: int, repeats: int) -> dict:
+    """benchmarks/batch_scoring.py in the benchmark home (its store and warehouse)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "benchmarks.batch_scoring", "--rows", str(rows)]
+    command += ["--repeats", str(repeats)]
+    out = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout[out.stdout.index("{") :])
 
 
 def _guarded(results: dict, name: str, function, *args):
@@ -302,6 +324,22 @@ def render(results: dict) -> str:
             f"{log['snapshot_rows']:>10,} {log['features']:>4}"
         )
         add(f"{'  + leakage check, 3 dates (s)':52} {log['leakage_check_seconds_3_dates']:>12.1f}")
+    scores = results.get("batch_scoring")
+    if scores:
+        label = f"customer_scores path, {scores['rows']:,} rows with reasons (s)"
+        target = TARGETS["scores_100k_seconds"] * scores["rows"] / 100_000
+        add(_row(label, scores["score_frame_seconds"], target, False))
+        add(f"{'  rows/s':52} {scores['score_frame_rows_per_second']:>12,}")
+        add(f"{'  CPU time of this process (s)':52} {scores['score_frame_cpu_seconds']:>12.2f}")
+        add(f"{'  + write into DuckDB (s)':52} {scores['score_frame_and_write_seconds']:>12.2f}")
+        add(
+            f"{'  vs Scorer.score in 1000-row batches (x)':52} "
+            f"{scores['offline_over_in_process_batches']:>12.2f}"
+        )
+        batch = (serving_results or {}).get("score_batch", {}).get("bento")
+        if batch:
+            ratio = scores["score_frame_rows_per_second"] / batch["rows_per_second"]
+            add(f"{'  vs /score_batch Bento rows/s (x)':52} {ratio:>12.2f}")
     shadow = results.get("shadow_cost")
     if shadow:
         add(f"\nshadow mode cost on /score (challenger: {shadow['challenger_from']})")

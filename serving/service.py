@@ -44,6 +44,7 @@ from starlette.responses import Response
 
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
+from churn.scoring.scorer import Scorer
 from serving import http_limits
 from serving.auth import ApiKeyMiddleware
 from serving.challenger import (
@@ -65,7 +66,6 @@ from serving.limits import BodyLimitMiddleware
 from serving.prediction_logging import LogBacklogMiddleware, open_writer
 from serving.ratelimit import RateLimitMiddleware
 from serving.schemas import MAX_BATCH_SIZE, ModelRequest, Score, ScoreBatchResponse, build_schemas
-from serving.scoring import Scorer
 from serving.startup import checked_card, checked_model
 
 logger = logging.getLogger("churn.serving")
@@ -199,7 +199,7 @@ class ChurnService:
 
         The answer is serialized here, in one pydantic-core pass over the score dicts, instead
         of as 1,000 ``Score`` models for BentoML to dump: the scores are built from arrays by
-        :class:`~serving.scoring.Scorer`, so validating them again only cost time (4.7 ms of a
+        :class:`~churn.scoring.scorer.Scorer`, so validating them again only cost time (4.7 ms of a
         1,000-row request). ``output_spec`` keeps ``ScoreBatchResponse`` in the OpenAPI document.
         """
         rows = request.customers

@@ -101,7 +101,7 @@ def test_score_matches_the_model_and_the_contract(client, rows):
     }
     assert score["customer_id"] == rows[0]["customer_id"]
     assert score["churn_probability"] == pytest.approx(offline_probabilities(rows[:1])[0], 1e-12)
-    assert score["threshold"] == CARD["thresholds"]["default"]
+    assert score["threshold"] == CARD["thresholds"]["decision"]
     assert score["churn_label"] == int(score["churn_probability"] >= score["threshold"])
     cuts = CARD["risk_tiers"]
     expected_tier = (

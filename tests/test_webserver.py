@@ -46,6 +46,7 @@ QUERY = """
 }
 """
 KINDS = {"duckdb", "lightgbm", "scikit-learn", "bentoml", "evidently"}
+GROUPS = {"raw", "staging", "features", "model", "scoring", "monitoring"}
 
 
 def _free_port() -> int:
@@ -135,7 +136,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded(answer):
     for node in answer["assetNodes"]:
         name = "/".join(node["assetKey"]["path"])
         assert node["description"], name
-        assert node["groupName"] in {"raw", "staging", "features", "model", "monitoring"}, name
+        assert node["groupName"] in GROUPS, name
         assert [o["team"] for o in node["owners"] if o["__typename"] == "TeamAssetOwner"], name
         assert node["kinds"] and set(node["kinds"]) <= KINDS, (name, node["kinds"])
     kinds = {kind for node in answer["assetNodes"] for kind in node["kinds"]}

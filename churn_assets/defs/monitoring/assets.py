@@ -12,6 +12,7 @@ runs on the machine that wrote it; most browsers refuse to follow a ``file://`` 
 (``report_html``).
 """
 
+import base64
 import time
 from datetime import UTC, datetime
 
@@ -20,7 +21,7 @@ import dagster as dg
 from churn.modeling.card import json_safe
 from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
-from churn_assets.metadata import table_value
+from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -219,10 +220,11 @@ class PerformanceConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["prediction_logs", "churn_labels", "training_set", "champion_model"],
+    deps=["prediction_logs", "churn_labels", "training_set", "champion_model", "customer_scores"],
     description="Realized ROC AUC, PR AUC and calibration per model version once labels "
     "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
-    "matured snapshots after its test window; compared with the model card.",
+    "matured snapshots after its test window; compared with the model card. Also, per month, "
+    "how the list customer_scores wrote did (AUC, top-decile lift and capture).",
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -250,6 +252,7 @@ def model_performance(
             card = _card_for(version, champion)
             results.append(perf.realized("logged", version, y, scores, card))
         unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
+        stored = perf.stored_scores_realized(con)
         comparisons, promotion_check = challenger_evaluation(
             con,
             champion,
@@ -269,8 +272,10 @@ def model_performance(
     columns = ["source", "model_version", "rows", "positives", "roc_auc", "expected_roc_auc"]
     columns += ["pr_auc", "expected_pr_auc", "brier", "mean_score", "observed_rate"]
     table = table_value(columns, [[r.to_dict()[c] for c in columns] for r in results])
+    stored_metadata = _stored_scores_metadata(stored, champion)
     yield dg.MaterializeResult(
-        metadata={
+        metadata=stored_metadata
+        | {
             "champion": champion.tag,
             "evaluations": table if results else "no matured scored rows yet",
             "results": dg.MetadataValue.json(json_safe([r.to_dict() for r in results])),
@@ -295,6 +300,39 @@ def model_performance(
         metadata={"evaluations": len(judged), "degraded": len(degraded)},
     )
     yield promotion_check
+
+
+def _stored_scores_metadata(months, champion) -> dict:
+    """A table and a plot of the stored lists' realized quality, each month marked with the
+    block of the scoring model's data window it fell in (only ``unseen`` is out of sample)."""
+    from churn.monitoring.performance import window_of
+
+    if not months:
+        return {"customer_scores_realized": "no matured month of customer_scores yet"}
+    cards: dict[str, dict | None] = {}
+    rows = []
+    for month in months:
+        if month.model_version not in cards:
+            cards[month.model_version] = _card_for(month.model_version, champion)
+        window = window_of(month.observation_date, cards[month.model_version])
+        rows.append(month.to_dict() | {"window": window})
+    columns = ["observation_date", "model_version", "window", "rows", "positives", "roc_auc"]
+    columns += ["top_decile_lift", "top_decile_capture", "contacted", "precision_at_threshold"]
+    columns.append("recall_at_threshold")
+    table = markdown_table(
+        columns, [["n/a" if row[c] is None else row[c] for c in columns] for row in rows]
+    )
+    from churn.modeling.plots import backtest_plot
+
+    png = backtest_plot(rows, title="customer_scores: realized quality per month")
+    image = base64.b64encode(png).decode()
+    return {
+        "customer_scores_realized": dg.MetadataValue.md(table),
+        "customer_scores_realized_results": dg.MetadataValue.json(rows),
+        "plot_customer_scores_realized": dg.MetadataValue.md(
+            f"**stored scores, realized**\n\n![realized](data:image/png;base64,{image})"
+        ),
+    }
 
 
 def _card_for(version: str, champion) -> dict | None:
