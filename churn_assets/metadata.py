@@ -8,6 +8,8 @@ from typing import Any
 import dagster as dg
 import duckdb
 
+from churn.sql import quote_identifier
+
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A small markdown table; avoids pulling ``tabulate`` in just for previews."""
@@ -26,7 +28,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 def column_schema(
     con: duckdb.DuckDBPyConnection, table: str, descriptions: Mapping[str, str]
 ) -> dg.TableSchema:
-    described = con.execute(f"DESCRIBE {table}").fetchall()
+    described = con.execute(f"DESCRIBE {quote_identifier(table)}").fetchall()
     return dg.TableSchema(
         columns=[
             dg.TableColumn(name=name, type=str(sql_type), description=descriptions.get(name))
@@ -47,11 +49,15 @@ def table_metadata(
     *,
     where: str = "TRUE",
 ) -> dict[str, Any]:
-    """Row count, schema and a preview of ``table`` (optionally of the rows just written)."""
-    rows = con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+    """Row count, schema and a preview of ``table`` (optionally of the rows just written).
+
+    ``where`` is SQL written by the calling asset from its partition window (see
+    ``_in_window``), never from data; the table name is quoted."""
+    quoted = quote_identifier(table)
+    rows = con.execute(f"SELECT count(*) FROM {quoted} WHERE {where}").fetchone()[0]
     return {
         "dagster/row_count": rows,
         "dagster/column_schema": column_schema(con, table, descriptions),
         "dagster/table_name": f"warehouse.main.{table}",
-        "preview": preview(con, f"SELECT * FROM {table} WHERE {where}"),
+        "preview": preview(con, f"SELECT * FROM {quoted} WHERE {where}"),
     }

@@ -38,6 +38,8 @@ MIN_ROWS_FOR_IDENTIFIER = 20
 
 COLUMNS_TABLE = "flat_columns"
 RESERVED = {"customer_id", "observation_date", "churned"} | set(LINEAGE_COLUMNS)
+QUOTE = "'"
+"""A single quote inside a reason text (the f-strings cannot hold a backslash escape)."""
 _NUMERIC_RAW = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
 
 
@@ -178,7 +180,8 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
         found.append(
             (
                 f"{text} IS NOT NULL AND TRY_CAST({text} AS DATE) IS NULL",
-                f"'invalid_type: {source.time_column}=' || {text} || ' is not a valid DATE'",
+                f"{quote_literal(f'invalid_type: {source.time_column}=')} || {text} "
+                "|| ' is not a valid DATE'",
             )
         )
         found.append(
@@ -190,7 +193,8 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
             found.append(
                 (
                     f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
-                    f"'invalid_type: {column.source}=''' || {text} || ''' is not a number'",
+                    f"{quote_literal(f'invalid_type: {column.source}={QUOTE}')} || {text} "
+                    "|| ''' is not a number'",
                 )
             )
     return found
@@ -219,7 +223,7 @@ def stage_flat(
     if source.time_column:
         when = f"CAST(date_trunc('month', TRY_CAST({_text(source.time_column)} AS DATE)) AS DATE)"
     else:
-        when = f"DATE '{observation_date.isoformat()}'"
+        when = f"DATE {quote_literal(observation_date.isoformat())}"
     typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
     lineage = ", ".join(LINEAGE_COLUMNS)
     shown = ", ".join(

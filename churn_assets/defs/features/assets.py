@@ -6,6 +6,8 @@ large query than on many small ones) and replaced in one transaction, so a kille
 leaves a half-written month behind.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from churn.features import (
@@ -23,6 +25,7 @@ from churn.features.snapshots import active_customers_sql
 from churn.ingest.flat import inferred_columns
 from churn.ingest.sources import active_source
 from churn.settings import load_settings
+from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, observation_partitions
@@ -48,7 +51,10 @@ def _window(context: dg.AssetExecutionContext) -> tuple[str, str]:
 
 
 def _in_window(start: str, end: str) -> str:
-    return f"observation_date >= DATE '{start}' AND observation_date < DATE '{end}'"
+    """The partition window as SQL; the keys are parsed as dates first, so only a date's ISO
+    text can reach the statement."""
+    first, last = (quote_literal(date.fromisoformat(key).isoformat()) for key in (start, end))
+    return f"observation_date >= DATE {first} AND observation_date < DATE {last}"
 
 
 def _rows_per_date(con, table: str, start: str, end: str) -> dict[str, int]:
@@ -238,7 +244,8 @@ def _flat_feature_checks(con, start: str, end: str, features: dict[str, int], de
         f.name
         for f in declared
         if con.execute(
-            f'SELECT count("{f.name}") FROM customer_features WHERE {_in_window(start, end)}'
+            f"SELECT count({quote_identifier(f.name)}) FROM customer_features "
+            f"WHERE {_in_window(start, end)}"
         ).fetchone()[0]
         == 0
     ]
@@ -294,7 +301,9 @@ def _feature_checks(
     required = [f.name for f in declared if not f.nullable]
     null_counts = con.execute(
         "SELECT "
-        + ", ".join(f'count(*) FILTER (WHERE "{name}" IS NULL)' for name in required)
+        + ", ".join(
+            f"count(*) FILTER (WHERE {quote_identifier(name)} IS NULL)" for name in required
+        )
         + f" FROM customer_features WHERE {_in_window(start, end)}"
     ).fetchone()
     nulls = {name: count for name, count in zip(required, null_counts, strict=True) if count}
