@@ -27,6 +27,7 @@ import duckdb
 
 from churn.ingest.sources import FlatSource
 from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
+from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 
@@ -163,6 +164,12 @@ def _typed(column: InferredColumn) -> str:
     return f"CAST(TRY_CAST({text} AS DOUBLE) AS {column.sql_type})"
 
 
+def _instant(text: str) -> str:
+    """A date or timestamp text as a UTC instant: an offset moves it (possibly across a month),
+    by the rule landing and staging apply to every timestamp."""
+    return typed_value(text, "TIMESTAMP")
+
+
 def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple[str, str]]:
     """(condition TRUE when broken, SQL text of the reason), over raw_customers."""
     found = [
@@ -179,7 +186,7 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
         text = _text(source.time_column)
         found.append(
             (
-                f"{text} IS NOT NULL AND TRY_CAST({text} AS DATE) IS NULL",
+                f"{text} IS NOT NULL AND {_instant(text)} IS NULL",
                 f"{quote_literal(f'invalid_type: {source.time_column}=')} || {text} "
                 "|| ' is not a valid DATE'",
             )
@@ -221,7 +228,8 @@ def stage_flat(
     is_valid = " AND ".join(f"NOT coalesce({cond}, false)" for cond, _ in violations)
     positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
     if source.time_column:
-        when = f"CAST(date_trunc('month', TRY_CAST({_text(source.time_column)} AS DATE)) AS DATE)"
+        instant = _instant(_text(source.time_column))
+        when = f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
     else:
         when = f"DATE {quote_literal(observation_date.isoformat())}"
     typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
