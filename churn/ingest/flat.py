@@ -25,7 +25,7 @@ from datetime import date
 
 import duckdb
 
-from churn.ingest.sources import FlatSource
+from churn.ingest.sources import FlatSource, SourceConfigError
 from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
 from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
@@ -268,6 +268,7 @@ def stage_flat(
         )
         valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
         staged_rows = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
+        _check_label_classes(con, source)
         value_columns = ", ".join(["churned", *(quote_identifier(c.name) for c in features)])
         conflicting = con.execute(
             f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
@@ -303,6 +304,34 @@ def stage_flat(
         rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
     )
     return result, columns
+
+
+def _check_label_classes(con: duckdb.DuckDBPyConnection, source: FlatSource) -> None:
+    """A label with one class cannot be learned: say so here, naming ``label.positive``, rather
+    than deep in training. Raised inside staging's transaction, so nothing is replaced."""
+    positives, negatives = con.execute(
+        "SELECT count(*) FILTER (churned), count(*) FILTER (NOT churned) FROM stg_customers"
+    ).fetchone()
+    if positives and negatives:
+        return
+    seen = [
+        value
+        for (value,) in con.execute(
+            f"SELECT DISTINCT {_text(source.label_column)} AS v FROM raw_customers "
+            "WHERE v IS NOT NULL ORDER BY v LIMIT 10"
+        ).fetchall()
+    ]
+    wanted = ", ".join(repr(value) for value in source.positive)
+    if not positives:
+        problem = f"none of its values is label.positive ({wanted})"
+        hint = "set label.positive to the value that marks a customer who churned"
+    else:
+        problem = f"every row is label.positive ({wanted}): there is no customer who stayed"
+        hint = "check label.column and label.positive"
+    raise SourceConfigError(
+        f"label.column {source.label_column!r} has one class: {problem}; values seen: "
+        f"{', '.join(repr(v) for v in seen) or 'none'}. {hint[0].upper()}{hint[1:]}."
+    )
 
 
 def describe(column: InferredColumn) -> str:

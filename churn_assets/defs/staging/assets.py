@@ -10,7 +10,7 @@ import dagster as dg
 
 from churn.ingest.flat import InferredColumn, stage_flat
 from churn.ingest.schema import CUSTOMERS, RAW_TABLES, Table
-from churn.ingest.sources import active_source
+from churn.ingest.sources import SourceConfigError, active_source
 from churn.ingest.staging import StagingResult, raw_name, rejects_name, stage_table, staged_name
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
@@ -178,7 +178,10 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
             flat = source is not None and source.is_flat
             extra: dict = {}
             if flat and table is CUSTOMERS:
-                result, inferred = stage_flat(con, source.flat, observation_date)
+                try:
+                    result, inferred = stage_flat(con, source.flat, observation_date)
+                except SourceConfigError as error:
+                    raise dg.Failure(description=f"{source.config_path.name}: {error}") from error
                 key = "customer_id, observation_date"
                 extra = _flat_metadata(inferred)
             else:
