@@ -52,8 +52,8 @@ class StaleRun:
             return f"run {self.run_id} had finished but still held a pool slot: freed it"
         return (
             f"run {self.run_id} is unfinished and has no recorded process id: if no run is "
-            f"really going, mark it failed in the Dagster UI (Runs -> {self.run_id} -> "
-            "Terminate, 'force termination'); the next run then proceeds"
+            f"really going, terminate it in the Dagster UI (Runs -> {self.run_id} -> "
+            "Terminate, 'force termination'), then run this again to free its pool slot"
         )
 
 
