@@ -224,3 +224,19 @@ def test_validation_and_landing_accept_the_same_values(tmp_path):
             ("w1", datetime(2025, 8, 1, 10, 0), None),
             ("w2", datetime(2025, 8, 1, 11, 0), 4.0),
         ]
+
+
+def test_a_waiting_file_is_hashed_once_not_on_every_tick(home: Path, monkeypatch):
+    path = _events(home / "incoming" / "events_h.csv", ["e1,c1,s1,2025-08-01 10:00:00,login,5"])
+    instance = dg.DagsterInstance.ephemeral()
+    hashed: list[Path] = []
+    real_hash = raw_sensors.content_hash
+    monkeypatch.setattr(raw_sensors, "content_hash", lambda p: hashed.append(p) or real_hash(p))
+    first, cursor = _tick(instance, None)
+    assert isinstance(first, dg.RunRequest) and hashed == [path]
+    waiting, cursor = _tick(instance, cursor)
+    assert isinstance(waiting, dg.SkipReason) and hashed == [path]  # from the cursor
+    _events(path, ["e2,c1,s1,2025-08-01 10:00:00,login,6"])  # new content: hashed again
+    changed, _ = _tick(instance, cursor)
+    assert isinstance(changed, dg.RunRequest) and hashed == [path, path]
+    assert changed.run_key != first.run_key

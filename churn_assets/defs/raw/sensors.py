@@ -77,7 +77,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
     for path in candidate_files(settings.incoming_dir):
         if not _settled(path, now):
             continue
-        digest = content_hash(path)
+        digest = cursor.digest(path)
         if digest in cursor.requested:
             continue  # its run is queued or running; the asset moves it once landed
         landed = _already_landed(path, digest, settings.home / "landed")
@@ -109,6 +109,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
         if not small:
             context.log.info(f"{path.name}: large file; the landing run validates its contents")
         accepted.append((path, digest))
+    cursor.forget_missing()
     if not accepted:
         context.update_cursor(cursor.dump())
         return dg.SkipReason("no new valid files in incoming/")
@@ -133,21 +134,37 @@ class Cursor:
     """What the sensor remembers between ticks, as JSON in its cursor.
 
     ``requested``: content hash -> the run key requested for it and when. ``attempts``: content
-    hash -> how many runs requested for it failed.
+    hash -> how many runs requested for it failed. ``hashes``: path -> [size, mtime_ns, hash],
+    so a large file waiting for its run is not hashed again on every tick (~2 s per 300 MB).
     """
 
     requested: dict[str, dict] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    hashes: dict[str, list] = field(default_factory=dict)
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        cached = self.hashes.get(str(path))
+        if cached is not None and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
+            return cached[2]
+        digest = content_hash(path)
+        self.hashes[str(path)] = [stat.st_size, stat.st_mtime_ns, digest]
+        return digest
+
+    def forget_missing(self) -> None:
+        self.hashes = {p: entry for p, entry in self.hashes.items() if Path(p).exists()}
 
     @classmethod
     def load(cls, text: str | None) -> Cursor:
         data = json.loads(text) if text else {}
         if "requested" not in data:  # the earlier format: {hash: run_key}
             return cls({digest: {"run_key": key, "at": 0.0} for digest, key in data.items()})
-        return cls(data["requested"], data.get("attempts", {}))
+        return cls(data["requested"], data.get("attempts", {}), data.get("hashes", {}))
 
     def dump(self) -> str:
-        return json.dumps({"requested": self.requested, "attempts": self.attempts})
+        return json.dumps(
+            {"requested": self.requested, "attempts": self.attempts, "hashes": self.hashes}
+        )
 
     def release_finished(self, instance: dg.DagsterInstance, now: float) -> dict[str, list[str]]:
         """Forget the requests whose run has finished (or never appeared); count the failed
