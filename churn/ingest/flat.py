@@ -312,8 +312,8 @@ def _check_label_classes(con: duckdb.DuckDBPyConnection, source: FlatSource) -> 
     positives, negatives = con.execute(
         "SELECT count(*) FILTER (churned), count(*) FILTER (NOT churned) FROM stg_customers"
     ).fetchone()
-    if positives and negatives:
-        return
+    if (positives and negatives) or not (positives or negatives):
+        return  # both classes, or no staged row at all (the rejects say why)
     seen = [
         value
         for (value,) in con.execute(
