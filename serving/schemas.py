@@ -15,6 +15,10 @@ Choices, each deliberate:
 * The raw tables of ``/score_events`` follow the raw-table contract (``churn.ingest.schema``),
   the same
   rules staging enforces, so a history the warehouse would reject is refused here too.
+* Every date and time (``as_of`` and the history's) lies in :data:`EARLIEST`..:data:`LATEST`.
+  Python's calendar ends at years 1 and 9999, so ``9999-12-31T23:00:00-05:00`` overflowed when
+  converted to UTC (a 500); years far from both ends keep every conversion and date difference
+  the feature SQL makes inside the calendar, and no real customer history is near them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from typing_extensions import TypedDict
 
 from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
@@ -36,6 +40,9 @@ MAX_BATCH_SIZE = 1000
 """Rows per ``/score_batch`` request: one request then stays well under 100 ms and a few MB."""
 MAX_HISTORY_ROWS = 100_000
 """Rows per table in one ``/score_events`` request (years of daily activity for one customer)."""
+
+EARLIEST = date(1900, 1, 1)
+LATEST = date(2199, 12, 31)
 
 FORBID = ConfigDict(extra="forbid")
 CUSTOMER_ID = Annotated[str, Field(min_length=1, max_length=256, description="Customer id.")]
@@ -106,6 +113,16 @@ def feature_annotation(spec: FeatureSpec) -> Any:
     return Annotated[python_type, Field(strict=True, description=description, **bounds)]
 
 
+def _in_calendar_range(value: date) -> date:
+    """Refuse dates (and times, by their own calendar day) outside EARLIEST..LATEST."""
+    if value is not None and not EARLIEST.year <= value.year <= LATEST.year:
+        raise ValueError(f"must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}")
+    return value
+
+
+BOUNDED = AfterValidator(_in_calendar_range)
+
+
 def column_annotation(column: Column, *, optional: bool = False) -> Any:
     """The pydantic type of one raw-table column, with the contract's allowed values and range."""
     kind = column.sql_type.upper()
@@ -115,9 +132,9 @@ def column_annotation(column: Column, *, optional: bool = False) -> Any:
     elif kind == "VARCHAR":
         python_type, extra = str, {"min_length": 1, "max_length": 256}
     elif kind == "DATE":
-        python_type = date
+        python_type = Annotated[date, BOUNDED]
     elif kind == "TIMESTAMP":
-        python_type = datetime
+        python_type = Annotated[datetime, BOUNDED]
     elif kind == "INTEGER":
         python_type, extra = int, {"strict": True}
     else:
@@ -221,6 +238,7 @@ def _events_request() -> type[BaseModel]:
         tickets=rows(ticket),
         as_of=Annotated[
             datetime,
+            BOUNDED,
             Field(
                 description="Score as of this time: features use history strictly before the "
                 "start of its UTC day, like the offline snapshot at that observation date."

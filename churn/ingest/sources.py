@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from churn.ingest.schema import TABLES_BY_NAME
+from churn.warehouse import table_exists
 
 Shape = Literal["flat", "events"]
 SUFFIXES = (".csv", ".parquet")
@@ -351,10 +352,7 @@ def record_source(
 
 def active_source(con) -> tuple[SourceConfig | None, date | None]:
     """The source config (None for synthetic) and flat observation date the raw layer holds."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SOURCE_TABLE]
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, SOURCE_TABLE):
         return None, None
     source, _, observation_date = con.execute(
         f"SELECT source, shape, observation_date FROM {SOURCE_TABLE}"

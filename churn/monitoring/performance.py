@@ -18,6 +18,7 @@ import duckdb
 import numpy as np
 
 from churn.modeling.metrics import auc, average_precision, brier
+from churn.warehouse import table_exists
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,7 @@ def realized(
 
 def logged_rows(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per model version: (labels, served scores) of logged rows whose label has matured."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'prediction_logs'"
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "prediction_logs"):
         return {}
     rows = con.execute(
         """

@@ -3,6 +3,11 @@
 ``model_evaluation`` carries the gate as a blocking check: when it fails, ``champion_model`` does
 not run, so the model store — and the Bento built from it — keep the previous champion. Every
 candidate and the gate's decision land in the ``model_registry`` table either way.
+
+Figures go to the UI as tables where they are tabular (metrics, confusion matrix, calibration
+bins, feature importance): Dagster renders tables inline. The plots are PNG files under
+``reports/model_evaluation/<run id>/`` and also sit in the metadata as markdown images, which the
+UI shows one click away ("[Show Markdown]"): it has no inline image type.
 """
 
 import base64
@@ -19,7 +24,7 @@ from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.settings import load_settings
 from churn.warehouse import transaction
 from churn_assets.defs.features.assets import model_features
-from churn_assets.metadata import markdown_table
+from churn_assets.metadata import json_safe, markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -62,8 +67,15 @@ class CandidateConfig(dg.Config):
 class EvaluationConfig(dg.Config):
     auc_floor: float = 0.65
     """The gate refuses a winner whose test AUC is below this."""
-    champion_tolerance: float = 0.01
-    """The gate refuses a winner worse than the champion on the same test rows by more."""
+    champion_tolerance: float = 0.0
+    """Against a champion, the winner must not be significantly worse (paired bootstrap on the
+    same test rows) and its AUC point estimate must not be below the champion's by more than
+    this. 0: not below at all. A positive value lets a slightly lower model through, and the
+    gate's reason then says so (rule ``within_tolerance``)."""
+    bootstrap_samples: int = 1000
+    """Paired bootstrap resamples for the champion comparison."""
+    confidence: float = 0.95
+    """Confidence level of the interval of (winner AUC - champion AUC)."""
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
@@ -89,7 +101,12 @@ def _model_spec_kwargs() -> dict:
 def candidate_models(
     context: dg.AssetExecutionContext, config: CandidateConfig, warehouse: WarehouseResource
 ):
-    from churn.modeling.training import StratifiedOptions, cross_validate, prepare, train_candidates
+    from churn.modeling.training import (
+        StratifiedOptions,
+        cross_validate,
+        prepare,
+        train_candidates,
+    )
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
@@ -120,11 +137,11 @@ def candidate_models(
     models = train_candidates(data, logistic, lightgbm)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
-    rows = [(name, f"{model.fit_seconds:.2f}") for name, model in models.items()]
+    rows = [(name, round(model.fit_seconds, 2)) for name, model in models.items()]
     metadata = {
         "split": dg.MetadataValue.json(data.window()),
         "split_kind": split_kind,
-        "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
+        "training_seconds": table_value(["model", "seconds"], rows),
         "features": len(data.specs),
         "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
         "training_rows": data.train.rows,
@@ -170,7 +187,7 @@ def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
     return images
 
 
-def _metrics_table(evaluation) -> str:
+def _metrics_table(evaluation) -> dg.MetadataValue:
     names = list(evaluation.results)
     keys = list(evaluation.winning.test)
     rows = [
@@ -181,7 +198,32 @@ def _metrics_table(evaluation) -> str:
     rows.insert(
         0, ("validation roc_auc", *[evaluation.results[n].validation["roc_auc"] for n in names])
     )
-    return markdown_table(["metric (test unless noted)", *names], rows)
+    return table_value(["metric (test unless noted)", *names], rows)
+
+
+def _figure_tables(evaluation, data, models) -> dict[str, dg.MetadataValue]:
+    """What the plots show, as tables the UI renders inline: the winner's confusion matrix at
+    the default threshold, its calibration by quantile bin, and its top features."""
+    from churn.modeling.metrics import calibration_table
+
+    winner = evaluation.winning
+    y = data.test.y == 1
+    predicted = winner.test_scores >= evaluation.thresholds["default"]
+    confusion = [
+        ("actually stays", int((~y & ~predicted).sum()), int((~y & predicted).sum())),
+        ("actually churns", int((y & ~predicted).sum()), int((y & predicted).sum())),
+    ]
+    bins = calibration_table(data.test.y, winner.test_scores, bins=10, strategy="quantile")
+    importance = models[evaluation.winner].global_importance(data.test.X)
+    ranked = sorted(importance.items(), key=lambda item: -abs(item[1]))[:15]
+    return {
+        "confusion_matrix": table_value(["", "predicted stays", "predicted churns"], confusion),
+        "calibration": table_value(
+            ["mean_predicted", "observed_rate", "rows"],
+            [(b["mean_predicted"], b["observed_rate"], b["rows"]) for b in bins],
+        ),
+        "feature_importance": table_value(["feature", "mean_abs_contribution"], ranked),
+    }
 
 
 def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
@@ -235,7 +277,7 @@ def model_evaluation(
     import pandas as pd
 
     from churn import registry
-    from churn.modeling.gate import champion_auc_on, decide
+    from churn.modeling.gate import champion_scores_on, compare_with_champion, decide
     from churn.modeling.training import Economics, evaluate_candidates
     from churn.registry import history
 
@@ -249,16 +291,25 @@ def model_evaluation(
         Economics(config.intervention_cost, config.retained_value, config.success_rate),
     )
     champion_tag = registry.latest_tag()
-    champion_auc = None
+    versus = None
     if champion_tag is not None:
         champion = registry.load_model(champion_tag)
-        champion_auc = champion_auc_on(data.test, champion.model, data.specs)
+        champion_scores = champion_scores_on(data.test, champion.model, data.specs)
+        if champion_scores is not None:
+            versus = compare_with_champion(
+                data.test.y,
+                champion_scores,
+                evaluation.winning.test_scores,
+                champion_tag,
+                n_boot=config.bootstrap_samples,
+                confidence=config.confidence,
+            )
     decision = decide(
         evaluation.winning.test["roc_auc"],
         auc_floor=config.auc_floor,
         tolerance=config.champion_tolerance,
         champion_tag=champion_tag,
-        champion_auc=champion_auc,
+        versus=versus,
     )
     context.log.info(f"quality gate: {decision.reason}")
     folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
@@ -271,14 +322,31 @@ def model_evaluation(
         "test_roc_auc": evaluation.winning.test["roc_auc"],
         "oracle_auc": evaluation.oracle_auc if evaluation.oracle_auc is not None else "n/a",
         "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
-        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
-        "thresholds": dg.MetadataValue.json(evaluation.thresholds),
-        "risk_tier_cuts": dg.MetadataValue.json(list(evaluation.risk_tier_cuts)),
+        "metrics": _metrics_table(evaluation),
+        "thresholds": dg.MetadataValue.json(json_safe(evaluation.thresholds)),
+        "risk_tier_cuts": dg.MetadataValue.json(json_safe(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
+        "gate_rule": decision.rule,
+        "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
-    } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
+    }
+    metadata |= _figure_tables(evaluation, data, models)
+    metadata |= {
+        f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
+    }
     yield dg.Output(
-        {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
+        {
+            "data": data,
+            "models": models,
+            "evaluation": evaluation,
+            "decision": decision,
+            "gate_settings": {
+                "auc_floor": config.auc_floor,
+                "champion_tolerance": config.champion_tolerance,
+                "bootstrap_samples": config.bootstrap_samples,
+                "confidence": config.confidence,
+            },
+        },
         metadata=metadata,
     )
     yield dg.AssetCheckResult(
@@ -290,16 +358,36 @@ def model_evaluation(
     )
 
 
+def _gate_table(decision) -> dg.MetadataValue:
+    """Winner and champion AUC on the same test rows, the difference and its interval."""
+    if decision.champion_auc is None:
+        return table_value(["winner_auc", "champion"], [(decision.test_auc, "none comparable")])
+    return table_value(
+        ["winner_auc", "champion", "champion_auc", "delta", "ci_low", "ci_high", "confidence"],
+        [
+            (
+                decision.test_auc,
+                decision.champion_tag,
+                decision.champion_auc,
+                decision.auc_delta,
+                decision.ci_low,
+                decision.ci_high,
+                decision.confidence,
+            )
+        ],
+    )
+
+
 class ChampionConfig(dg.Config):
     promotion: str = ""
     """``immediate`` (the gated winner becomes the champion) or ``challenger`` (it is saved as the
     challenger, served in shadow/canary, and promoted only on realized results). Empty:
-    ``CHURN_PROMOTION``, default ``immediate``. See ``churn.registry.roles``."""
+    ``CHURN_PROMOTION``, default ``immediate``. See :mod:`churn.registry.policy`."""
 
 
 @dg.asset(
-    description="The gated winner saved to the BentoML model store as churn_model:<version>, "
-    "with its model card and a reference sample of training features for drift.",
+    description="The gated winner saved to the BentoML model store as a new version of "
+    "`churn_model`, with its model card and a reference sample of training features for drift.",
     kinds={"bentoml"},
     pool=WAREHOUSE_POOL,
     **_model_spec_kwargs(),
@@ -324,6 +412,7 @@ def champion_model(
         run_id=context.run_id,
         source=settings.source,
         horizon_days=settings.horizon_days,
+        gate_settings=model_evaluation["gate_settings"],
     )
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0

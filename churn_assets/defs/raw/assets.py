@@ -75,16 +75,9 @@ def _raw_spec(table_name: str) -> dg.AssetSpec:
 
 def _generate_synthetic(context: dg.AssetExecutionContext, churn_home: ChurnHomeResource) -> None:
     """Write the embedded synthetic source, logging progress each simulated month."""
-    from churn.synthetic import GeneratorConfig, generate
+    from churn.synthetic import generate
 
-    size = load_settings().synthetic
-    config = GeneratorConfig(
-        customers=size.customers,
-        months=size.months,
-        seed=size.seed,
-        start_date=size.start_date,
-        burn_in_months=size.burn_in_months,
-    )
+    config = load_settings().synthetic.generator_config()
     last_logged = [-1.0]
 
     def progress(stage: str, fraction: float) -> None:
