@@ -18,13 +18,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from churn.features.flat import features_sql, flat_features
 from churn.ingest.flat import inferred_columns, stage_flat
 from churn.ingest.incoming import LANDED_TABLE, append_incoming, validate_file
-from churn.ingest.landing import create_empty_raw, land_file, land_flat
+from churn.ingest.landing import SourceFileError, create_empty_raw, land_file, land_flat
 from churn.ingest.schema import CUSTOMERS, EVENTS
 from churn.ingest.sources import FlatSource
 
@@ -57,7 +58,7 @@ hostile_name = st.one_of(
 
 RESERVED = {"customer_id", "churned", "observation_date", "reject_reason", "reject_rules"}
 RESERVED |= {"_loaded_at", "_source_file"}
-"""Names staging itself writes next to the user's columns (a known limit: see reliability.md)."""
+"""Names staging itself writes next to the user's columns: refused at landing (tested below)."""
 
 
 def _distinct(names: list[str]) -> bool:
@@ -209,3 +210,12 @@ def test_incoming_file_names_with_quotes_and_globs_land_only_themselves(part):
             assert ids[0][1].endswith(path.name)
             recorded = con.execute(f"SELECT file_name FROM {LANDED_TABLE}").fetchone()[0]
             assert recorded == path.name
+
+
+def test_a_flat_column_named_like_a_pipeline_column_is_refused_naming_it(tmp_path: Path):
+    path = _write_flat(
+        tmp_path / "customers.csv", {"id": ["c1", "c2"], "y": ["1", "0"], "_Loaded_At": ["a", "b"]}
+    )
+    with duckdb.connect() as con, pytest.raises(SourceFileError) as raised:
+        land_flat(con, path)
+    assert "'_Loaded_At'" in str(raised.value) and "rename them" in str(raised.value)

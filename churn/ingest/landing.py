@@ -200,11 +200,23 @@ def _land_file(
     ).fetchone()[0]
 
 
+FLAT_RESERVED = frozenset({"_loaded_at", "_source_file", "reject_reason", "reject_rules"})
+"""Columns landing and staging add to a flat table's own: DuckDB would silently rename one of
+two equal names (``_loaded_at_1``), and lineage or reject reasons would read the user's data."""
+
+
 def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     """A flat customer table into ``raw_customers`` with *all* its columns, as they arrived."""
     source = quote_literal(path.name)
     try:
         with plain_path(path) as readable:
+            clashing = [c for c in file_columns(con, readable) if c.lower() in FLAT_RESERVED]
+            if clashing:
+                raise SourceFileError(
+                    f"{path.name}: column(s) {', '.join(map(repr, clashing))} have names the "
+                    f"pipeline writes next to yours ({', '.join(sorted(FLAT_RESERVED))}); "
+                    "rename them in the file"
+                )
             con.execute(
                 "CREATE OR REPLACE TABLE raw_customers AS SELECT *, now() AS _loaded_at, "
                 f"{source} AS _source_file FROM {read_expression(readable)}"
