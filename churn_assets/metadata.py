@@ -101,13 +101,13 @@ def _rows_per_partition(con: duckdb.DuckDBPyConnection, table: str) -> None:
         context = dg.AssetExecutionContext.get()
     except dg.DagsterInvariantViolationError:
         return
+    partitions = context.assets_def.partitions_def
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return  # first: an unpartitioned asset in a run tagged with a range has no keys
     if not context.has_partition_key_range:
         return
     keys = context.partition_keys
     if len(keys) < 2:
-        return
-    partitions = context.assets_def.partitions_def
-    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
         return
     window = context.partition_time_window
     column = quote_identifier(PARTITION_COLUMN)
