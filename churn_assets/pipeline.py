@@ -53,8 +53,23 @@ def materialize_command(selection: str = "*") -> list[str]:
     ]
 
 
+def release_stale_claims() -> None:
+    """Before launching: a run a killed process left STARTED would hold the warehouse pool
+    forever and block this one; mark such runs failed and free their slots, saying so."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return  # an ephemeral instance per run: nothing can be left over
+    import dagster as dg
+
+    from churn_assets.stale_runs import release_stale_runs
+
+    with dg.DagsterInstance.get() as instance:
+        for stale in release_stale_runs(instance):
+            print(f"  {stale.describe()}", flush=True)
+
+
 def main() -> int:
     settings = load_settings()
+    release_stale_claims()
     command = materialize_command()
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()

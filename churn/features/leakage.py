@@ -8,11 +8,12 @@ what ``customer_features`` stored. Any difference means a feature saw a row it s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date
 
 import duckdb
 
 from churn.features.definition import FEATURE_NAMES, KEY_COLUMNS, SourceTables, feature_sql
-from churn.sql import quote_identifier
+from churn.sql import quote_identifier, quote_literal
 
 
 def leakage_differences(
@@ -34,7 +35,8 @@ def leakage_differences(
     materialized once and compared both ways.
     """
     sources = sources or SourceTables()
-    date_literal = f"DATE '{observation_date}'"
+    day = date.fromisoformat(str(observation_date)[:10])  # only a date's ISO text reaches SQL
+    date_literal = f"DATE {quote_literal(day.isoformat())}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _leak_snapshots AS

@@ -25,8 +25,9 @@ from datetime import date
 
 import duckdb
 
-from churn.ingest.sources import FlatSource
+from churn.ingest.sources import FlatSource, SourceConfigError
 from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
+from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 
@@ -38,6 +39,8 @@ MIN_ROWS_FOR_IDENTIFIER = 20
 
 COLUMNS_TABLE = "flat_columns"
 RESERVED = {"customer_id", "observation_date", "churned"} | set(LINEAGE_COLUMNS)
+QUOTE = "'"
+"""A single quote inside a reason text (the f-strings cannot hold a backslash escape)."""
 _NUMERIC_RAW = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
 
 
@@ -183,6 +186,12 @@ def _typed(column: InferredColumn) -> str:
     return f"CAST(TRY_CAST({text} AS DOUBLE) AS {column.sql_type})"
 
 
+def _instant(text: str) -> str:
+    """A date or timestamp text as a UTC instant: an offset moves it (possibly across a month),
+    by the rule landing and staging apply to every timestamp."""
+    return typed_value(text, "TIMESTAMP")
+
+
 def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple[str, str]]:
     """(condition TRUE when broken, SQL text of the reason), over raw_customers."""
     found = [
@@ -199,8 +208,9 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
         text = _text(source.time_column)
         found.append(
             (
-                f"{text} IS NOT NULL AND TRY_CAST({text} AS DATE) IS NULL",
-                f"'invalid_type: {source.time_column}=' || {text} || ' is not a valid DATE'",
+                f"{text} IS NOT NULL AND {_instant(text)} IS NULL",
+                f"{quote_literal(f'invalid_type: {source.time_column}=')} || {text} "
+                "|| ' is not a valid DATE'",
             )
         )
         found.append(
@@ -212,7 +222,8 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
             found.append(
                 (
                     f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
-                    f"'invalid_type: {column.source}=''' || {text} || ''' is not a number'",
+                    f"{quote_literal(f'invalid_type: {column.source}={QUOTE}')} || {text} "
+                    "|| ''' is not a number'",
                 )
             )
     return found
@@ -239,9 +250,10 @@ def stage_flat(
     is_valid = " AND ".join(f"NOT coalesce({cond}, false)" for cond, _ in violations)
     positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
     if source.time_column:
-        when = f"CAST(date_trunc('month', TRY_CAST({_text(source.time_column)} AS DATE)) AS DATE)"
+        instant = _instant(_text(source.time_column))
+        when = f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
     else:
-        when = f"DATE '{observation_date.isoformat()}'"
+        when = f"DATE {quote_literal(observation_date.isoformat())}"
     typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
     lineage = ", ".join(LINEAGE_COLUMNS)
     shown = ", ".join(
@@ -278,6 +290,7 @@ def stage_flat(
         )
         valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
         staged_rows = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
+        _check_label_classes(con, source)
         value_columns = ", ".join(["churned", *(quote_identifier(c.name) for c in features)])
         conflicting = con.execute(
             f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
@@ -313,6 +326,34 @@ def stage_flat(
         rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
     )
     return result, columns
+
+
+def _check_label_classes(con: duckdb.DuckDBPyConnection, source: FlatSource) -> None:
+    """A label with one class cannot be learned: say so here, naming ``label.positive``, rather
+    than deep in training. Raised inside staging's transaction, so nothing is replaced."""
+    positives, negatives = con.execute(
+        "SELECT count(*) FILTER (churned), count(*) FILTER (NOT churned) FROM stg_customers"
+    ).fetchone()
+    if (positives and negatives) or not (positives or negatives):
+        return  # both classes, or no staged row at all (the rejects say why)
+    seen = [
+        value
+        for (value,) in con.execute(
+            f"SELECT DISTINCT {_text(source.label_column)} AS v FROM raw_customers "
+            "WHERE v IS NOT NULL ORDER BY v LIMIT 10"
+        ).fetchall()
+    ]
+    wanted = ", ".join(repr(value) for value in source.positive)
+    if not positives:
+        problem = f"none of its values is label.positive ({wanted})"
+        hint = "set label.positive to the value that marks a customer who churned"
+    else:
+        problem = f"every row is label.positive ({wanted}): there is no customer who stayed"
+        hint = "check label.column and label.positive"
+    raise SourceConfigError(
+        f"label.column {source.label_column!r} has one class: {problem}; values seen: "
+        f"{', '.join(repr(v) for v in seen) or 'none'}. {hint[0].upper()}{hint[1:]}."
+    )
 
 
 def describe(column: InferredColumn) -> str:

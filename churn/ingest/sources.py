@@ -141,6 +141,44 @@ def _date(value: Any, where: str) -> date:
         raise SourceConfigError(f"{where} must be a date YYYY-MM-DD, got {value!r}") from error
 
 
+def _mapping(value: Any, where: str, shape: str) -> Mapping[str, Any]:
+    """``value`` when it is a mapping (``None`` reads as empty); else an error naming the key."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SourceConfigError(f"{where} must be a mapping {shape}, got {value!r}")
+    return value
+
+
+def _text(value: Any, where: str, what: str = "a column name") -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SourceConfigError(f"{where} must be {what} (text), got {value!r}")
+    return value
+
+
+def _integer(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SourceConfigError(f"{where} must be a whole number, got {value!r}")
+    try:
+        return int(value)
+    except ValueError as error:
+        raise SourceConfigError(f"{where} must be a whole number, got {value!r}") from error
+
+
+def _share(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise SourceConfigError(f"{where} must be a share between 0 and 1, got {value!r}")
+    try:
+        share = float(value)
+    except ValueError as error:
+        raise SourceConfigError(
+            f"{where} must be a share between 0 and 1, got {value!r}"
+        ) from error
+    if not 0 < share < 1:
+        raise SourceConfigError(f"{where} must be a share between 0 and 1 (exclusive), got {share}")
+    return share
+
+
 def _month_start(day: date) -> date:
     return day.replace(day=1)
 
@@ -178,6 +216,8 @@ def _observation(data: Any, where: str) -> Observation | None:
     if not isinstance(data, Mapping):
         raise SourceConfigError(f"{where} must be a mapping with start and end")
     _only(data, {"start", "end"}, where)
+    if "start" not in data or "end" not in data:
+        raise SourceConfigError(f"{where} needs both start and end")
     start = _month_start(_date(data.get("start"), f"{where}.start"))
     end = _month_start(_date(data.get("end"), f"{where}.end"))
     if end < start:
@@ -193,30 +233,50 @@ def _flat(data: Mapping[str, Any], base: Path, where: str) -> FlatSource:
         raise SourceConfigError(f"{where}.label must be {{column: <name>, positive: <value>}}")
     _only(label, {"column", "positive"}, f"{where}.label")
     positive = label["positive"]
-    positives = tuple(str(v) for v in (positive if isinstance(positive, list) else [positive]))
-    columns = data.get("columns") or {}
+    values = positive if isinstance(positive, list) else [positive]
+    if not values or not all(isinstance(v, str | int | float | bool) for v in values):
+        raise SourceConfigError(
+            f"{where}.label.positive must be a value (or a list of values) of the label column, "
+            f"got {positive!r}"
+        )
+    positives = tuple(str(v).lower() if isinstance(v, bool) else str(v) for v in values)
+    columns = _mapping(data.get("columns"), f"{where}.columns", "{categorical, numeric, ignore}")
     _only(columns, {"categorical", "numeric", "ignore"}, f"{where}.columns")
-    evaluation = data.get("evaluation") or {}
+    evaluation = _mapping(
+        data.get("evaluation"),
+        f"{where}.evaluation",
+        "{cv_folds, validation_share, test_share, seed}",
+    )
     _only(evaluation, {"cv_folds", "validation_share", "test_share", "seed"}, f"{where}.evaluation")
     if not isinstance(data.get("id_column"), str):
         raise SourceConfigError(f"{where}.id_column must name the customer id column")
-    cv_folds = int(evaluation.get("cv_folds", 0))
+    cv_folds = _integer(evaluation.get("cv_folds", 0), f"{where}.evaluation.cv_folds")
     if cv_folds == 1 or cv_folds < 0:
         raise SourceConfigError(f"{where}.evaluation.cv_folds must be 0 (off) or at least 2")
+    validation_share = _share(
+        evaluation.get("validation_share", 0.15), f"{where}.evaluation.validation_share"
+    )
+    test_share = _share(evaluation.get("test_share", 0.15), f"{where}.evaluation.test_share")
+    if validation_share + test_share >= 1:
+        raise SourceConfigError(
+            f"{where}.evaluation: validation_share + test_share must leave rows to train on "
+            f"(got {validation_share} + {test_share})"
+        )
+    time_column = data.get("time_column")
     return FlatSource(
         path=_file(base, data.get("table"), f"{where}.table"),
-        id_column=data["id_column"],
-        label_column=str(label["column"]),
+        id_column=_text(data["id_column"], f"{where}.id_column"),
+        label_column=_text(label["column"], f"{where}.label.column"),
         positive=positives,
-        time_column=data.get("time_column"),
+        time_column=None if time_column is None else _text(time_column, f"{where}.time_column"),
         as_of=_date(data["as_of"], f"{where}.as_of") if data.get("as_of") else None,
         categorical=_names(columns.get("categorical"), f"{where}.columns.categorical"),
         numeric=_names(columns.get("numeric"), f"{where}.columns.numeric"),
         ignore=_names(columns.get("ignore"), f"{where}.columns.ignore"),
         cv_folds=cv_folds,
-        validation_share=float(evaluation.get("validation_share", 0.15)),
-        test_share=float(evaluation.get("test_share", 0.15)),
-        seed=int(evaluation.get("seed", 42)),
+        validation_share=validation_share,
+        test_share=test_share,
+        seed=_integer(evaluation.get("seed", 42), f"{where}.evaluation.seed"),
     )
 
 
@@ -305,9 +365,12 @@ def _tables(data: Any, base: Path, where: str) -> dict[str, MappedTable]:
         here = f"{where}.{name}"
         if isinstance(spec, str):
             spec = {"path": spec}
+        spec = _mapping(spec, here, "{path, columns} (or a path)")
         _only(spec, {"path", "columns"}, here)
-        columns = dict(spec.get("columns") or {})
+        columns = dict(_mapping(spec.get("columns"), f"{here}.columns", "{contract: file column}"))
         _only(columns, set(TABLES_BY_NAME[name].column_names), f"{here}.columns")
+        for contract, column in columns.items():
+            _text(column, f"{here}.columns.{contract}")
         tables[name] = MappedTable(_file(base, spec.get("path"), f"{here}.path"), columns)
     return tables
 
@@ -321,7 +384,10 @@ def parse_source(data: Mapping[str, Any], config_path: Path) -> SourceConfig:
     if shape not in ("flat", "events"):
         raise SourceConfigError(f"{where}.shape must be 'flat' or 'events', got {shape!r}")
     base = config_path.parent
-    name = str(data.get("name") or config_path.parent.name)
+    name = data.get("name") or config_path.parent.name
+    if not isinstance(name, str | int | float):
+        raise SourceConfigError(f"{where}.name must be text, got {name!r}")
+    name = str(name)
     observation = _observation(data.get("observation"), f"{where}.observation")
     if shape == "flat":
         flat = _flat(data, base, where)
@@ -359,10 +425,30 @@ def load_source(path: str | Path) -> SourceConfig:
     if not config_path.exists():
         raise SourceConfigError(f"CHURN_SOURCE={path}: no such file")
     try:
-        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+        data = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_loader())
     except yaml.YAMLError as error:
         raise SourceConfigError(f"{config_path.name}: not valid YAML ({error})") from error
     return parse_source(data, config_path)
+
+
+TEXT_TAGS = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+
+
+def _loader():
+    """YAML's safe loader, but dates and yes/no stay text: PyYAML turns ``2025-13-45`` into a
+    bare ``ValueError`` while loading, before any key is known (as text, :func:`_date` rejects
+    it naming the key), and ``positive: yes`` into ``True``, which never matches a label column
+    holding ``yes``. No key of a source config takes a boolean."""
+    import yaml
+
+    class SourceLoader(yaml.SafeLoader):
+        pass
+
+    SourceLoader.yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag not in TEXT_TAGS]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return SourceLoader
 
 
 def flat_observation_date(source: SourceConfig, today: date | None = None) -> date:

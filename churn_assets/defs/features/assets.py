@@ -6,6 +6,8 @@ large query than on many small ones) and replaced in one transaction, so a kille
 leaves a half-written month behind.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from churn.features import FEATURES, KEY_COLUMNS, Feature
@@ -13,7 +15,7 @@ from churn.features.labels import data_end
 from churn.features.shape import SourceShape, resolve_shape
 from churn.ingest.flat import inferred_columns
 from churn.settings import load_settings
-from churn.sql import quote_identifier
+from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, observation_partitions
@@ -39,7 +41,10 @@ def _window(context: dg.AssetExecutionContext) -> tuple[str, str]:
 
 
 def _in_window(start: str, end: str) -> str:
-    return f"observation_date >= DATE '{start}' AND observation_date < DATE '{end}'"
+    """The partition window as SQL; the keys are parsed as dates first, so only a date's ISO
+    text can reach the statement."""
+    first, last = (quote_literal(date.fromisoformat(key).isoformat()) for key in (start, end))
+    return f"observation_date >= DATE {first} AND observation_date < DATE {last}"
 
 
 def _rows_per_date(con, table: str, start: str, end: str) -> dict[str, int]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import append_incoming, replay_landed
+from churn.ingest.incoming import append_incoming, quarantine, replay_landed
 from churn.ingest.landing import SourceFileError, find_source_file
 from churn.ingest.layout import land_table, layout_name
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
@@ -176,8 +176,11 @@ def _land_incoming(
     warehouse: WarehouseResource,
     churn_home: ChurnHomeResource,
 ):
-    """Append the sensor's validated files; every raw table reports its (possibly new) size."""
+    """Append the sensor's files one by one, each validated and landed in its own transaction:
+    a file that fails is quarantined with its own error and the others still land. An error
+    that is not the file's (the warehouse, the disk) fails the run, and the sensor retries."""
     landed: dict[str, list[str]] = {}
+    quarantined: list[str] = []
     with warehouse.connect(context) as con:
         source, _ = active_source(con)
         if source is not None and source.is_event_log:
@@ -194,7 +197,10 @@ def _land_incoming(
             try:
                 outcome = append_incoming(con, path, churn_home.folder("landed"))
             except SourceFileError as error:
-                raise dg.Failure(description=str(error)) from error
+                target = quarantine(path, str(error), churn_home.folder("quarantine"))
+                quarantined.append(f"{path.name}: {error}")
+                context.log.warning(f"quarantined {target}: {error}")
+                continue
             if outcome is None:
                 context.log.info(f"{path.name}: same content landed before; skipped")
                 continue
@@ -206,5 +212,8 @@ def _land_incoming(
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
                 metadata=metadata
-                | {"incoming_files": dg.MetadataValue.json(landed.get(table.name, []))},
+                | {
+                    "incoming_files": dg.MetadataValue.json(landed.get(table.name, [])),
+                    "quarantined_files": dg.MetadataValue.json(quarantined),
+                },
             )

@@ -15,7 +15,7 @@ from churn.ingest.flat import InferredColumn
 from churn.ingest.landing import SourceFileError
 from churn.ingest.layout import layout_name, stage
 from churn.ingest.schema import CUSTOMERS, EVENTS, RAW_TABLES, Table
-from churn.ingest.sources import active_source
+from churn.ingest.sources import SourceConfigError, active_source
 from churn.ingest.staging import StagingResult, raw_name, rejects_name, staged_name
 from churn.settings import load_settings
 from churn_assets.defs.raw.assets import column_descriptions
@@ -210,6 +210,8 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 staged = stage(con, source, table, observation_date)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
+            except SourceConfigError as error:
+                raise dg.Failure(description=f"{source.config_path.name}: {error}") from error
             result, key = staged.result, staged.key
             extra: dict = {"source_shape": layout_name(source)}
             if staged.inferred is not None:
