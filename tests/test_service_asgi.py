@@ -36,9 +36,9 @@ def log_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(materialized, log_home):
-    """Auth off; prediction logs go to a private CHURN_HOME (read when the module ends).
-    Exited by the last test (to check the logs), so no context manager here."""
+def client(materialized, log_home, rows):
+    """Auth off; prediction logs go to a private CHURN_HOME. Its finalizer shuts the app down
+    (the lifespan publishes the log file) and checks what the log holds."""
     from serving.service import ChurnService
 
     with environment(CHURN_API_KEYS=None, CHURN_HOME=str(log_home)):
@@ -46,9 +46,10 @@ def client(materialized, log_home):
         test_client.__enter__()
     try:
         yield test_client
+        _score_on_every_route(test_client, materialized, rows)
     finally:
-        if not getattr(test_client, "_closed_by_test", False):
-            test_client.__exit__(None, None, None)
+        test_client.__exit__(None, None, None)  # lifespan shutdown: the writer publishes its file
+    _published_log_holds_the_answers(log_home, rows)
 
 
 @pytest.fixture
@@ -372,13 +373,20 @@ def test_without_keys_the_service_is_open(client, rows):
     assert client.post("/score", json=body(rows[0])).status_code == 200
 
 
-# --- prediction log (last: it closes the module's client) ------------------------------------
+# --- prediction log (checked by the client fixture's finalizer) --------------------------------
 
 
-def test_zz_prediction_log_rows_are_published_on_shutdown(client, rows, log_home):
-    client.post("/score", json=body(rows[0], customer_id="logged-customer"))
-    client.__exit__(None, None, None)  # lifespan shutdown: the writer publishes its file
-    client._closed_by_test = True
+def _score_on_every_route(client, materialized, rows) -> None:
+    assert client.post("/score", json=body(rows[0], customer_id="logged-customer")).is_success
+    batch = {"customers": [body(rows[1], customer_id="logged-batch")]}
+    assert client.post("/score_batch", json=batch).status_code == 200
+    history = histories(materialized.warehouse, rows[:1])[0]
+    assert client.post("/score_events", json=history).status_code == 200
+
+
+def _published_log_holds_the_answers(log_home, rows) -> None:
+    """After the lifespan shutdown the log file is published, and each answered request is in it
+    once, with its features and probability; refused ones are not."""
     files = list((log_home / "prediction_logs").glob(f"*/*{CLOSED_SUFFIX}"))
     assert files, list(log_home.rglob("*"))
     records = [json.loads(line) for f in files for line in f.read_text().splitlines()]
