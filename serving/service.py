@@ -17,7 +17,7 @@ Errors: schema violations are BentoML's 400 with a ``detail`` list whose ``loc``
 non-JSON body 415, an oversized body 413, too many bytes in flight 503 (``serving.limits``); an
 oversized request head 431 (``serving.http_limits``); a full prediction-log backlog 503
 (``serving.prediction_logging``). A model that cannot be found raises ``ModelNotFoundError``,
-one that cannot be read ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
+an empty or truncated one ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
 ``SettingError`` (``serving.config``), all at import, which stops startup.
 """
 
@@ -66,7 +66,7 @@ from serving.limits import BodyLimitMiddleware
 from serving.prediction_logging import LogBacklogMiddleware, open_writer
 from serving.ratelimit import RateLimitMiddleware
 from serving.schemas import MAX_BATCH_SIZE, ModelRequest, Score, ScoreBatchResponse, build_schemas
-from serving.startup import checked_card, checked_model
+from serving.startup import check_model_file, checked_card, checked_model
 
 logger = logging.getLogger("churn.serving")
 
@@ -114,21 +114,16 @@ if CHALLENGER_CARD is not None:
 # Every CHURN_* setting, checked here so a bad one stops `bentoml serve` with its name.
 SETTINGS = load_serving_settings(has_challenger=CHALLENGER_TAG is not None)
 SERVING_MODE = serving_mode(CHALLENGER_TAG is not None)
-# Unpickled at import for the same reason: a damaged file stops startup naming itself, instead
-# of a worker that dies in __init__ and is restarted forever. The worker reuses these.
-_LOADED = {MODEL_TAG: checked_model(MODEL_TAG, MODEL_DIR)}
+# An empty or truncated model.pkl stops startup here naming itself, instead of a worker that
+# dies in __init__ and is restarted forever (serving.startup).
+check_model_file(MODEL_TAG, MODEL_DIR)
 if CHALLENGER_TAG is not None and CHALLENGER_DIR is not None:
-    _LOADED[CHALLENGER_TAG] = checked_model(CHALLENGER_TAG, CHALLENGER_DIR)
+    check_model_file(CHALLENGER_TAG, CHALLENGER_DIR)
 # Process-level settings BentoML reads after importing this module (uvicorn's server config,
 # logging): whose X-Forwarded-For to believe, the request-head cap, bounded 400 log lines.
 apply_trusted_proxies(SETTINGS.trusted_proxies)
 http_limits.install()
 install_client_error_log_filter()
-
-
-def stored_model(tag: str, path: Path) -> registry.RegisteredModel:
-    """The model unpickled at import (once per process), else loaded now."""
-    return _LOADED.pop(tag, None) or checked_model(tag, path)
 
 
 @bentoml.service(
@@ -155,7 +150,7 @@ class ChurnService:
 
     def __init__(self) -> None:
         stored = self.champion
-        loaded = stored_model(str(stored.tag), Path(stored.path))
+        loaded = checked_model(str(stored.tag), Path(stored.path))
         if hasattr(loaded.model, "num_threads"):
             loaded.model.num_threads = 1  # LightGBM: see OMP_NUM_THREADS above
         self.tag = loaded.tag
@@ -168,7 +163,7 @@ class ChurnService:
         if CHALLENGER_TAG is not None:
             stored_challenger = self.challenger
             challenger, challenger_scorer = load_scorer(
-                stored_model(str(stored_challenger.tag), Path(stored_challenger.path))
+                checked_model(str(stored_challenger.tag), Path(stored_challenger.path))
             )
             models.append(model_summary("challenger", challenger.tag, challenger.card))
         self.router = Router(self.scorer, challenger_scorer, SERVING_MODE, self.prediction_log)
