@@ -217,18 +217,19 @@ def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
     return answer["data"]
 
 
-def ui_run(home: Path, timeout: float = 1800.0) -> dict:
+def ui_run(home: Path, timeout: float = 1800.0, **extra: str) -> dict:
     """A full materialization launched the way the UI's "Materialize all" button does it.
 
     ``dagster dev`` (webserver + daemon) on a free loopback port against ``home``; then the
     ``launchPartitionBackfill`` mutation for every asset over all partitions (the backfill
     dialog's request), polled until the backfill is done. ``seconds`` runs from the launch to
     the backfill's end, so it includes the daemon's hand-off and run queueing; ``run_seconds``
-    is the runs' own start-to-end time, where the executor choice shows.
+    is the runs' own start-to-end time, where the executor choice shows. ``extra`` are
+    environment variables for the run (e.g. ``CHURN_CUSTOMERS`` for a smaller source).
     """
     from benchmarks.servers import free_port
 
-    env = home_env(home)
+    env = home_env(home, **extra)
     port = free_port()
     log = home / "dagster_dev.log"
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m"]
