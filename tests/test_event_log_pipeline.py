@@ -224,7 +224,7 @@ def _ms(moment: datetime) -> int:
 def write_streaming(folder: Path, users: int = 220, seed: int = 5) -> None:
     """Sessions of page events; leavers fade, and some confirm a cancellation."""
     rng = np.random.default_rng(seed)
-    pages = ["NextSong"] * 6 + ["Thumbs Up", "Add to Playlist", ODD_PAGE, "Help", "Home"]
+    pages = ["NextSong"] * 6 + [ODD_PAGE] * 3 + ["Thumbs Up"] * 2 + ["Add to Playlist", "Help"]
     first, last = datetime(2024, 1, 1), datetime(2024, 11, 15)
     events, people = [], ["userId,registration,gender,level,userAgent,country"]
     session = 0
@@ -297,15 +297,18 @@ def test_streaming_log_is_hybrid_and_its_card_names_the_chosen_vocabulary(stream
     card = streaming.card()
     spec = EventFeatureSpec.from_dict(card[CARD_KEY])
     assert spec.churn.kind == "hybrid" and spec.churn.cancellation_event == CANCEL
-    assert spec.event_types[0] == "NextSong" and len(spec.event_types) == 3
+    assert spec.event_types == ("NextSong", ODD_PAGE, "Thumbs Up")
     assert CANCEL not in spec.event_types and spec.other_types and spec.has_sessions
     assert spec.profile == (
         ("gender", "categorical", "VARCHAR"),
         ("level", "categorical", "VARCHAR"),
     )
     assert card["feature_order"] == [f.name for f in features(spec)]
-    assert {"type_next_song_30d", "type_other_7d", "length_mean_30d", "sessions_90d"} <= set(
+    odd = "type_it_s_odd_drop_table_stg_events_30d"  # a slug: the name never reaches the SQL
+    assert {"type_next_song_30d", odd, "type_other_7d", "length_mean_30d", "sessions_90d"} <= set(
         card["feature_order"]
     )
+    ((odd_events,),) = streaming.query(f"SELECT sum({odd}) FROM customer_features")
+    assert odd_events > 0
     kinds = dict(streaming.query("SELECT churn_type, count(*) FROM churn_labels GROUP BY 1"))
     assert kinds.get("cancellation_event", 0) > 0 and kinds.get("inactive", 0) > 0

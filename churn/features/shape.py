@@ -209,6 +209,12 @@ class SourceShape:
         return self.spec is not None and not self.spec.subscription_family
 
     @property
+    def every_feature_has_values(self) -> bool:
+        """A flat table's column with no value at all is a broken column; an event feature
+        may be legitimately empty in a month (a mean over a window nobody was active in)."""
+        return self.is_flat
+
+    @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
