@@ -72,9 +72,6 @@ _SNAPSHOT_SCHEMA = pa.schema([("customer_id", pa.string()), ("observation_date",
 _VOCABULARY_SCHEMA = pa.schema(
     [(name, _ARROW_TYPES[kind]) for name, kind in event_features.VOCABULARY_COLUMNS]
 )
-EVENT_LOG_COLUMNS = ("customer_id", "event_time", "event_type", "session_id")
-"""The event columns the generated SQL reads besides the measures."""
-
 PlanKind = Literal["subscription", "event_log"]
 
 
@@ -92,7 +89,6 @@ class FeaturePlan:
     sql: str
     sources: Mapping[str, pa.Schema]
     fixed: Mapping[str, pa.Table] = field(default_factory=dict)
-    spec: event_features.EventFeatureSpec | None = None
 
     @property
     def prepare_statement(self) -> str:
@@ -145,40 +141,65 @@ def event_log_schemas(spec: event_features.EventFeatureSpec) -> dict[str, pa.Sch
     return {"customers": pa.schema(customers), "events": pa.schema(events)}
 
 
+def _check_contract_columns(spec: event_features.EventFeatureSpec) -> None:
+    """A subscription-family spec reads its measures and profile from the raw-table contract's
+    columns (the request's five tables); anything else could not be sent, so say so at startup."""
+    missing = [m for m in spec.measures if m not in EVENTS.column_names]
+    missing += [c for c, _, _ in spec.profile if c not in CUSTOMERS.column_names]
+    if missing:
+        raise ValueError(f"columns outside the raw-table contract: {', '.join(missing)}")
+
+
+def history_kind(card: Mapping[str, Any]) -> PlanKind | None:
+    """Which history ``/score_events`` takes for the model ``card`` describes: the five raw
+    tables, an event log's own columns, or none (a flat table's model: nothing to compute)."""
+    spec_data = card.get(event_features.CARD_KEY)
+    if spec_data is not None:
+        return "subscription" if spec_data.get("subscription_family") else "event_log"
+    if card.get("source_shape") == "flat" or not set(card["feature_order"]) <= set(FEATURE_NAMES):
+        return None
+    return "subscription"
+
+
+def no_history_reason(card: Mapping[str, Any]) -> str:
+    order = list(card["feature_order"])
+    return (
+        f"the model's features ({', '.join(order[:5])}, ...) are columns of a flat customer "
+        "table, not computed from an event history: send them to /score instead"
+    )
+
+
 def plan_for_card(card: Mapping[str, Any]) -> FeaturePlan:
     """The feature plan of the model ``card`` describes; :class:`NoEventFeatures` for a model
     whose features are not computed from an event history (a flat table's columns)."""
+    kind = history_kind(card)
+    if kind is None:
+        raise NoEventFeatures(no_history_reason(card))
     order = list(card["feature_order"])
     spec_data = card.get(event_features.CARD_KEY)
-    if spec_data is not None:
-        spec = event_features.EventFeatureSpec.from_dict(spec_data)
-        vocabulary = {_SOURCES.vocabulary: _vocabulary_table(spec)}
-        if spec.subscription_family:  # the five staged tables, plus the vocabulary
-            sources = {name: _arrow_schema(table) for name, table in _TABLES.items()}
-            sql = event_features.feature_sql(spec, _SOURCES)
-            kind: PlanKind = "subscription"
-        else:
-            names = SourceTables(
+    if spec_data is None:  # a card from before the generated family: the declared features
+        sources = {name: _arrow_schema(table) for name, table in _TABLES.items()}
+        sql = _selected(feature_sql(_SOURCES), order)
+        return FeaturePlan(kind, sql, {**sources, "snapshot": _SNAPSHOT_SCHEMA})
+    spec = event_features.EventFeatureSpec.from_dict(spec_data)
+    if kind == "subscription":  # the five staged tables, plus the vocabulary
+        _check_contract_columns(spec)
+        sources = {name: _arrow_schema(table) for name, table in _TABLES.items()}
+        sql = event_features.feature_sql(spec, _SOURCES)
+    else:
+        sources = event_log_schemas(spec)
+        sql = event_features.feature_sql(
+            spec,
+            SourceTables(
                 snapshots="snapshot",
                 customers="customers",
                 events="events",
                 vocabulary=_SOURCES.vocabulary,
-            )
-            sources = event_log_schemas(spec)
-            sql = event_features.feature_sql(spec, names)
-            kind = "event_log"
-        sources = {**sources, "snapshot": _SNAPSHOT_SCHEMA}
-        return FeaturePlan(kind, _selected(sql, order), sources, vocabulary, spec)
-    if card.get("source_shape") == "flat" or not set(order) <= set(FEATURE_NAMES):
-        raise NoEventFeatures(
-            f"the model's features ({', '.join(order[:5])}, ...) are columns of a flat customer "
-            "table, not computed from an event history: send them to /score instead"
+            ),
         )
-    sources = {name: _arrow_schema(table) for name, table in _TABLES.items()}
+    vocabulary = {_SOURCES.vocabulary: _vocabulary_table(spec)}
     return FeaturePlan(
-        "subscription",
-        _selected(feature_sql(_SOURCES), order),
-        {**sources, "snapshot": _SNAPSHOT_SCHEMA},
+        kind, _selected(sql, order), {**sources, "snapshot": _SNAPSHOT_SCHEMA}, vocabulary
     )
 
 

@@ -43,6 +43,7 @@ from churn.features import events as event_features
 from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
 from churn.modeling.spec import FeatureSpec
 from churn.modeling.thresholds import TIERS
+from serving.events import history_kind
 
 MAX_BATCH_SIZE = 1000
 """Rows per ``/score_batch`` request: one request then stays well under 100 ms and a few MB."""
@@ -104,12 +105,14 @@ class ModelRequest(BaseModel):
     model_config = FORBID
 
 
-def feature_annotation(spec: FeatureSpec) -> Any:
-    """The pydantic type of one feature: categories, strict numbers and bounds from the spec."""
+def feature_annotation(spec: FeatureSpec, nullable: bool = False) -> Any:
+    """The pydantic type of one feature: categories, strict numbers and bounds from the spec;
+    a ``nullable`` feature also takes ``null`` (missing, as the model saw it in training)."""
     description = spec.description
     if spec.kind == "categorical":
         categories = tuple(spec.categories or ())
-        return Annotated[Literal[categories], Field(description=description)]  # type: ignore[valid-type]
+        allowed: Any = Literal[categories]  # type: ignore[valid-type]
+        return Annotated[allowed | None if nullable else allowed, Field(description=description)]
     python_type = int if spec.dtype == "integer" else float
     bounds: dict[str, Any] = {}
     if spec.minimum is not None:
@@ -118,6 +121,9 @@ def feature_annotation(spec: FeatureSpec) -> Any:
         bounds["le"] = int(spec.maximum) if python_type is int else spec.maximum
     if python_type is float:
         bounds["allow_inf_nan"] = False
+    if nullable:
+        value = Annotated[python_type, Field(strict=True, **bounds)]
+        return Annotated[value | None, Field(description=description)]
     return Annotated[python_type, Field(strict=True, description=description, **bounds)]
 
 
@@ -129,6 +135,17 @@ def _in_calendar_range(value: date) -> date:
 
 
 BOUNDED = AfterValidator(_in_calendar_range)
+
+
+def nullable_features(card: Mapping[str, Any]) -> frozenset[str]:
+    """Features whose training SQL yields NULL by design, from the card's generated event family:
+    a window's mean measure without events, a profile column of a customer without a profile.
+    The key must still be sent (``null``); the model encodes it as missing, as in training."""
+    spec_data = card.get(event_features.CARD_KEY)
+    if spec_data is None:
+        return frozenset()
+    spec = event_features.EventFeatureSpec.from_dict(spec_data)
+    return frozenset(f.name for f in event_features.features(spec) if f.nullable)
 
 
 def column_annotation(column: Column, *, optional: bool = False) -> Any:
@@ -196,10 +213,11 @@ def _typed_dict(name: str, doc: str, fields: Mapping[str, Any]) -> type[dict[str
 
 def build_schemas(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> Schemas:
     """Models for every route, named so the OpenAPI document reads well."""
+    nullable = nullable_features(card)
     features = _typed_dict(
         "Features",
         f"The {len(specs)} inputs of {card.get('model_kind', 'the model')}; all required.",
-        {spec.name: feature_annotation(spec) for spec in specs},
+        {spec.name: feature_annotation(spec, spec.name in nullable) for spec in specs},
     )
     score_request = create_model(
         "ScoreRequest",
@@ -226,13 +244,19 @@ def build_schemas(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> Sche
 
 
 def events_request(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> type[BaseModel]:
-    """``/score_events``'s body for this model: an event log's own columns when the card has
-    generated event features without the subscription family, else the five raw tables."""
-    spec_data = card.get(event_features.CARD_KEY)
-    if spec_data is not None:
-        spec = event_features.EventFeatureSpec.from_dict(spec_data)
-        if not spec.subscription_family:
-            return _event_log_request(spec, specs)
+    """``/score_events``'s body for this model: an event log's own columns, the five raw
+    tables, or (a flat table's model) any object, refused by the route with its reason."""
+    kind = history_kind(card)
+    if kind == "event_log":
+        spec = event_features.EventFeatureSpec.from_dict(card[event_features.CARD_KEY])
+        return _event_log_request(spec, specs)
+    if kind is None:
+        return create_model(
+            "ScoreEventsRequest",
+            __config__=ConfigDict(extra="allow"),
+            __doc__="This model was trained on a flat customer table: it computes no features "
+            "from events, so every body is answered 400 with the reason; use /score.",
+        )
     return _events_request()
 
 

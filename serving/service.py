@@ -214,7 +214,7 @@ class ChurnService:
         or an event log's own columns; a flat model has no history to compute from (400).
         """
         if self.online_features is None:
-            invalid_request("ScoreEventsRequest", [(("events",), NO_EVENT_FEATURES)])
+            invalid_request("ScoreEventsRequest", [(("body",), NO_EVENT_FEATURES)])
         observation_date = observation_date_of(request.as_of)
         customer_id = _field(request.customer, "customer_id")
         _check_history(request, customer_id, observation_date)

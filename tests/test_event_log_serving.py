@@ -33,7 +33,7 @@ from churn.features.events import (
 )
 from churn.modeling.spec import build_feature_specs
 from serving.events import NoEventFeatures, OnlineFeatures, observation_date_of, plan_for_card
-from serving.schemas import events_request
+from serving.schemas import build_schemas, events_request
 
 ODD = 'it\'s "odd"; DROP TABLE events; --'
 TYPES = ("Next Song", ODD, "Add to Playlist", "thumbs-up", "Logout")
@@ -186,6 +186,7 @@ def _online(online: OnlineFeatures, request_model, body: dict) -> dict:
 
 def test_online_features_equal_the_offline_sql_value_for_value(log, request_model):
     online = OnlineFeatures(plan_for_card(log.card))
+    features = build_schemas(log.card, log.specs).features_adapter
     mismatches, compared = [], 0
     try:
         for row in log.offline:
@@ -193,6 +194,7 @@ def test_online_features_equal_the_offline_sql_value_for_value(log, request_mode
                 online, request_model, log.body(row["customer_id"], row["observation_date"])
             )
             assert list(computed) == log.names
+            features.validate_python(computed)  # what the route checks before scoring
             for name in log.names:
                 a, b = row[name], computed[name]
                 same = (a == b or (a != a and b != b)) and type(a) is type(b)
@@ -207,6 +209,7 @@ def test_online_features_equal_the_offline_sql_value_for_value(log, request_mode
     assert max(by_name["type_other_90d"]) > 0, "types outside the vocabulary are counted"
     assert max(by_name["type_it_s_odd_drop_table_events_30d"]) > 0
     assert {None, "free", "paid", "family"} == set(by_name["plan"])
+    assert None in by_name["length_mean_7d"], "a window without events has no mean: null"
 
 
 def test_rows_after_the_observation_date_change_nothing(log, request_model):
@@ -267,8 +270,22 @@ def test_bad_values_are_refused_with_the_field_named(request_model, change, loca
 def test_five_table_and_flat_models_keep_their_paths(log):
     from churn.features import FEATURE_NAMES
 
-    synthetic = plan_for_card({"feature_order": list(FEATURE_NAMES)})
-    assert synthetic.kind == "subscription" and "stg_payments" in synthetic.sources
+    declared = plan_for_card({"feature_order": list(FEATURE_NAMES)})
+    assert declared.kind == "subscription" and "stg_payments" in declared.sources
+    family = EventFeatureSpec(
+        event_types=("login", "export"),
+        measures=("duration_seconds",),
+        has_sessions=True,
+        subscription_family=True,
+    )
+    synthetic = plan_for_card(
+        {"feature_order": [f.name for f in features(family)], CARD_KEY: family.to_dict()}
+    )
+    assert synthetic.kind == "subscription" and set(synthetic.fixed) == {"vocabulary"}
+    assert {"stg_customers", "stg_events", "stg_payments", "stg_tickets"} <= set(synthetic.sources)
+    flat = {"feature_order": ["gender", "contract"], "source_shape": "flat"}
     with pytest.raises(NoEventFeatures, match="flat customer table"):
-        plan_for_card({"feature_order": ["gender", "contract", "monthly_charges"]})
+        plan_for_card(flat)
+    anything = events_request(flat, []).model_validate({"customer": {}, "x": 1})
+    assert anything.model_extra == {"customer": {}, "x": 1}  # the route answers 400, with why
     assert plan_for_card(log.card).kind == "event_log"

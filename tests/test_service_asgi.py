@@ -200,14 +200,19 @@ def test_model_card(client):
 
 
 def test_openapi_document_describes_the_packaged_model(client):
+    from serving.schemas import nullable_features
     from serving.service import CARD
 
     schemas = client.get("/docs.json").json()["components"]["schemas"]
     features = schemas["Features"]
     assert features["additionalProperties"] is False
     assert set(features["required"]) == set(CARD["feature_order"])
+    nullable = nullable_features(CARD)
     for spec in CARD["feature_schema"]:
         prop = features["properties"][spec["name"]]
+        if spec["name"] in nullable:  # a mean over an empty window: the value, or null
+            prop, none = prop["anyOf"]
+            assert none == {"type": "null"}
         if spec["kind"] == "categorical":
             assert sorted(prop["enum"]) == sorted(spec["categories"])
         else:
