@@ -4,7 +4,8 @@
    times give training, the drift report and the default-size feature build). The Bento it
    builds is the one the serving benchmarks serve.
 2. Generator rows/s; the customer_features SQL at 10k and 100k customers x 12 months, with and
-   without its leakage check.
+   without its leakage check; the generated event-log features over a minimal purchase log of
+   100k customers x 12 months (~5M events).
 3. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
    at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
 
@@ -129,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if figures:
                     results["features"][str(size)] = figures
+            size = feature_sizes[-1]
+            _say(f"event-log features: {size:,} customers x 12 months of purchases ...")
+            results["event_log_features"] = _guarded(
+                results, "event_log_features", pipeline.event_log_features, size, 12, scratch
+            )
         if not args.skip_serving:
             _say(f"serving: {seconds:g} s per cell in {slices} alternating slices ...")
             settings = {
@@ -271,6 +277,18 @@ def render(results: dict) -> str:
         add(f"{'  snapshot rows':52} {figures['snapshot_rows']:>12,}")
         if figures.get("materialize_error"):
             add(f"  materialize FAILED: {figures['materialize_error'][-300:]}")
+    log = results.get("event_log_features")
+    if log:
+        label = f"event-log features {log['customers']:,} x 12: SQL only (s)"
+        if log["customers"] == 100_000:
+            add(_row(label, log["feature_sql_seconds"], TARGETS["features_100k_seconds"], False))
+        else:
+            add(f"{label:52} {log['feature_sql_seconds']:>12.1f}")
+        add(
+            f"{'  events / snapshot rows / features':52} {log['events']:>12,} "
+            f"{log['snapshot_rows']:>10,} {log['features']:>4}"
+        )
+        add(f"{'  + leakage check, 3 dates (s)':52} {log['leakage_check_seconds_3_dates']:>12.1f}")
     shadow = results.get("shadow_cost")
     if shadow:
         add(f"\nshadow mode cost on /score (challenger: {shadow['challenger_from']})")

@@ -112,8 +112,7 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
     import duckdb
 
-    from churn.features import SourceTables, feature_sql
-    from churn.features.leakage import leakage_differences
+    from churn.features.shape import resolve_shape
     from churn.settings import load_settings
     from churn_assets.partitions import partition_range_argument
     from churn_assets.pipeline import IN_PROCESS
@@ -155,13 +154,15 @@ def features(customers: int, months: int, workdir: Path) -> dict:
                 "SELECT DISTINCT observation_date FROM customer_features ORDER BY 1"
             ).fetchall()
         ]
+        shape = resolve_shape(con)
         started = time.perf_counter()
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _bench_features AS {feature_sql(SourceTables())}"
+            "CREATE OR REPLACE TEMP TABLE _bench_features AS "
+            + shape.feature_sql("customer_snapshots")
         )
         sql_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        leaking = sum(leakage_differences(con, d, sample_size=300) for d in dates)
+        leaking = sum(shape.leakage_differences(con, d, 300) for d in dates)
         leakage_seconds = time.perf_counter() - started
     finally:
         con.close()
@@ -177,4 +178,143 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "upstream_materialize_seconds": round(seconds, 1),
         "materialize_error": materialize_error,
         "steps": steps,
+    }
+
+
+def _purchase_log(path: Path, customers: int, months: int, seed: int = 11) -> int:
+    """A minimal purchase log (customer, day, quantity, amount) as Parquet: each customer
+    buys at their own rate from signup until they quietly stop. ~5M rows at 100k x 12."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    days = 30 * (months + 6)  # history before the first observation date and after the last
+    signup = rng.integers(0, days - 30, customers)
+    life = np.minimum(rng.exponential(400, customers).astype(int) + 30, days - signup)
+    rate = rng.lognormal(np.log(1 / 5), 0.6, customers)  # purchases per day
+    counts = rng.poisson(rate * life)
+    owner = np.repeat(np.arange(customers), counts)
+    day = signup[owner] + (rng.random(owner.size) * life[owner]).astype(int)
+    start = np.datetime64("2024-01-01")
+    quantity = rng.integers(1, 5, owner.size)
+    table = pa.table(
+        {
+            "cust": pc.binary_join_element_wise("C", pc.cast(pa.array(owner), pa.string()), ""),
+            "bought_on": pa.array(start + day.astype("timedelta64[D]")),
+            "quantity": pa.array(quantity),
+            "amount": pa.array(np.round(quantity * rng.choice([4.5, 9.99, 25.0], owner.size), 2)),
+        }
+    )
+    pq.write_table(table, path)
+    return table.num_rows
+
+
+def event_log_features(customers: int, months: int, workdir: Path) -> dict:
+    """The generated event-feature SQL (churn.features.events) over a minimal purchase log:
+    land and stage it with the real functions, observe by 90-day inactivity, then time the
+    feature SQL alone over every snapshot, and the leakage check on three dates."""
+    import duckdb
+
+    from churn.features.shape import SourceShape, build_event_spec, save_spec
+    from churn.ingest.eventlog import (
+        land_event_log_table,
+        stage_cancellations,
+        stage_customers,
+        stage_events,
+        staged_measures,
+    )
+    from churn.ingest.schema import RAW_TABLES
+    from churn.ingest.sources import parse_source
+    from churn.ingest.staging import stage_table
+
+    folder = workdir / f"purchases-{customers}"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows = _purchase_log(folder / "purchases.parquet", customers, months)
+    generate_seconds = time.perf_counter() - started
+    first = date(2024, 4, 1)
+    last = date(2024 + (3 + months - 1) // 12, (3 + months - 1) % 12 + 1, 1)
+    source = parse_source(
+        {
+            "shape": "events",
+            "name": "purchases",
+            "observation": {"start": first.isoformat(), "end": last.isoformat()},
+            "churn": {"inactive_days": 90},
+            "tables": {
+                "events": {
+                    "path": "purchases.parquet",
+                    "columns": {"customer_id": "cust", "event_time": "bought_on"},
+                    "measures": ["quantity", "amount"],
+                }
+            },
+        },
+        folder / "source.yaml",
+    )
+    con = duckdb.connect(str(folder / "warehouse.duckdb"))
+    con.execute("SET enable_progress_bar = false")
+    try:
+        started = time.perf_counter()
+        for table in RAW_TABLES:
+            land_event_log_table(con, source, table)
+        land_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        stage_events(con, source)
+        for table in RAW_TABLES:  # the tables a purchase log does not have, staged empty
+            if table.name == "customers":
+                stage_customers(con, source)
+            elif table.name == "cancellations":
+                stage_cancellations(con, source)
+            elif table.name != "events":
+                stage_table(con, table)
+        stage_seconds = time.perf_counter() - started
+        spec = build_event_spec(
+            con,
+            source,
+            last_observation_date=last,
+            horizon_days=30,
+            measures=tuple(staged_measures(source.tables["events"].measures)),
+        )
+        save_spec(con, spec)
+        shape = SourceShape("events", source, (), spec=spec)
+        after_last = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+        sql, params = shape.snapshots_query(first.isoformat(), after_last.isoformat())
+        started = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TABLE customer_snapshots AS {sql}", params)
+        snapshot_seconds = time.perf_counter() - started
+        snapshot_rows = con.execute("SELECT count(*) FROM customer_snapshots").fetchone()[0]
+        started = time.perf_counter()
+        con.execute(
+            "CREATE OR REPLACE TABLE customer_features AS "
+            + shape.feature_sql("customer_snapshots")
+        )
+        sql_seconds = time.perf_counter() - started
+        columns = len(con.execute("DESCRIBE customer_features").fetchall()) - 2
+        dates = [
+            str(d)
+            for (d,) in con.execute(
+                "SELECT DISTINCT observation_date FROM customer_snapshots ORDER BY 1"
+            ).fetchall()
+        ]
+        checked = [dates[0], dates[len(dates) // 2], dates[-1]]
+        started = time.perf_counter()
+        leaking = sum(shape.leakage_differences(con, d, 300) for d in checked)
+        leakage_seconds = time.perf_counter() - started
+    finally:
+        con.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "customers": customers,
+        "months": months,
+        "events": rows,
+        "snapshot_rows": snapshot_rows,
+        "features": columns,
+        "generate_seconds": round(generate_seconds, 2),
+        "land_seconds": round(land_seconds, 2),
+        "stage_seconds": round(stage_seconds, 2),
+        "snapshot_seconds": round(snapshot_seconds, 2),
+        "feature_sql_seconds": round(sql_seconds, 2),
+        "leakage_check_seconds_3_dates": round(leakage_seconds, 2),
+        "leakage_rows_differing": leaking,
     }

@@ -404,7 +404,7 @@ coded AS (
 daily AS (
     -- One row per customer and active day: the windows below sum days, not raw events.
     SELECT customer_id, day, count(*) AS n_events,
-        count(DISTINCT session_id) AS n_sessions{daily_columns}
+        {sessions} AS n_sessions{daily_columns}
     FROM coded
     GROUP BY customer_id, day
 ),
@@ -504,6 +504,8 @@ def _generic_sql(spec: EventFeatureSpec, sources: SourceTables) -> str:
         vocabulary=sources.vocabulary,
         customers=sources.customers,
         measure_columns=measure_columns,
+        # A log without sessions skips the costly distinct count (the features are not emitted).
+        sessions="count(DISTINCT session_id)" if spec.has_sessions else "0",
         daily_columns="".join(f",\n        {column}" for column in daily),
         aged_columns="".join(f", d.{name}" for name in daily_names),
         window_columns="".join(f",\n        {column}" for column in windows),

@@ -180,7 +180,8 @@ after AS (
 SELECT s.customer_id, s.observation_date,
     CASE WHEN s.observation_date + {label_days} <= CAST($data_end AS DATE)
         THEN {churned} END AS churned,
-    CASE WHEN {cancelled_in_horizon} THEN {cancel_type}
+    CASE WHEN s.observation_date + {label_days} > CAST($data_end AS DATE) THEN NULL
+         WHEN {cancelled_in_horizon} THEN {cancel_type}
          WHEN {inactive} THEN 'inactive' END AS churn_type,
     CAST(s.observation_date + {label_days} AS DATE) AS label_window_end
 FROM snap s
@@ -206,6 +207,12 @@ class SourceShape:
     @property
     def is_event_log(self) -> bool:
         return self.spec is not None and not self.spec.subscription_family
+
+    @property
+    def every_feature_has_values(self) -> bool:
+        """A flat table's column with no value at all is a broken column; an event feature
+        may be legitimately empty in a month (a mean over a window nobody was active in)."""
+        return self.is_flat
 
     @property
     def feature_names(self) -> list[str]:

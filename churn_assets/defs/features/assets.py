@@ -211,9 +211,9 @@ def _feature_checks(
     config: FeatureCheckConfig,
 ):
     """The three checks, for any shape: one row per observed customer; no NULL in a feature
-    declared non-nullable and no feature entirely NULL; and no future leakage (recomputed with
-    the future cut away, or for a flat table, which has no history to cut, no id, label or time
-    column among the features)."""
+    declared non-nullable (nor, for a flat table, a feature with no value at all); and no future
+    leakage (recomputed with the future cut away, or for a flat table, which has no history to
+    cut, no id, label or time column among the features)."""
     sql, params = shape.snapshots_query(start, end)
     observed = dict(
         con.execute(
@@ -248,7 +248,11 @@ def _feature_checks(
     nulls = {
         f.name: counts[2 * i] for i, f in enumerate(declared) if not f.nullable and counts[2 * i]
     }
-    empty = [f.name for i, f in enumerate(declared) if counts[2 * i + 1] == 0]
+    empty = [
+        f.name
+        for i, f in enumerate(declared)
+        if counts[2 * i + 1] == 0 and shape.every_feature_has_values
+    ]
     problems = []
     if nulls:
         problems.append(f"NULLs in required features: {nulls}")

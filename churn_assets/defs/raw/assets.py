@@ -21,6 +21,7 @@ from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.ingest.sources import (
     SOURCE_TABLE,
     SourceConfigError,
+    active_source,
     flat_observation_date,
     load_source,
     record_source,
@@ -185,6 +186,13 @@ def _land_incoming(
     """Append the sensor's validated files; every raw table reports its (possibly new) size."""
     landed: dict[str, list[str]] = {}
     with warehouse.connect(context) as con:
+        source, _ = active_source(con)
+        if source is not None and source.is_event_log:
+            raise dg.Failure(
+                description=f"incoming/ files follow the five-table contract; the {source.name} "
+                "source is an event log: add the rows to its own files and "
+                "re-materialize raw_tables"
+            )
         for name in config.incoming_files:
             path = Path(name)
             if not path.exists():

@@ -158,7 +158,12 @@ def _decide_event_features(con, source) -> dict:
         profile=tuple(profile_features(con)) if source is not None and source.is_event_log else (),
     )
     save_spec(con, spec)
+    top = source.top_event_types if source is not None else 10
     return {
+        "event_vocabulary_rule": f"the {top} most frequent event types before "
+        f"{last_observation_date(settings)} (the last observation date), by count alone: no "
+        "label is read"
+        + (", the cancellation event excluded" if spec.churn.cancellation_event else ""),
         "event_vocabulary": dg.MetadataValue.md(
             markdown_table(["event_type", "code", "feature_slug"], vocabulary_rows(spec))
             if spec.event_types
