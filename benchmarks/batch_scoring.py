@@ -65,7 +65,6 @@ def measure(rows: int = 100_000, repeats: int = 3) -> dict:
     import duckdb
 
     from churn import registry
-    from churn.features import FEATURE_NAMES
     from churn.modeling.card import card_economics
     from churn.scoring.batch import score_frame
     from churn.scoring.scorer import Scorer
@@ -85,7 +84,7 @@ def measure(rows: int = 100_000, repeats: int = 3) -> dict:
         con.execute("CREATE TABLE customer_scores AS SELECT * FROM scored")
         con.close()
 
-    names = [n for n in FEATURE_NAMES if n in frame.columns]
+    names = scorer.feature_order  # every feature the champion reads, declared and generated
     ids = frame["customer_id"].tolist()
     records = frame[names].astype(object).where(frame[names].notna(), None).to_dict("records")
 

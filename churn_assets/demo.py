@@ -44,12 +44,13 @@ def sample_request(path: Path) -> Path:
     import pandas as pd
 
     from churn import registry
+    from churn.modeling.card import json_safe
 
     champion = registry.load_model()
     row = pd.read_parquet(champion.reference_path).iloc[0].to_dict()
-    features = {
-        name: (value.item() if hasattr(value, "item") else value) for name, value in row.items()
-    }
+    # A feature that is empty by design (a mean over an empty window) is NaN in the frame; JSON
+    # has no NaN, and the service takes ``null`` for it.
+    features = json_safe(row)
     path.write_text(json.dumps({"customer_id": "C-demo", "features": features}, indent=2))
     return path
 
