@@ -293,10 +293,13 @@ def model_evaluation(
         truth,
         Economics(config.intervention_cost, config.retained_value, config.success_rate),
     )
-    champion_tag = registry.latest_tag()
+    try:  # a champion of another source is never the yardstick (one home, one world)
+        champion = registry.champion_for_source(load_settings().source)
+    except registry.SourceMismatchError as error:
+        raise dg.Failure(description=str(error)) from error
+    champion_tag = champion.tag if champion is not None else None
     versus = None
-    if champion_tag is not None:
-        champion = registry.load_model(champion_tag)
+    if champion is not None:
         champion_scores = champion_scores_on(data.test, champion.model, data.specs)
         if champion_scores is not None:
             versus = compare_with_champion(

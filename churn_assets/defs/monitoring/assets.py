@@ -20,6 +20,7 @@ import dagster as dg
 
 from churn.modeling.card import json_safe
 from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
+from churn.settings import load_settings
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
 from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
@@ -109,7 +110,12 @@ def drift_report(
     from churn.monitoring import drift
 
     started = time.perf_counter()
-    champion = registry.load_model()
+    try:  # new data is only compared with a champion trained on the same source
+        champion = registry.champion_for_source(load_settings().source)
+    except registry.SourceMismatchError as error:
+        raise dg.Failure(description=str(error)) from error
+    if champion is None:
+        raise registry.ModelNotFoundError("No champion in the model store: run champion_model.")
     kinds = drift.kinds_from_card(champion.card)  # the model's own features, whatever the source
     reference = pd.read_parquet(champion.reference_path)
     with warehouse.connect(context, read_only=True) as con:
