@@ -159,8 +159,10 @@ def champion_for_source(source: str) -> RegisteredModel | None:
 def _same_source(recorded: str | None, current: str) -> bool:
     """``synthetic``, or the same YAML file however its path was spelled (a relative path in a
     card resolves against this process's working directory: best effort)."""
-    if recorded is None or recorded == current:
-        return recorded == current
+    if recorded is None:  # a card that records no source (hand-saved): nothing to compare
+        return True
+    if recorded == current:
+        return True
     if "synthetic" in (recorded, current):
         return False
     return Path(recorded).resolve() == Path(current).resolve()
