@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export CHURN_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(CHURN_HOME)/dagster_home
+export BENTOML_HOME ?= $(CHURN_HOME)/bentoml
+CHURN_DAGSTER_PORT ?= 3000
+CHURN_BENTO_PORT ?= 3001
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples
@@ -32,10 +35,10 @@ examples: $(STAMP)
 	@$(BIN)/python examples/make_examples.py
 
 serve: $(STAMP)
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port 3001
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port $(CHURN_BENTO_PORT)
 
 dagster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dagster dev -w workspace.yaml -p 3000
+	@PATH=$(CURDIR)/$(BIN):$$PATH PYTHONWARNINGS=ignore::FutureWarning:click.core $(BIN)/dagster dev -w workspace.yaml -p $(CHURN_DAGSTER_PORT)
 
 test: $(STAMP)
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m "not reliability"

@@ -15,8 +15,40 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from churn.ingest.sources import SourceConfig
+    from churn.synthetic import GeneratorConfig
 
 DEFAULT_HOME = "./data"
+BENTOML_HOME_ENV = "BENTOML_HOME"
+
+
+def churn_home(env: Mapping[str, str] | None = None) -> Path:
+    """``CHURN_HOME`` as an absolute path (default ``./data`` of the working directory)."""
+    env = os.environ if env is None else env
+    return Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve()
+
+
+def bentoml_home(env: Mapping[str, str] | None = None) -> Path:
+    """The model and Bento store: ``BENTOML_HOME``, else ``$CHURN_HOME/bentoml``, so one home
+    never sees another home's models (BentoML's own default is one store per user)."""
+    env = os.environ if env is None else env
+    explicit = env.get(BENTOML_HOME_ENV)
+    return Path(explicit).resolve() if explicit else churn_home(env) / "bentoml"
+
+
+def pin_homes() -> None:
+    """Default ``BENTOML_HOME`` to ``$CHURN_HOME/bentoml`` (and ``CHURN_HOME`` to its absolute
+    path) in this process's environment.
+
+    Called when ``churn_assets`` or ``serving`` is imported, before anything touches the store:
+    BentoML reads ``BENTOML_HOME`` once, on the first store access (not at ``import bentoml``).
+    Writing both into ``os.environ`` also pins every child process (``bentoml build``, the
+    service's workers, whose working directory is the Bento's, Dagster's step processes) to the
+    same home. The plain ``bentoml`` CLI resolves its store before any churn code runs: export
+    ``BENTOML_HOME`` for it (the Makefile does).
+    """
+    home = churn_home()
+    os.environ.setdefault("CHURN_HOME", str(home))
+    os.environ.setdefault(BENTOML_HOME_ENV, str(home / "bentoml"))
 
 
 @dataclass(frozen=True)
@@ -28,6 +60,18 @@ class SyntheticSize:
     seed: int = 42
     start_date: date = date(2025, 1, 1)
     burn_in_months: int = 3
+
+    def generator_config(self) -> GeneratorConfig:
+        """The generator's configuration for this size (its other knobs keep their defaults)."""
+        from churn.synthetic import GeneratorConfig
+
+        return GeneratorConfig(
+            customers=self.customers,
+            months=self.months,
+            seed=self.seed,
+            start_date=self.start_date,
+            burn_in_months=self.burn_in_months,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,14 +126,18 @@ class Settings:
         return self.source == "synthetic"
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    """``env[name]`` as a whole number >= ``minimum``; the error names the variable."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as error:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from error
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -104,7 +152,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     synthetic = SyntheticSize(
         customers=_int(env, "CHURN_CUSTOMERS", defaults.customers),
         months=_int(env, "CHURN_MONTHS", defaults.months),
-        seed=_int(env, "CHURN_SEED", defaults.seed),
+        seed=_int(env, "CHURN_SEED", defaults.seed, minimum=0),
         start_date=start_date,
     )
     source = env.get("CHURN_SOURCE") or "synthetic"
@@ -117,7 +165,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if warehouse and not warehouse.startswith("md:"):
         warehouse = str(Path(warehouse).resolve())
     return Settings(
-        home=Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve(),
+        home=churn_home(env),
         source=source,
         synthetic=synthetic,
         horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),

@@ -1,12 +1,22 @@
-"""Metadata a data engineer wants on every table: size, schema with descriptions, a preview."""
+"""Metadata a data engineer wants on every table: size, schema with descriptions, a preview.
+
+What the Dagster UI (1.13) shows inline: numbers, text, and ``MetadataValue.table`` (always
+rendered as a table). Markdown and JSON are inline only when short (under 1,000 characters) and
+otherwise sit behind "[Show Markdown]" / "[Show JSON]"; there is no image type. So tabular
+figures go out as tables (:func:`table_value`), and JSON is made strict (:func:`json_safe`):
+a NaN in a JSON or table value is not JSON, and the UI cannot parse it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 import duckdb
+
+from churn.modeling.card import json_safe
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -35,9 +45,91 @@ def column_schema(
     )
 
 
+def _cell(value: Any) -> str | int | float | bool | None:
+    value = json_safe(value)
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return round(value, 4)
+    return str(value)
+
+
+def _column_type(values: Sequence[Any]) -> str:
+    kinds = {type(v) for v in values if v is not None}
+    if kinds and kinds <= {int}:
+        return "int"
+    if kinds and kinds <= {int, float}:
+        return "float"
+    if kinds == {bool}:
+        return "bool"
+    return "string"
+
+
+def table_value(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> dg.MetadataValue:
+    """A table the Dagster UI renders inline (floats to 4 decimals, NaN as null)."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn(name=name, type=_column_type([row[i] for row in cells]))
+            for i, name in enumerate(columns)
+        ]
+    )
+    records = [dg.TableRecord(dict(zip(columns, row, strict=True))) for row in cells]
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
 def preview(con: duckdb.DuckDBPyConnection, query: str, limit: int = 10) -> dg.MetadataValue:
     relation = con.sql(f"SELECT * FROM ({query}) LIMIT {int(limit)}")
-    return dg.MetadataValue.md(markdown_table(relation.columns, relation.fetchall()))
+    return table_value(relation.columns, relation.fetchall())
+
+
+PARTITION_COLUMN = "observation_date"
+"""The column every time-partitioned table of the warehouse is partitioned by (the monthly
+observation partitions of ``customer_snapshots``, ``customer_features``, ``churn_labels``)."""
+
+
+def _rows_per_partition(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Give each partition of a multi-partition run its own ``dagster/row_count``.
+
+    A single-run backfill materializes a range of partitions in one step, and Dagster copies the
+    step's metadata onto every partition's materialization; without this each month would show
+    the whole range's count. Partition-scoped metadata (``add_asset_metadata(partition_key=)``)
+    overrides it, month by month. Outside a partitioned Dagster step this does nothing.
+    """
+    try:
+        context = dg.AssetExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return
+    if not context.has_partition_key_range:
+        return
+    keys = context.partition_keys
+    if len(keys) < 2:
+        return
+    partitions = context.assets_def.partitions_def
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return
+    window = context.partition_time_window
+    counts = dict(
+        con.execute(
+            f"SELECT {quote(PARTITION_COLUMN)}, count(*) FROM {quote(table)} "
+            f"WHERE {quote(PARTITION_COLUMN)} >= ? AND {quote(PARTITION_COLUMN)} < ? GROUP BY 1",
+            [window.start.date(), window.end.date()],
+        ).fetchall()
+    )
+    for key in keys:
+        part = partitions.time_window_for_partition_key(key)
+        start, end = part.start.date(), part.end.date()
+        rows = sum(n for day, n in counts.items() if start <= _as_date(day) < end)
+        context.add_asset_metadata({"dagster/row_count": rows}, partition_key=key)
+
+
+def _as_date(value: Any) -> dt.date:
+    return value.date() if isinstance(value, dt.datetime) else value
+
+
+def quote(identifier: str) -> str:
+    """A DuckDB identifier in double quotes (inner quotes doubled)."""
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def table_metadata(
@@ -47,8 +139,13 @@ def table_metadata(
     *,
     where: str = "TRUE",
 ) -> dict[str, Any]:
-    """Row count, schema and a preview of ``table`` (optionally of the rows just written)."""
+    """Row count, schema and a preview of ``table`` (optionally of the rows just written).
+
+    In a run over several partitions, each partition's materialization gets its own row count
+    (see :func:`_rows_per_partition`); ``dagster/row_count`` here is the whole range's.
+    """
     rows = con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+    _rows_per_partition(con, table)
     return {
         "dagster/row_count": rows,
         "dagster/column_schema": column_schema(con, table, descriptions),

@@ -9,10 +9,6 @@ from __future__ import annotations
 from datetime import date
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from churn.ingest.sources import SourceConfig, flat_observation_date
 from churn.settings import Settings
@@ -63,11 +59,18 @@ SINGLE_RUN = dg.BackfillPolicy.single_run()
 graph as one run only when all selected assets have this policy."""
 
 
+PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+"""The run tags a partition-range run carries (what ``dagster asset materialize
+--partition-range`` and the UI's single-run backfills set): the documented tag names, spelled out
+here because Dagster exports no public constant for them."""
+
+
 def partition_range_tags(first: date, last: date) -> dict[str, str]:
     """Run tags that make one run cover the observation dates ``first`` to ``last``."""
     return {
-        ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-        ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+        PARTITION_RANGE_START_TAG: first.isoformat(),
+        PARTITION_RANGE_END_TAG: last.isoformat(),
     }
 
 

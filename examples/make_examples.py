@@ -9,8 +9,11 @@
   Invented here from a small latent-risk model; it is not a copy of any public data set.
 * ``events/``: five tables from the embedded generator (``churn.synthetic``), with the column
   names a different system would use (``cust_no``, ``ts``, ...), mapped back by the YAML.
+* ``streaming/`` and ``purchases/``: raw event logs as they come, for the minimal events source
+  (a music-streaming click log in JSON Lines with a users table; a bare purchase log). Made by
+  ``event_logs.py`` next to this script, whose docstring describes them.
 
-Both ``source.yaml`` files are written next to the data with relative paths.
+Every ``source.yaml`` is written next to its data with relative paths.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from event_logs import make_purchases, make_streaming
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,7 +50,7 @@ evaluation:
 """
 
 EVENTS_YAML = """\
-# Five tables with their own column names, mapped onto the raw-table contract (churn/schema.py).
+# Five tables with their own column names, mapped onto the contract (churn/ingest/schema.py).
 shape: events
 name: subscription-events-example
 observation:                 # monthly observation dates (month starts), both ends included
@@ -227,12 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     flat = make_flat(args.out / "flat")
     events = make_events(args.out / "events")
-    for folder in (flat, events):
+    streaming = make_streaming(args.out / "streaming")
+    purchases = make_purchases(args.out / "purchases")
+    for folder in (flat, events, streaming, purchases):
         size = sum(p.stat().st_size for p in folder.iterdir()) / 1e6
         print(f"wrote {folder} ({size:.1f} MB): CHURN_SOURCE={folder / 'source.yaml'}")
     print(f"done in {time.perf_counter() - started:.1f} s")
     if args.out != HERE:
         shutil.copy2(__file__, args.out / "make_examples.py")
+        shutil.copy2(HERE / "event_logs.py", args.out / "event_logs.py")
     return 0
 
 

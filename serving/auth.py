@@ -11,10 +11,11 @@ message or response.
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from serving.errors import send_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -95,28 +96,12 @@ def _is_open(path: str) -> bool:
 
 
 async def _unauthorized(send: Send, problem: str) -> None:
-    body = json.dumps(
-        {
-            "error": f"{problem} API key",
-            "detail": [
-                {
-                    "type": "unauthorized",
-                    "loc": ["header", "Authorization"],
-                    "msg": "send 'Authorization: Bearer <key>' with one of the keys in "
-                    f"{API_KEYS_ENV}",
-                }
-            ],
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="churn"'),
-            ],
-        }
+    await send_error(
+        send,
+        401,
+        f"{problem} API key",
+        kind="unauthorized",
+        loc=["header", "Authorization"],
+        msg=f"send 'Authorization: Bearer <key>' with one of the keys in {API_KEYS_ENV}",
+        headers=[(b"www-authenticate", b'Bearer realm="churn"')],
     )
-    await send({"type": "http.response.body", "body": body})

@@ -39,6 +39,7 @@ import numpy as np
 from churn.modeling.spec import encode_records
 from churn.monitoring.prediction_log import PredictionLogWriter
 from churn.scoring.scorer import Scorer
+from serving.config import SettingError
 from serving.prediction_logging import prediction_records
 
 logger = logging.getLogger("churn.serving")
@@ -61,7 +62,7 @@ _CANARY_KEY = b"churn-canary-v1"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
-class ServingConfigError(ValueError):
+class ServingConfigError(SettingError):
     """A serving-mode setting that cannot be honoured; raised at startup."""
 
 
@@ -143,13 +144,9 @@ def check_compatible(champion_card: Mapping[str, Any], challenger_card: Mapping[
         )
 
 
-def load_scorer(tag: str, path: Any) -> tuple[Any, Scorer]:
-    """A stored model and its :class:`Scorer`, with LightGBM on one thread (see service)."""
-    from pathlib import Path
-
-    from churn import registry
-
-    loaded = registry.from_path(tag, Path(path))
+def load_scorer(loaded: Any) -> tuple[Any, Scorer]:
+    """A loaded model (``churn.registry.RegisteredModel``) and its :class:`Scorer`, with
+    LightGBM on one thread (see service)."""
     if hasattr(loaded.model, "num_threads"):
         loaded.model.num_threads = 1
     return loaded, Scorer(loaded.model, loaded.card, loaded.version)

@@ -2,6 +2,11 @@
 
 The writer buffers in memory and a background thread writes, so the request pays for building
 these dicts and one list append, nothing on disk.
+
+Every 200 must reach the log: while the writer cannot write, ``/readyz`` answers 503 (the
+service's ``__is_ready__`` asks :attr:`PredictionLogWriter.healthy`), and once its in-memory
+backlog is full :class:`LogBacklogMiddleware` refuses scoring with 503 and ``Retry-After``
+instead of answering rows that could not be logged.
 """
 
 from __future__ import annotations
@@ -14,8 +19,14 @@ from typing import Any
 
 from churn.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
 from churn.scoring.scorer import ScoredRows
+from serving.auth import ASGIApp, Receive, Scope, Send, _is_open
+from serving.errors import send_error
 
 DEFAULT_CHURN_HOME = "./data"
+BACKLOG_RETRY_AFTER_SECONDS = 5
+_current: PredictionLogWriter | None = None
+"""The writer of this worker's service (one per worker), for :class:`LogBacklogMiddleware`:
+BentoML builds middleware from the class alone, before the service instance exists."""
 
 
 def prediction_log_folder() -> Path:
@@ -24,7 +35,37 @@ def prediction_log_folder() -> Path:
 
 
 def open_writer(flush_seconds: float = 1.0) -> PredictionLogWriter:
-    return PredictionLogWriter(prediction_log_folder(), flush_seconds=flush_seconds)
+    global _current
+    _current = PredictionLogWriter(prediction_log_folder(), flush_seconds=flush_seconds)
+    return _current
+
+
+class LogBacklogMiddleware:
+    """503 for scoring requests while the prediction log's backlog is full (see module doc)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        writer = _current
+        if (
+            writer is None
+            or writer.has_room
+            or scope["type"] != "http"
+            or _is_open(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        await send_error(
+            send,
+            503,
+            "prediction log unavailable",
+            kind="log_unavailable",
+            loc=[],
+            msg=f"{writer.buffered} scored rows wait for the prediction log's disk; "
+            f"retry in {BACKLOG_RETRY_AFTER_SECONDS} s",
+            headers=[(b"retry-after", str(BACKLOG_RETRY_AFTER_SECONDS).encode())],
+        )
 
 
 def prediction_records(

@@ -11,8 +11,11 @@ Configuration (environment, read once when the app is built; unset = no limits):
 
 Who is a caller: with ``CHURN_API_KEYS`` set, the bearer key (this middleware sits *inside*
 ``ApiKeyMiddleware``, so only valid keys get here; unauthenticated requests were already refused
-with 401). With authentication off, the client address (``scope["client"]``): behind a proxy that
-is the proxy, so set keys when the service is shared.
+with 401). With authentication off, the client address (``scope["client"]``): the TCP peer,
+unless the peer is listed in ``CHURN_TRUSTED_PROXIES`` (then uvicorn takes the address from its
+``X-Forwarded-For``; see ``serving.config``). Nobody is trusted by default: uvicorn's own default
+trusts loopback, so a client on the same host (or a local proxy that passes the header through)
+could rotate ``X-Forwarded-For`` to get a fresh bucket per request.
 
 A request over its limit gets **429** with ``Retry-After`` (whole seconds until a token is back)
 and the usual JSON error body, before the body is read or any model runs: no prediction-log row.
@@ -23,27 +26,32 @@ One bucket lookup and a little arithmetic per request, in the event loop (no loc
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token, configured_keys
+from serving.config import SettingError, finite_float
+from serving.errors import send_error
 
 RATE_ENV = "CHURN_RATE_LIMIT"
 BURST_ENV = "CHURN_RATE_BURST"
 PER_KEY_ENV = "CHURN_RATE_LIMIT_KEYS"
 MAX_BUCKETS = 100_000
-"""Callers tracked at once; beyond it, idle (full) buckets are forgotten: they start full anyway."""
+"""Callers tracked at once. Beyond it the least recently seen caller is forgotten (O(1): the
+table is kept in recency order). A forgotten caller starts again with a full bucket, so a flood
+of new callers can at worst give the *oldest* idle caller a fresh burst, never lift anyone's
+rate while they keep calling."""
 _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
 _UNITS |= {"h": 3600.0, "hour": 3600.0}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
 
 
-class RateLimitConfigError(ValueError):
+class RateLimitConfigError(SettingError):
     """A malformed limit: raised when the app is built, so a typo stops startup."""
 
 
@@ -57,22 +65,29 @@ class Limit:
         return f"{self.rate:g}/s, burst {self.burst:g}"
 
 
-def parse_rate(text: str) -> float:
+def parse_rate(text: str, name: str = RATE_ENV) -> float:
     match = _RATE.match(text.lower())
     if not match or match.group(2) not in _UNITS:
-        raise RateLimitConfigError(f"rate {text!r}: expected '<n>/s', '<n>/m' or '<n>/h'")
+        raise RateLimitConfigError(f"{name}: rate {text!r}: expected '<n>/s', '<n>/m' or '<n>/h'")
     rate = float(match.group(1)) / _UNITS[match.group(2)]
-    if rate <= 0:
-        raise RateLimitConfigError(f"rate {text!r} must be positive")
+    if not 0 < rate < math.inf:
+        raise RateLimitConfigError(f"{name}: rate {text!r} must be positive and finite")
     return rate
 
 
-def parse_limit(text: str, burst: str | None = None) -> Limit:
-    """``100/s`` (+ optional burst) -> :class:`Limit`; default burst: one second's worth."""
-    rate = parse_rate(text)
-    size = float(burst) if burst not in (None, "") else max(1.0, math.ceil(rate))
-    if size < 1:
-        raise RateLimitConfigError(f"burst {burst!r} must be at least 1")
+def parse_limit(
+    text: str, burst: str | None = None, *, name: str = RATE_ENV, burst_name: str = BURST_ENV
+) -> Limit:
+    """``100/s`` (+ optional burst) -> :class:`Limit`; default burst: one second's worth.
+    A burst must be a finite number >= 1 (``nan`` compares false with everything, so it used
+    to pass a ``< 1`` check and then no token was ever granted)."""
+    rate = parse_rate(text, name)
+    if burst in (None, ""):
+        return Limit(rate, max(1.0, math.ceil(rate)))
+    try:
+        size = finite_float(burst_name, str(burst), 1.0, 1e12)
+    except SettingError as error:
+        raise RateLimitConfigError(str(error)) from None
     return Limit(rate, size)
 
 
@@ -99,7 +114,9 @@ def configured_limits(env: Mapping[str, str] | None = None) -> RateLimits:
         if not sep or not key:
             raise RateLimitConfigError(f"{PER_KEY_ENV}: expected '<key>=<rate>[:<burst>]' items")
         rate_text, _, burst = spec.partition(":")
-        per_key[_digest(key.strip().encode())] = parse_limit(rate_text, burst or None)
+        per_key[_digest(key.strip().encode())] = parse_limit(
+            rate_text, burst or None, name=PER_KEY_ENV, burst_name=f"{PER_KEY_ENV} (burst)"
+        )
     return RateLimits(default, per_key)
 
 
@@ -136,7 +153,7 @@ class RateLimitMiddleware:
         self.app = app
         self.limits = configured_limits() if limits is None else limits
         self.clock = clock
-        self.buckets: dict[bytes, TokenBucket] = {}
+        self.buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self.limited = 0
 
     def caller(self, scope: Scope) -> bytes:
@@ -167,8 +184,10 @@ class RateLimitMiddleware:
         bucket = self.buckets.get(caller)
         if bucket is None:
             if len(self.buckets) >= MAX_BUCKETS:
-                self._forget_idle(now)
+                self.buckets.popitem(last=False)  # the least recently seen caller
             bucket = self.buckets[caller] = TokenBucket(limit.burst, now)
+        else:
+            self.buckets.move_to_end(caller)
         wait = bucket.take(limit, now)
         if wait == 0.0:
             await self.app(scope, receive, send)
@@ -176,36 +195,15 @@ class RateLimitMiddleware:
         self.limited += 1
         await _too_many(send, wait, limit)
 
-    def _forget_idle(self, now: float) -> None:
-        for caller, bucket in list(self.buckets.items()):
-            limit = self.limit_for(caller)
-            if limit is None or bucket.tokens + (now - bucket.updated) * limit.rate >= limit.burst:
-                del self.buckets[caller]
-
 
 async def _too_many(send: Send, wait: float, limit: Limit) -> None:
     retry_after = max(1, math.ceil(wait))
-    body = json.dumps(
-        {
-            "error": "rate limit exceeded",
-            "detail": [
-                {
-                    "type": "rate_limited",
-                    "loc": ["header", "Authorization"],
-                    "msg": f"at most {limit.describe()} per caller; retry in {retry_after} s",
-                }
-            ],
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 429,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
+    await send_error(
+        send,
+        429,
+        "rate limit exceeded",
+        kind="rate_limited",
+        loc=["header", "Authorization"],
+        msg=f"at most {limit.describe()} per caller; retry in {retry_after} s",
+        headers=[(b"retry-after", str(retry_after).encode())],
     )
-    await send({"type": "http.response.body", "body": body})

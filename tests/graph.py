@@ -4,14 +4,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from churn.settings import load_settings
 from churn_assets.definitions import defs
-from churn_assets.partitions import first_observation_date, last_observation_date
+from churn_assets.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    first_observation_date,
+    last_observation_date,
+)
 from churn_assets.resources import ChurnHomeResource, WarehouseResource
 
 
@@ -57,7 +58,7 @@ def materialize_graph(
             "churn_home": ChurnHomeResource(home=str(home)),
         },
         instance=dg.DagsterInstance.ephemeral(),
-        tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+        tags={PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last},
         raise_on_error=raise_on_error,
         run_config=run_config,
     )

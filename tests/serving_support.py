@@ -138,7 +138,11 @@ def bento_tag(materialized) -> str:
     return str(events[-1].metadata["bento_tag"].value)
 
 
-def start(tag: str, home: Path, keys: str | None) -> Server:
+def start(
+    tag: str, home: Path, keys: str | None, extra_env: Mapping[str, str] | None = None
+) -> Server:
+    """``bentoml serve <tag>`` on a free loopback port, ``home`` as CHURN_HOME, ``extra_env``
+    on top (e.g. rate limits)."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"CHURN_HOME": str(home)}
@@ -146,6 +150,7 @@ def start(tag: str, home: Path, keys: str | None) -> Server:
     env.pop("CHURN_MODEL_TAG", None)
     if keys:
         env["CHURN_API_KEYS"] = keys
+    env.update(extra_env or {})
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     log = home / "serve.log"

@@ -301,7 +301,7 @@ def test_better_challenger_is_promoted_and_recorded(materialized, challenger_in_
     assert result.success
     assert roles.champion_tag() == challenger and roles.challenger_tag() is None
     assert registry.latest_tag() == challenger
-    store = {str(m.tag): roles.role_of(m) for m in roles._stored_models()}
+    store = {str(m.tag): roles.role_of(m) for m in roles.stored_models()}
     assert store[champion] == roles.RETIRED
     reported = [
         e.event_specific_data.materialization

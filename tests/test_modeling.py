@@ -1,7 +1,9 @@
 """churn.modeling: the shared encoding, both candidates, splits, metrics, thresholds and plots.
 
-Model tests train on the small materialized warehouse (the real feature SQL, real categories);
-metric and threshold tests use hand-made numbers whose right answer is known.
+Model tests train on a small real training set built without Dagster (``tests/small_data.py``:
+the generator, the real staging and feature SQL, real categories), so they run in seconds and
+never wait for the whole graph; metric and threshold tests use hand-made numbers whose right
+answer is known.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ import pickle
 from dataclasses import dataclass
 from datetime import date
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,6 +38,7 @@ from churn.modeling import (
     validation_errors,
 )
 from churn.modeling.spec import specs_from_dicts, specs_to_dicts
+from tests.small_data import training_frame
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAST_LIGHTGBM = LightGBMConfig(n_estimators=200, early_stopping_rounds=30, learning_rate=0.05)
@@ -54,9 +56,8 @@ class Prepared:
 
 
 @pytest.fixture(scope="module")
-def prepared(materialized) -> Prepared:
-    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
-        frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> Prepared:
+    frame = training_frame(tmp_path_factory.mktemp("small-data"))
     split = time_split(frame["observation_date"])
     train, valid, test = split.masks(frame["observation_date"])
     specs = build_feature_specs(frame[train | valid])

@@ -1,5 +1,6 @@
 """The model stage for real: time split, quality gate, champion in the BentoML model store."""
 
+import json
 import shutil
 from datetime import date
 from pathlib import Path
@@ -7,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import numpy as np
+import pytest
 
 from churn import registry
 from churn.modeling.spec import encode_frame
@@ -140,7 +142,36 @@ def test_a_worse_model_is_not_promoted_and_the_champion_stays(
     assert materialization(run, "champion_model") is None
     assert registry.latest_tag() == champion_before
     metadata = gate.metadata
+    assert metadata["rule"].value in {"significantly_worse", "below_champion"}
     assert metadata["champion_auc"].value - metadata["test_auc"].value > 0.01
+    assert metadata["auc_delta"].value == pytest.approx(
+        metadata["test_auc"].value - metadata["champion_auc"].value, abs=1e-9
+    )
+    assert metadata["ci_low"].value <= metadata["auc_delta"].value <= metadata["ci_high"].value
+    comparison = materialization(run, "model_evaluation").metadata["gate_comparison"].value
+    (row,) = [record.data for record in comparison.records]
+    assert row["champion"] == champion_before and row["delta"] < 0
+
+
+def test_the_model_card_in_the_ui_is_strict_json_with_the_gate(materialized: GraphRun):
+    card = materialization(materialized, "champion_model").metadata["model_card"].value
+    text = json.dumps(card, allow_nan=False)  # raises on NaN or infinity
+    assert json.loads(text) == card
+    gate = card["quality_gate"]
+    assert gate["rule"] in gate["rules"] and gate["reason"] == card["lineage"]["gate"]
+    assert gate["settings"]["champion_tolerance"] == 0.0
+    assert set(gate["versus_champion"]) >= {"champion_auc", "test_auc", "auc_delta", "ci_low"}
+
+
+def test_metrics_and_figures_are_tables_the_ui_renders_inline(materialized: GraphRun):
+    metadata = materialization(materialized, "model_evaluation").metadata
+    for key in ("metrics", "confusion_matrix", "calibration", "feature_importance"):
+        assert isinstance(metadata[key], dg.TableMetadataValue), key
+    metrics = {r.data["metric (test unless noted)"]: r.data for r in metadata["metrics"].records}
+    assert metrics["roc_auc"][metadata["winner"].value] == round(metadata["test_roc_auc"].value, 4)
+    confusion = [r.data for r in metadata["confusion_matrix"].records]
+    total = sum(v for row in confusion for k, v in row.items() if k.startswith("predicted"))
+    assert total == metrics["rows"][metadata["winner"].value]
 
 
 def test_model_registry_keeps_every_candidate_ever_trained(materialized: GraphRun, tmp_path):

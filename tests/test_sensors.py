@@ -8,10 +8,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import pytest
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from churn.synthetic.shift import next_month
 from churn_assets.definitions import defs
@@ -146,27 +142,48 @@ def test_monitoring_assets_carry_the_refresh_condition() -> None:
 
 
 @pytest.fixture
-def pipeline_copy(materialized, home: Path):
-    """The session home's warehouse, source files and model store, copied: never touched."""
+def pipeline_copy(materialized, home: Path, monkeypatch: pytest.MonkeyPatch):
+    """The session home's warehouse, source files, model and Bento store, copied: never touched.
+
+    This process's BentoML stores are patched to the copy; ``BENTOML_HOME`` points the
+    ``bentoml build`` that ``churn_bento`` runs in a subprocess at it too."""
+    from bentoml._internal.bento import BentoStore
     from bentoml._internal.configuration.containers import BentoMLContainer
     from bentoml._internal.models import ModelStore
 
     for name in ("raw", "truth"):
         shutil.copytree(materialized.home / name, home / name)
     shutil.copy2(materialized.warehouse, home / "warehouse.duckdb")
-    shutil.copytree(materialized.home / "bentoml" / "models", home / "models")
-    with BentoMLContainer.model_store.patch(ModelStore(str(home / "models"))):
+    store = home / "bentoml"
+    shutil.copytree(materialized.home / "bentoml", store)
+    monkeypatch.setenv("BENTOML_HOME", str(store))
+    with (
+        BentoMLContainer.model_store.patch(ModelStore(str(store / "models"))),
+        BentoMLContainer.bento_store.patch(BentoStore(str(store / "bentos"))),
+    ):
         yield home
 
 
-def _counts(home: Path) -> dict[str, int]:
+def _counts(home: Path, tables: tuple[str, ...] = RAW_TABLES) -> dict[str, int]:
     with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in RAW_TABLES}
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def _rows(paths: list[Path]) -> int:
+    names = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+    with duckdb.connect() as con:
+        return con.execute(f"SELECT count(*) FROM read_parquet([{names}])").fetchone()[0]
+
+
+def _newest_bento() -> str:
+    import bentoml
+
+    return str(max(bentoml.bentos.list("churn_service"), key=lambda b: b.info.creation_time).tag)
 
 
 def _run(home: Path, instance, selection, run_config: dict | None = None):
     from churn.settings import load_settings
-    from churn_assets.partitions import first_observation_date, last_observation_date
+    from churn_assets.partitions import full_range_tags
 
     settings = load_settings()
     return dg.materialize(
@@ -177,31 +194,39 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
             "churn_home": ChurnHomeResource(home=str(home)),
         },
         instance=instance,
-        tags={
-            ASSET_PARTITION_RANGE_START_TAG: first_observation_date(settings).isoformat(),
-            ASSET_PARTITION_RANGE_END_TAG: last_observation_date(settings).isoformat(),
-        },
+        tags=full_range_tags(settings),
         run_config=run_config,
         raise_on_error=False,
     )
 
 
-def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) -> None:
+def test_walkthrough_two_shifted_months_drift_retrain_and_a_new_bento(
+    pipeline_copy: Path,
+) -> None:
+    """docs/drift-walkthrough.md in order, through the sensors: shift twice (two new months,
+    fresh ids), the incoming sensor lands both, drift fails, the drift sensor retrains behind
+    the gate, and a promoted champion is packaged as the newest Bento (which ``make demo``'s
+    supervisor then serves: tests/test_ops_home.py)."""
     from churn import registry
 
     home = pipeline_copy
-    champion_before = registry.latest_tag()
-    before = _counts(home)
-    files = next_month(home / "raw", home / "incoming", "price_rise", region="north", pct=60)
-    for path in files:
+    champion_before, bento_before = registry.latest_tag(), _newest_bento()
+    before = _counts(home, (*RAW_TABLES, "stg_events"))
+    first = next_month(home / "raw", home / "incoming", "price_rise", region="north", pct=60)
+    second = next_month(home / "raw", home / "incoming", "price_rise", region="north", pct=60)
+    months = sorted({path.name.split("_")[1] for path in first + second})
+    assert len(months) == 2, months  # the second shift is the month after the first
+    new_events = _rows([p for p in first + second if p.name.startswith("events_")])
+    for path in first + second:
         _age(path)
     bad = _customers_csv(home / "incoming" / "payments_broken.csv", [GOOD_ROW])
 
     instance = dg.DagsterInstance.ephemeral()
     request, _ = _tick(raw_sensors.incoming_files_sensor, instance)
     assert isinstance(request, dg.RunRequest)
+    assert len(request.run_config["ops"]["raw_tables"]["config"]["incoming_files"]) == 8
     assert (home / "quarantine" / f"{bad.name}.reason.txt").exists()
-    assert _counts(home) == before  # the sensor itself never writes the warehouse
+    assert _counts(home, (*RAW_TABLES, "stg_events")) == before  # the sensor never writes
 
     run_config = dict(request.run_config)
     run_config["ops"] = run_config["ops"] | {
@@ -209,8 +234,9 @@ def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) ->
     }
     ingest = _run(home, instance, raw_sensors.INCOMING_SELECTION, run_config)
     assert ingest.success
-    after = _counts(home)
-    assert after["raw_events"] > before["raw_events"]
+    after = _counts(home, (*RAW_TABLES, "stg_events"))
+    assert after["raw_events"] == before["raw_events"] + new_events
+    assert after["stg_events"] == before["stg_events"] + new_events  # nothing deduplicated away
     assert after["raw_cancellations"] == before["raw_cancellations"]
     assert not any((home / "incoming").iterdir())  # landed files are archived
     drift = {e.check_name: e for e in ingest.get_asset_check_evaluations()}["drift_check"]
@@ -227,11 +253,15 @@ def test_shifted_month_drifts_and_retrains_a_gated_model(pipeline_copy: Path) ->
         e.asset_key.to_user_string() for e in result.get_asset_materialization_events()
     }
     if gate.passed:
-        assert "champion_model" in materialized_keys
-        assert registry.latest_tag() != champion_before
+        assert result.success
+        assert {"champion_model", "churn_bento"} <= materialized_keys
+        champion = registry.latest_tag()
+        assert champion != champion_before
+        assert _newest_bento() == f"churn_service:{champion.split(':', 1)[1]}"
     else:
         assert "champion_model" not in materialized_keys
         assert registry.latest_tag() == champion_before
+        assert _newest_bento() == bento_before
 
 
 def test_a_bad_file_changes_nothing(pipeline_copy: Path) -> None:

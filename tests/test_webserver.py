@@ -150,3 +150,49 @@ def test_the_materialized_run_history_is_visible(answer):
         if not node["assetMaterializations"]
     ]
     assert unmaterialized == []
+
+
+METADATA_QUERY = """
+{
+  assetNodes(assetKeys: [{path: ["model_evaluation"]}, {path: ["champion_model"]}]) {
+    assetKey { path }
+    description
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        __typename
+        ... on JsonMetadataEntry { jsonString }
+        ... on TableMetadataEntry { table { records } }
+      }
+    }
+  }
+}
+"""
+
+
+def _strict_json(text: str):
+    """What a browser's JSON.parse accepts: no NaN, no Infinity."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_the_ui_gets_inline_tables_and_a_strict_json_model_card(graphql):
+    result = graphql(METADATA_QUERY)
+    assert "errors" not in result, result.get("errors")
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in result["data"]["assetNodes"]}
+    evaluation = {
+        e["label"]: e
+        for e in nodes["model_evaluation"]["assetMaterializations"][0]["metadataEntries"]
+    }
+    for label in ("metrics", "gate_comparison", "confusion_matrix", "calibration"):
+        assert evaluation[label]["__typename"] == "TableMetadataEntry", label
+        for record in evaluation[label]["table"]["records"]:
+            _strict_json(record)
+    champion = nodes["champion_model"]
+    assert "<" not in champion["description"]  # the UI reads <...> as an HTML tag
+    entries = {e["label"]: e for e in champion["assetMaterializations"][0]["metadataEntries"]}
+    card = _strict_json(entries["model_card"]["jsonString"])
+    assert card["quality_gate"]["rule"] == "no_champion"  # the example's first model

@@ -70,44 +70,66 @@ def _text(column: str) -> str:
 
 def infer_columns(con: duckdb.DuckDBPyConnection, source: FlatSource) -> list[InferredColumn]:
     """Decide every column's role and type from ``raw_customers``."""
-    described = [
-        (name, str(kind).upper())
-        for name, kind, *_ in con.execute("DESCRIBE raw_customers").fetchall()
-        if name not in LINEAGE_COLUMNS
-    ]
-    present = {name for name, _ in described}
+    present = {name for name, _ in _described(con, "raw_customers")}
     for role, column in (("id_column", source.id_column), ("label.column", source.label_column)):
         if column not in present:
             raise ValueError(f"{role} {column!r} is not a column of {source.path.name}")
-    rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
     roles = {source.id_column: "id", source.label_column: "label"}
     if source.time_column:
         roles[source.time_column] = "time"
+    return infer_profile(
+        con, "raw_customers", roles, source.ignore, source.categorical, source.numeric
+    )
+
+
+def _described(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    return [
+        (name, str(kind).upper())
+        for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
+        if name not in LINEAGE_COLUMNS
+    ]
+
+
+def infer_profile(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    roles: dict[str, str],
+    ignore: tuple[str, ...] = (),
+    categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+    reserved: frozenset[str] = frozenset(),
+) -> list[InferredColumn]:
+    """The rules above over any landed table (``relation`` is ours, never the user's): a flat
+    table's columns, or the profile columns of an event log's customers table. ``roles`` maps
+    the id/label/time columns to their role; ``reserved`` names features may not take."""
+    rows = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
     inferred: list[InferredColumn] = []
-    used: set[str] = set(RESERVED)
-    for column, raw_type in described:
+    used: set[str] = set(RESERVED) | set(reserved)
+    for column, raw_type in _described(con, relation):
         if column in roles:
             inferred.append(
                 InferredColumn(column, column, roles[column], None, None, False, "role")
             )
             continue
-        if column in source.ignore:
+        if column in ignore:
             inferred.append(
                 InferredColumn(column, column, "ignored", None, None, False, "columns.ignore")
             )
             continue
-        inferred.append(_infer(con, column, raw_type, rows, source, used))
+        inferred.append(_infer(con, relation, column, raw_type, rows, (categorical, numeric), used))
     return inferred
 
 
 def _infer(
     con: duckdb.DuckDBPyConnection,
+    relation: str,
     column: str,
     raw_type: str,
     rows: int,
-    source: FlatSource,
+    overrides: tuple[tuple[str, ...], tuple[str, ...]],
     used: set[str],
 ) -> InferredColumn:
+    categorical, numeric = overrides
     text = _text(column)
     distinct, present, parsed, integral, unique_ints = con.execute(
         f"""
@@ -116,7 +138,7 @@ def _infer(
                 AND TRY_CAST({text} AS DOUBLE) = round(TRY_CAST({text} AS DOUBLE))
                 AND abs(TRY_CAST({text} AS DOUBLE)) < 2e9),
             count(DISTINCT TRY_CAST({text} AS DOUBLE))
-        FROM raw_customers
+        FROM {relation}
         """
     ).fetchone()
 
@@ -126,9 +148,9 @@ def _infer(
     if distinct <= 1:
         return drop("constant", f"{distinct} distinct value(s)")
     typed_numeric = raw_type.split("(")[0] in _NUMERIC_RAW or raw_type.startswith("DECIMAL")
-    if column in source.categorical:
+    if column in categorical:
         kind, reason = "categorical", "columns.categorical"
-    elif column in source.numeric:
+    elif column in numeric:
         kind, reason = "numeric", "columns.numeric"
     elif typed_numeric:
         kind, reason = "numeric", f"typed {raw_type}"

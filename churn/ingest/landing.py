@@ -15,6 +15,7 @@ from churn.ingest.schema import Table
 from churn.ingest.staging import raw_name
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
+"""What ``incoming/`` and the synthetic folder hold; a source config may also name JSON Lines."""
 
 
 class SourceFileError(ValueError):
@@ -33,12 +34,17 @@ def find_source_file(folder: Path, table: Table) -> Path | None:
 def read_expression(path: Path) -> str:
     """A DuckDB relation over the file: CSV read as text so no value is coerced on the way in."""
     quoted = "'" + str(path).replace("'", "''") + "'"
-    if path.suffix == ".csv":
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         return f"read_csv({quoted}, header = true, all_varchar = true)"
-    if path.suffix == ".parquet":
+    if suffix == ".parquet":
         return f"read_parquet({quoted})"
+    if suffix == ".jsonl":  # JSON Lines: one object per line, values typed as JSON types them
+        return f"read_json({quoted}, format = 'newline_delimited')"
+    if suffix == ".json":  # an array of objects or JSON Lines: DuckDB tells them apart
+        return f"read_json({quoted}, format = 'auto')"
     raise SourceFileError(
-        f"{path.name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})"
+        f"{path.name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)}, .jsonl, .json)"
     )
 
 

@@ -5,10 +5,14 @@ Two shapes, one YAML file each (paths inside it are relative to the YAML file):
 * ``flat`` — one customer table with an id column and a label column. Its other columns become
   the features after type inference (:mod:`churn.ingest.flat`); there is no event history, so each
   customer is observed once, at ``as_of``.
-* ``events`` — customer, event, payment, ticket and cancellation tables, each with its own file
-  and column names, renamed onto the raw-table contract (:mod:`churn.ingest.schema`)
-  while landing, so
-  the point-in-time path runs unchanged. ``observation`` sets the monthly calendar.
+* ``events`` — either the five subscription tables (customers, events, payments, tickets,
+  cancellations), each with its own file and column names, renamed onto the raw-table contract
+  (:mod:`churn.ingest.schema`) while landing; or an *event log*: only ``events`` (a customer id
+  and an event time; optionally ``event_type``, ``session_id``, ``event_id`` and numeric
+  ``measures``), with optional ``customers`` (any profile columns, optional ``signup_date``) and
+  ``cancellations`` tables (:mod:`churn.ingest.eventlog`). ``observation`` sets the monthly
+  calendar, ``churn`` what churn means (``inactive_days``, ``cancellation_event``; see
+  :class:`ChurnConfig`), ``features.top_event_types`` how many event types get own features.
 
 Parsing is strict: an unknown key or a missing file is an error that names the key or file,
 raised when the code location loads, not halfway through a run.
@@ -23,9 +27,20 @@ from pathlib import Path
 from typing import Any, Literal
 
 from churn.ingest.schema import TABLES_BY_NAME
+from churn.warehouse import table_exists
 
 Shape = Literal["flat", "events"]
-SUFFIXES = (".csv", ".parquet")
+SUFFIXES = (".csv", ".parquet", ".jsonl", ".json")
+EVENT_LOG_TABLES = ("events", "customers", "cancellations")
+"""The tables of an event log: only ``events`` is required."""
+EVENT_LOG_COLUMNS = {
+    "events": ("customer_id", "event_time", "event_type", "session_id", "event_id"),
+    "customers": ("customer_id", "signup_date"),
+    "cancellations": ("customer_id", "cancel_date", "churn_type", "reason"),
+}
+"""Columns an event log's tables may map; the first two of events and cancellations and the
+first of customers are required, the rest are used when present."""
+DEFAULT_TOP_EVENT_TYPES = 10
 
 
 class SourceConfigError(ValueError):
@@ -66,9 +81,27 @@ class MappedTable:
     path: Path
     columns: Mapping[str, str] = field(default_factory=dict)
     """contract column -> file column, for the columns whose names differ."""
+    measures: tuple[str, ...] = ()
+    """Numeric columns of an event log's events, summed and averaged per window."""
+    ignore: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    """Type overrides for an event log's customers table (as for a flat table)."""
 
     def file_column(self, contract_column: str) -> str:
         return self.columns.get(contract_column, contract_column)
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    """The ``churn:`` block: what counts as churn for an events source.
+
+    Cancellation (a cancellations row, or ``cancellation_event`` in the log) counts whenever
+    the source has either; ``inactive_days`` adds "no event in N days"; both make it hybrid.
+    """
+
+    inactive_days: int | None = None
+    cancellation_event: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,10 +114,22 @@ class SourceConfig:
     observation: Observation | None = None
     flat: FlatSource | None = None
     tables: Mapping[str, MappedTable] = field(default_factory=dict)
+    churn: ChurnConfig = field(default_factory=ChurnConfig)
+    top_event_types: int = DEFAULT_TOP_EVENT_TYPES
 
     @property
     def is_flat(self) -> bool:
         return self.shape == "flat"
+
+    @property
+    def is_event_log(self) -> bool:
+        """An events source without the five-table subscription schema (no payments or
+        tickets): its features come from its own vocabulary alone."""
+        return self.shape == "events" and not {"payments", "tickets"} & set(self.tables)
+
+    @property
+    def has_cancellations(self) -> bool:
+        return "cancellations" in self.tables or self.churn.cancellation_event is not None
 
 
 def _date(value: Any, where: str) -> date:
@@ -175,9 +220,82 @@ def _flat(data: Mapping[str, Any], base: Path, where: str) -> FlatSource:
     )
 
 
+def _positive_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise SourceConfigError(f"{where} must be a positive whole number of days, got {value!r}")
+    return value
+
+
+def _churn(data: Any, where: str) -> ChurnConfig:
+    if data is None:
+        return ChurnConfig()
+    if not isinstance(data, Mapping):
+        raise SourceConfigError(f"{where} must be a mapping (inactive_days, cancellation_event)")
+    _only(data, {"inactive_days", "cancellation_event"}, where)
+    inactive = data.get("inactive_days")
+    event = data.get("cancellation_event")
+    if event is not None and (not isinstance(event, str) or not event):
+        raise SourceConfigError(f"{where}.cancellation_event must be an event type (text)")
+    return ChurnConfig(
+        inactive_days=None
+        if inactive is None
+        else _positive_int(inactive, f"{where}.inactive_days"),
+        cancellation_event=event,
+    )
+
+
+def _top_event_types(data: Any, where: str) -> int:
+    if data is None:
+        return DEFAULT_TOP_EVENT_TYPES
+    if not isinstance(data, Mapping):
+        raise SourceConfigError(f"{where} must be a mapping (top_event_types)")
+    _only(data, {"top_event_types"}, where)
+    top = data.get("top_event_types", DEFAULT_TOP_EVENT_TYPES)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise SourceConfigError(f"{where}.top_event_types must be a whole number >= 0")
+    return top
+
+
+def _event_log_tables(data: Mapping[str, Any], base: Path, where: str) -> dict[str, MappedTable]:
+    """An event log: ``events`` required, ``customers`` and ``cancellations`` optional."""
+    _only(data, set(EVENT_LOG_TABLES), where)
+    if "events" not in data:
+        raise SourceConfigError(f"{where}: an event log needs at least the events table")
+    tables = {}
+    for name, spec in data.items():
+        here = f"{where}.{name}"
+        if isinstance(spec, str):
+            spec = {"path": spec}
+        if not isinstance(spec, Mapping):
+            raise SourceConfigError(f"{here} must be a file path or {{path, columns}}")
+        extra = {"events": {"measures"}, "customers": {"ignore", "categorical", "numeric"}}
+        _only(spec, {"path", "columns"} | extra.get(name, set()), here)
+        columns = spec.get("columns") or {}
+        if not isinstance(columns, Mapping):
+            raise SourceConfigError(f"{here}.columns must map column roles to file columns")
+        _only(columns, set(EVENT_LOG_COLUMNS[name]), f"{here}.columns")
+        for role, column in columns.items():
+            if not isinstance(column, str) or not column:
+                raise SourceConfigError(f"{here}.columns.{role} must name a column of the file")
+        measures = _names(spec.get("measures"), f"{here}.measures")
+        if len(set(measures)) != len(measures):
+            raise SourceConfigError(f"{here}.measures lists a column twice")
+        tables[name] = MappedTable(
+            _file(base, spec.get("path"), f"{here}.path"),
+            dict(columns),
+            measures=measures,
+            ignore=_names(spec.get("ignore"), f"{here}.ignore"),
+            categorical=_names(spec.get("categorical"), f"{here}.categorical"),
+            numeric=_names(spec.get("numeric"), f"{here}.numeric"),
+        )
+    return tables
+
+
 def _tables(data: Any, base: Path, where: str) -> dict[str, MappedTable]:
     if not isinstance(data, Mapping):
         raise SourceConfigError(f"{where} must map each table name to {{path, columns}}")
+    if not {"payments", "tickets"} & set(data):
+        return _event_log_tables(data, base, where)
     _only(data, set(TABLES_BY_NAME), where)
     missing = [name for name in TABLES_BY_NAME if name not in data]
     if missing:
@@ -213,12 +331,24 @@ def parse_source(data: Mapping[str, Any], config_path: Path) -> SourceConfig:
                 "(the monthly calendar its rows fall into)"
             )
         return SourceConfig(config_path, "flat", name, observation, flat=flat)
-    _only(data, {"shape", "name", "observation", "tables"}, where)
+    _only(data, {"shape", "name", "observation", "tables", "churn", "features"}, where)
     if observation is None:
         raise SourceConfigError(f"{where}: an events source needs observation: {{start, end}}")
-    return SourceConfig(
-        config_path, "events", name, observation, tables=_tables(data.get("tables"), base, where)
+    config = SourceConfig(
+        config_path,
+        "events",
+        name,
+        observation,
+        tables=_tables(data.get("tables"), base, where),
+        churn=_churn(data.get("churn"), f"{where}.churn"),
+        top_event_types=_top_event_types(data.get("features"), f"{where}.features"),
     )
+    if not config.has_cancellations and config.churn.inactive_days is None:
+        raise SourceConfigError(
+            f"{where}.churn: without a cancellations table, say what churn is: "
+            "inactive_days: N and/or cancellation_event: <event type>"
+        )
+    return config
 
 
 def load_source(path: str | Path) -> SourceConfig:
@@ -265,10 +395,7 @@ def record_source(
 
 def active_source(con) -> tuple[SourceConfig | None, date | None]:
     """The source config (None for synthetic) and flat observation date the raw layer holds."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [SOURCE_TABLE]
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, SOURCE_TABLE):
         return None, None
     source, _, observation_date = con.execute(
         f"SELECT source, shape, observation_date FROM {SOURCE_TABLE}"

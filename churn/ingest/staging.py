@@ -56,7 +56,7 @@ def _text_expression(column: Column, raw_types: Mapping[str, str]) -> str | None
             return None
         return f"nullif(\"{column.name}\", '')"
     raw = f'CAST("{column.name}" AS VARCHAR)'
-    if column.sql_type == "VARCHAR" and column.allowed is None:
+    if column.sql_type == "VARCHAR" and column.allowed is None and column.parse is None:
         return f"nullif({raw}, '')"
     return f"nullif(trim({raw}), '')"
 
@@ -68,6 +68,8 @@ def _typed_expression(column: Column, raw_types: Mapping[str, str]) -> str:
         return f'"{column.name}"'
     if column.allowed is not None:
         return f"lower({_text_name(column)})"
+    if column.parse is not None:
+        return column.parse.format(text=_text_name(column))
     if column.sql_type == "VARCHAR":
         return _text_name(column)
     return f"TRY_CAST({_text_name(column)} AS {column.sql_type})"
@@ -110,7 +112,7 @@ def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str,
     found: list[tuple[str, str, str]] = []
     if column.required:
         found.append(("missing_required", f"{present} IS NULL", _quote(f"{name} is missing")))
-    if text is not None and column.sql_type != "VARCHAR":
+    if text is not None and (column.sql_type != "VARCHAR" or column.parse is not None):
         found.append(
             (
                 "invalid_type",

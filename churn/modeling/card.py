@@ -12,7 +12,11 @@ customer, success rate). Cards written before it existed have only ``thresholds[
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import math
 import subprocess
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +27,24 @@ from churn.modeling.spec import specs_to_dicts
 if TYPE_CHECKING:
     from churn.modeling.gate import GateDecision
     from churn.modeling.training import Economics, Evaluation, TrainingData
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON data: NaN and infinities become None (JSON has neither), numpy
+    scalars become Python numbers, tuples become lists; dates and decimals become strings."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalar
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, decimal.Decimal):
+        return json_safe(float(value))
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    return value
 
 
 def git_commit() -> str:
@@ -47,38 +69,65 @@ def build_card(
     run_id: str,
     source: str,
     horizon_days: int,
+    gate_settings: dict[str, Any],
+    shape_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``."""
+    """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``:
+    strict JSON (NaN -> null), because the service returns it whole at ``/model``.
+
+    ``shape_fields`` (:meth:`churn.features.shape.SourceShape.card_fields`) record the source's
+    shape and, for an events source, the generated feature family (``event_features``: the
+    chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
+    service generates exactly the features the model was trained on."""
+    from churn.modeling.gate import GATE_RULES, LEAKAGE_CEILING
+
     winner = evaluation.winning
-    return {
-        "model_kind": evaluation.winner,
-        "trained_at": datetime.now(UTC).isoformat(),
-        "feature_order": [spec.name for spec in data.specs],
-        "feature_schema": specs_to_dicts(data.specs),
-        "thresholds": evaluation.thresholds,
-        "economics": asdict(evaluation.economics),
-        "risk_tiers": {
-            "low_medium": evaluation.risk_tier_cuts[0],
-            "medium_high": evaluation.risk_tier_cuts[1],
-        },
-        "metrics": {
-            "test": winner.test,
-            "validation": winner.validation,
-            "oracle_auc": evaluation.oracle_auc,
-            "at_decision_threshold": evaluation.decision_metrics,
-        },
-        "backtest": evaluation.backtest,
-        "data_window": data.window(),
-        "horizon_days": horizon_days,
-        "lineage": {
-            "data_fingerprint": data.fingerprint,
-            "git_commit": git_commit(),
-            "dagster_run_id": run_id,
-            "source": source,
-            "split_kind": data.window()["kind"],
-            "gate": decision.reason,
-        },
-    }
+    return json_safe(
+        dict(shape_fields or {})
+        | {
+            "model_kind": evaluation.winner,
+            "trained_at": datetime.now(UTC).isoformat(),
+            "feature_order": [spec.name for spec in data.specs],
+            "feature_schema": specs_to_dicts(data.specs),
+            "thresholds": evaluation.thresholds,
+            "economics": asdict(evaluation.economics),
+            "risk_tiers": {
+                "low_medium": evaluation.risk_tier_cuts[0],
+                "medium_high": evaluation.risk_tier_cuts[1],
+            },
+            "metrics": {
+                "test": winner.test,
+                "validation": winner.validation,
+                "oracle_auc": evaluation.oracle_auc,
+                "at_decision_threshold": evaluation.decision_metrics,
+            },
+            "backtest": evaluation.backtest,
+            "data_window": data.window(),
+            "horizon_days": horizon_days,
+            "lineage": {
+                "data_fingerprint": data.fingerprint,
+                "git_commit": git_commit(),
+                "dagster_run_id": run_id,
+                "source": source,
+                "split_kind": data.window()["kind"],
+                "gate": decision.reason,
+            },
+            "quality_gate": {
+                "rule": decision.rule,
+                "reason": decision.reason,
+                "versus_champion": {
+                    "champion_tag": decision.champion_tag,
+                    "champion_auc": decision.champion_auc,
+                    "test_auc": decision.test_auc,
+                    "auc_delta": decision.auc_delta,
+                    "ci_low": decision.ci_low,
+                    "ci_high": decision.ci_high,
+                },
+                "settings": gate_settings | {"leakage_ceiling": LEAKAGE_CEILING},
+                "rules": GATE_RULES,
+            },
+        }
+    )
 
 
 def decision_threshold(card: dict[str, Any]) -> float:

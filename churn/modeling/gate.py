@@ -1,14 +1,18 @@
 """The quality gate: whether the winning candidate may replace the champion.
 
 A model is promoted only when its test AUC is believable (below the leakage ceiling), good
-enough (above the floor) and not worse than the current champion on the very same test rows.
+enough (above the floor) and not worse than the current champion on the very same test rows:
+not significantly worse by the paired bootstrap we also use for challengers, and not below it on
+the point estimate (unless a tolerance is configured, and then the reason says so).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from churn.modeling.metrics import auc
+import numpy as np
+
 from churn.modeling.model import ChurnModel
 from churn.modeling.spec import FeatureSpec, encode_frame
 from churn.modeling.training import Part
@@ -18,53 +22,197 @@ LEAKAGE_CEILING = 0.98
 
 
 @dataclass(frozen=True)
+class ChampionComparison:
+    """The new winner against the current champion on the same test rows.
+
+    ``auc_delta`` is new minus champion; the interval is the paired bootstrap's
+    (:func:`churn.monitoring.challenger.paired_bootstrap`): both models are scored on the same
+    resampled rows, so the interval of the difference is not blurred by the rows' own noise.
+    """
+
+    champion_tag: str
+    rows: int
+    champion_auc: float
+    new_auc: float
+    auc_delta: float
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float
+
+    @property
+    def interval(self) -> str:
+        if self.ci_low is None or self.ci_high is None:
+            return "no interval (a single class in every resample)"
+        return f"{self.confidence:.0%} CI [{self.ci_low:+.4f}, {self.ci_high:+.4f}]"
+
+    @property
+    def significantly_worse(self) -> bool:
+        """The whole interval lies below zero: worse beyond the noise of these test rows."""
+        return self.ci_high is not None and self.ci_high < 0
+
+
+def compare_with_champion(
+    y: np.ndarray,
+    champion_scores: np.ndarray,
+    new_scores: np.ndarray,
+    champion_tag: str,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> ChampionComparison:
+    """Paired bootstrap of (new AUC - champion AUC) on the same rows, the test used for
+    challengers too, so the gate and the champion/challenger comparison speak one language."""
+    from churn.monitoring.challenger import paired_bootstrap, rank_auc
+
+    delta, low, high, _ = paired_bootstrap(
+        y, champion_scores, new_scores, n_boot=n_boot, confidence=confidence, seed=seed
+    )
+    finite = bool(np.isfinite(low) and np.isfinite(high))
+    return ChampionComparison(
+        champion_tag=champion_tag,
+        rows=len(y),
+        champion_auc=rank_auc(y, champion_scores),
+        new_auc=rank_auc(y, new_scores),
+        auc_delta=float(delta),
+        ci_low=float(low) if finite else None,
+        ci_high=float(high) if finite else None,
+        confidence=confidence,
+    )
+
+
+@dataclass(frozen=True)
 class GateDecision:
+    """The gate's verdict; ``rule`` names the rule that decided it, ``reason`` says it in words.
+
+    The comparison fields are None when there was no comparable champion.
+    """
+
     promoted: bool
+    rule: str
     reason: str
     test_auc: float
     champion_tag: str | None = None
     champion_auc: float | None = None
+    auc_delta: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    tolerance: float = 0.0
+
+
+GATE_RULES = {
+    "leakage_ceiling": "refused: test AUC above the leakage ceiling",
+    "auc_floor": "refused: test AUC below the floor",
+    "significantly_worse": "refused: the paired-bootstrap interval of (new - champion) AUC lies "
+    "below 0",
+    "below_champion": "refused: not significantly worse, but the point estimate is below the "
+    "champion's (by more than the tolerance, when one is set)",
+    "not_worse": "promoted: point estimate at or above the champion's, not significantly worse",
+    "within_tolerance": "promoted: point estimate below the champion's by no more than the "
+    "configured tolerance, and not significantly worse",
+    "no_champion": "promoted: no champion yet",
+    "incomparable_champion": "promoted: the champion uses other features, so it cannot score "
+    "the new test rows",
+}
+"""Every rule the gate can decide by, in the order it tries them (also shown in the model card)."""
 
 
 def decide(
     test_auc: float,
     *,
     auc_floor: float,
-    tolerance: float,
+    tolerance: float = 0.0,
     champion_tag: str | None = None,
-    champion_auc: float | None = None,
+    versus: ChampionComparison | None = None,
 ) -> GateDecision:
     """The quality gate: leakage ceiling, absolute floor, then no regression against the
-    champion on the same test rows (beyond ``tolerance``)."""
-    common = {"test_auc": test_auc, "champion_tag": champion_tag, "champion_auc": champion_auc}
+    champion on the same test rows.
+
+    Against a champion the new model must be (1) not significantly worse (the paired bootstrap
+    interval of the AUC difference does not lie below 0) and (2) not below it on the point
+    estimate. ``tolerance`` (default 0) relaxes only (2): a point estimate below the champion's
+    by at most ``tolerance`` passes, and the reason says that this rule let it through.
+    """
+    common: dict[str, Any] = {"test_auc": test_auc, "tolerance": tolerance}
+    if versus is not None:
+        champion_tag = versus.champion_tag
+        common |= {
+            "champion_auc": versus.champion_auc,
+            "auc_delta": versus.auc_delta,
+            "ci_low": versus.ci_low,
+            "ci_high": versus.ci_high,
+            "confidence": versus.confidence,
+        }
+    common["champion_tag"] = champion_tag
     if test_auc > LEAKAGE_CEILING:
         return GateDecision(
             False,
+            "leakage_ceiling",
             f"suspected leakage: test AUC {test_auc:.4f} is above {LEAKAGE_CEILING}; no honest "
             "churn model gets there. Look for a feature that sees the label window.",
             **common,
         )
     if test_auc < auc_floor:
         return GateDecision(
-            False, f"test AUC {test_auc:.4f} is below the floor {auc_floor:.4f}", **common
-        )
-    if champion_auc is not None and test_auc < champion_auc - tolerance:
-        return GateDecision(
             False,
-            f"test AUC {test_auc:.4f} is worse than champion {champion_tag} "
-            f"({champion_auc:.4f}) on the same test rows by more than {tolerance:.4f}",
+            "auc_floor",
+            f"test AUC {test_auc:.4f} is below the floor {auc_floor:.4f}",
             **common,
         )
-    versus = (
-        f"champion {champion_tag} scores {champion_auc:.4f} on the same rows"
-        if champion_auc is not None
-        else "no comparable champion yet"
+    if versus is None:
+        if champion_tag is None:
+            return GateDecision(
+                True,
+                "no_champion",
+                f"test AUC {test_auc:.4f} passes the floor {auc_floor:.4f}; no champion yet",
+                **common,
+            )
+        return GateDecision(
+            True,
+            "incomparable_champion",
+            f"test AUC {test_auc:.4f} passes the floor {auc_floor:.4f}; champion {champion_tag} "
+            "uses other features and cannot score the new test rows, so it was not compared",
+            **common,
+        )
+    figures = (
+        f"AUC {versus.new_auc:.4f} vs champion {champion_tag} {versus.champion_auc:.4f} on the "
+        f"same {versus.rows:,} test rows (delta {versus.auc_delta:+.4f}, {versus.interval})"
     )
-    return GateDecision(True, f"test AUC {test_auc:.4f} passes the gate; {versus}", **common)
+    if versus.significantly_worse:
+        return GateDecision(
+            False,
+            "significantly_worse",
+            f"worse than champion {champion_tag} beyond the noise: {figures}",
+            **common,
+        )
+    if versus.auc_delta < -tolerance:
+        allowed = f" by more than the tolerance {tolerance:.4f}" if tolerance else ""
+        return GateDecision(
+            False,
+            "below_champion",
+            f"worse than champion {champion_tag} on the point estimate{allowed} "
+            f"(not significantly): {figures}",
+            **common,
+        )
+    if versus.auc_delta < 0:
+        return GateDecision(
+            True,
+            "within_tolerance",
+            f"promoted by the tolerance rule: below champion {champion_tag} by "
+            f"{-versus.auc_delta:.4f} <= tolerance {tolerance:.4f}, not significantly: {figures}",
+            **common,
+        )
+    return GateDecision(
+        True, "not_worse", f"not worse than champion {champion_tag}: {figures}", **common
+    )
 
 
-def champion_auc_on(test: Part, model: ChurnModel, specs: list[FeatureSpec]) -> float | None:
-    """The current champion's AUC on the new test rows, when it speaks the same features."""
+def champion_scores_on(
+    test: Part, model: ChurnModel, specs: list[FeatureSpec]
+) -> np.ndarray | None:
+    """The current champion's probabilities for the new test rows (encoded with its own specs,
+    as it would be served), when it speaks the same features as the new candidates."""
     if [s.name for s in model.specs] != [s.name for s in specs]:
         return None
-    return auc(test.y, model.predict_proba(encode_frame(test.frame, model.specs)))
+    return model.predict_proba(encode_frame(test.frame, model.specs))

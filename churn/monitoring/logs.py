@@ -1,7 +1,10 @@
 """Exactly-once ingestion of the scoring service's prediction logs into DuckDB.
 
 Only closed ``*.jsonl`` files are read (the service renames ``.jsonl.open`` when a file is
-complete), so a half-written file is never loaded. Each file's rows and its entry in
+complete), so a half-written file is never loaded. A ``.jsonl.open`` left by a service process
+that died (SIGKILL, OOM) is sealed first when clearly abandoned
+(:func:`churn.monitoring.prediction_log.recover_orphans`), so its answered rows are not lost.
+Each file's rows and its entry in
 ``prediction_log_files`` (name + SHA-256 of the content) are written in one transaction: a crash
 leaves either both or neither, and a file whose name or content was already ingested is skipped,
 so re-running the asset, or copying a file twice, never duplicates a row.
@@ -15,33 +18,13 @@ from pathlib import Path
 import duckdb
 
 from churn.ingest.incoming import content_hash
-from churn.monitoring.prediction_log import closed_files
+from churn.monitoring.prediction_log import LOG_COLUMNS, closed_files, recover_orphans
 from churn.warehouse import transaction
 
 LOG_TABLE = "prediction_logs"
 FILES_TABLE = "prediction_log_files"
 
-LOG_COLUMNS: dict[str, str] = {
-    "request_id": "VARCHAR",
-    "logged_at": "TIMESTAMPTZ",
-    "route": "VARCHAR",
-    "model_version": "VARCHAR",
-    "customer_id": "VARCHAR",
-    "features": "JSON",
-    "churn_probability": "DOUBLE",
-    "churn_label": "INTEGER",
-    "threshold": "DOUBLE",
-    "risk_tier": "VARCHAR",
-    "observation_date": "DATE",
-    "model_role": "VARCHAR",
-    "champion_version": "VARCHAR",
-    "champion_probability": "DOUBLE",
-    "challenger_version": "VARCHAR",
-    "challenger_probability": "DOUBLE",
-}
-"""The columns of :class:`churn.monitoring.prediction_log.PredictionRecord`, typed for the
-warehouse. The last five are written only while a challenger is served (NULL in older files
-and in ``off``)."""
+# LOG_COLUMNS (field -> DuckDB type) is declared once, with the record, in prediction_log.
 
 DDL = f"""
 CREATE TABLE IF NOT EXISTS {LOG_TABLE} (
@@ -62,6 +45,8 @@ class IngestSummary:
     rows_loaded: int = 0
     skipped_duplicates: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    recovered: list[str] = field(default_factory=list)
+    """Abandoned ``.jsonl.open`` files sealed (and then loaded) by this pass."""
 
 
 def relative_name(path: Path, folder: Path) -> str:
@@ -89,6 +74,7 @@ def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
     for name, kind in LOG_COLUMNS.items():  # tables created before a column existed
         con.execute(f"ALTER TABLE {LOG_TABLE} ADD COLUMN IF NOT EXISTS {name} {kind}")
     summary = IngestSummary()
+    summary.recovered = [relative_name(path, folder) for path in recover_orphans(folder)]
     known_names = {row[0] for row in con.execute(f"SELECT file_name FROM {FILES_TABLE}").fetchall()}
     known_hashes = {
         row[0] for row in con.execute(f"SELECT content_sha256 FROM {FILES_TABLE}").fetchall()

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 
 from churn.modeling.metrics import auc, average_precision, brier, top_share_stats
+from churn.warehouse import table_exists
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,7 @@ def realized(
 
 def logged_rows(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per model version: (labels, served scores) of logged rows whose label has matured."""
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'prediction_logs'"
-    ).fetchone()[0]
-    if not exists:
+    if not table_exists(con, "prediction_logs"):
         return {}
     rows = con.execute(
         """
@@ -137,8 +135,6 @@ def stored_scores_realized(con: duckdb.DuckDBPyConnection) -> list[StoredScoresM
     of all churners it held (capture); also precision and recall of the ``churn_label = 1``
     contacts. Months whose labels have not matured are left out.
     """
-    from churn.warehouse import table_exists
-
     if not table_exists(con, "customer_scores"):
         return []
     rows = con.execute(

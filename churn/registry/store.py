@@ -85,8 +85,10 @@ def locate(tag: str = f"{MODEL_NAME}:latest") -> tuple[str, Path]:
         stored = bentoml.models.get(tag)
     except NotFound as error:
         raise ModelNotFoundError(
-            f"No model '{tag}' in the BentoML model store (BENTOML_HOME). Train one with "
-            "`make pipeline`, or list what is there with `bentoml models list`."
+            f"No model '{tag}' in the BentoML model store (BENTOML_HOME; {error}). Train one "
+            "with `make pipeline`, or list what is there with `bentoml models list`. churn's "
+            "store is $CHURN_HOME/bentoml unless BENTOML_HOME is set; the plain `bentoml` CLI "
+            "reads BENTOML_HOME itself, so export it there."
         ) from error
     return str(stored.tag), Path(stored.path)
 
@@ -124,3 +126,41 @@ def latest_tag() -> str | None:
     """The champion's tag, or None while the store holds no champion: the newest model not
     labeled challenger or retired (:mod:`churn.registry.roles`)."""
     return champion_tag()
+
+
+class SourceMismatchError(RuntimeError):
+    """The champion was trained on another source than the one this process reads."""
+
+
+def champion_for_source(source: str) -> RegisteredModel | None:
+    """The champion when it was trained on ``source`` (its card's ``lineage.source``), None when
+    the store has no champion; raises :class:`SourceMismatchError` when it has one of another
+    source.
+
+    A ``CHURN_HOME`` switched to another source keeps the old source's champion in its store.
+    Comparing a new model with it (the gate), or new data with its training sample (drift),
+    would silently mix two businesses, so callers that compare refuse with this message.
+    """
+    try:
+        champion = load_model()
+    except ModelNotFoundError:
+        return None
+    trained_on = champion.card.get("lineage", {}).get("source")
+    if not _same_source(trained_on, source):
+        raise SourceMismatchError(
+            f"The champion {champion.tag} was trained on source {trained_on!r}, not on "
+            f"{source!r} (CHURN_SOURCE): refusing to compare across sources. Use one "
+            "CHURN_HOME per source (its store is $CHURN_HOME/bentoml), or set BENTOML_HOME to a "
+            "fresh store for this source."
+        )
+    return champion
+
+
+def _same_source(recorded: str | None, current: str) -> bool:
+    """``synthetic``, or the same YAML file however its path was spelled (a relative path in a
+    card resolves against this process's working directory: best effort)."""
+    if recorded is None or recorded == current:
+        return recorded == current
+    if "synthetic" in (recorded, current):
+        return False
+    return Path(recorded).resolve() == Path(current).resolve()

@@ -12,13 +12,21 @@ events, payments and tickets move forward one calendar month (new ids), then the
 
 Files are written as ``<table>_<YYYY-MM>_<kind>.parquet`` (``*.part`` first, then renamed, so the
 sensor never sees a half-written file). Partitions: the new month's observation date exists only
-when ``CHURN_MONTHS`` is raised by one (see docs/drift-walkthrough.md).
+when ``CHURN_MONTHS`` is raised by one (see docs/drift-walkthrough.md); the command prints the
+value.
+
+Run it again and it writes the month after *that*: months written before, still waiting in
+``incoming/`` or already archived in ``landed/``, count as history (their newest customer
+profiles too). Copying the same month twice would only give rows whose ids staging already
+holds, silently deduplicated away.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -39,6 +47,40 @@ def _source(raw_dir: Path, name: str) -> str:
     return f"read_csv({_q(csv)}, header = true)"
 
 
+def shifted_files(table: str, folders: Sequence[Path]) -> list[Path]:
+    """Files this module wrote for ``table``, in ``incoming/`` (``<table>_<YYYY-MM>_<kind>``) or
+    archived by the sensor in ``landed/`` (``<hash>_<table>_<YYYY-MM>_<kind>``), oldest month
+    first."""
+    found = []
+    for folder in folders:
+        if folder.is_dir():
+            found += folder.glob(f"{table}_????-??_*.parquet")
+            found += folder.glob(f"*_{table}_????-??_*.parquet")
+    return sorted(set(found), key=lambda path: (_month_of(path, table), path.name))
+
+
+def _month_of(path: Path, table: str) -> str:
+    return path.name.split(f"{table}_", 1)[1][:7]
+
+
+def _history(con, raw_dir: Path, name: str, shifted: list[Path]) -> None:
+    """``src_<name>``: the source file and the months shifted before it, with an ``_order``
+    column (0 for the source, then by month) so the newest customer profile can win."""
+    parts = [f"SELECT *, 0 AS _order FROM {_source(raw_dir, name)}"]
+    parts += [
+        f"SELECT *, {i} AS _order FROM read_parquet({_q(path)})"
+        for i, path in enumerate(shifted, start=1)
+    ]
+    con.execute(f"CREATE VIEW src_{name}_all AS {' UNION ALL BY NAME '.join(parts)}")
+    if name == "customers":
+        con.execute(
+            "CREATE VIEW src_customers AS SELECT * EXCLUDE (_order) FROM src_customers_all "
+            "QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY _order DESC) = 1"
+        )
+    else:
+        con.execute(f"CREATE VIEW src_{name} AS SELECT * EXCLUDE (_order) FROM src_{name}_all")
+
+
 def next_month(
     raw_dir: Path,
     out_dir: Path,
@@ -47,14 +89,19 @@ def next_month(
     region: str = "north",
     method: str = "card",
     pct: float = 30.0,
+    history: Sequence[Path] | None = None,
 ) -> list[Path]:
-    """Write the shifted next month into ``out_dir``; return the files written."""
+    """Write the shifted next month into ``out_dir``; return the files written.
+
+    ``history``: folders holding months written before (default: ``out_dir`` and the
+    ``landed/`` folder next to ``raw_dir``, i.e. ``$CHURN_HOME/landed``)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    folders = [out_dir, raw_dir.parent / "landed"] if history is None else list(history)
     out_dir.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
     for name in ("customers", "events", "payments", "tickets", "cancellations"):
-        con.execute(f"CREATE VIEW src_{name} AS SELECT * FROM {_source(raw_dir, name)}")
+        _history(con, raw_dir, name, shifted_files(name, folders))
     end = con.execute(
         "SELECT CAST(date_trunc('month', greatest((SELECT max(CAST(event_time AS TIMESTAMP)) "
         "FROM src_events), (SELECT max(CAST(payment_date AS TIMESTAMP)) FROM src_payments))) "
@@ -125,12 +172,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from churn.settings import load_settings
 
-    raw_dir = args.raw or load_settings().raw_dir
-    for path in next_month(
+    settings = load_settings()
+    raw_dir = args.raw or settings.raw_dir
+    written = next_month(
         raw_dir, args.out, args.kind, region=args.region, method=args.method, pct=args.pct
-    ):
+    )
+    for path in written:
         sys.stdout.write(f"{path}\n")
+    month = date.fromisoformat(_month_of(written[0], "events") + "-01")
+    sys.stderr.write(calendar_hint(month, settings.synthetic.start_date) + "\n")
     return 0
+
+
+def calendar_hint(month: date, start: date) -> str:
+    """Which ``CHURN_MONTHS`` makes the observation date that sees ``month`` a partition."""
+    observed = date(month.year + month.month // 12, month.month % 12 + 1, 1)
+    months = (observed.year - start.year) * 12 + observed.month - start.month
+    return (
+        f"wrote {month:%Y-%m}; the snapshot that sees it is {observed}, a partition once "
+        f"CHURN_MONTHS={months} (with CHURN_START_DATE={start}): restart Dagster "
+        "(or make demo) with it"
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@
 ``model_evaluation`` carries the gate as a blocking check: when it fails, ``champion_model`` does
 not run, so the model store — and the Bento built from it — keep the previous champion. Every
 candidate and the gate's decision land in the ``model_registry`` table either way.
+
+Figures go to the UI as tables where they are tabular (metrics, confusion matrix, calibration
+bins, feature importance): Dagster renders tables inline. The plots are PNG files under
+``reports/model_evaluation/<run id>/`` and also sit in the metadata as markdown images, which the
+UI shows one click away ("[Show Markdown]"): it has no inline image type.
 """
 
 import base64
@@ -14,12 +19,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from churn.ingest.sources import active_source
+from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
+from churn.modeling.card import json_safe
 from churn.settings import load_settings
 from churn.warehouse import transaction
-from churn_assets.defs.features.assets import model_features
-from churn_assets.metadata import markdown_table
+from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -62,8 +67,15 @@ class CandidateConfig(dg.Config):
 class EvaluationConfig(dg.Config):
     auc_floor: float = 0.65
     """The gate refuses a winner whose test AUC is below this."""
-    champion_tolerance: float = 0.01
-    """The gate refuses a winner worse than the champion on the same test rows by more."""
+    champion_tolerance: float = 0.0
+    """Against a champion, the winner must not be significantly worse (paired bootstrap on the
+    same test rows) and its AUC point estimate must not be below the champion's by more than
+    this. 0: not below at all. A positive value lets a slightly lower model through, and the
+    gate's reason then says so (rule ``within_tolerance``)."""
+    bootstrap_samples: int = 1000
+    """Paired bootstrap resamples for the champion comparison."""
+    confidence: float = 0.95
+    """Confidence level of the interval of (winner AUC - champion AUC)."""
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
@@ -91,25 +103,25 @@ def _model_spec_kwargs() -> dict:
 def candidate_models(
     context: dg.AssetExecutionContext, config: CandidateConfig, warehouse: WarehouseResource
 ):
-    from churn.modeling.training import StratifiedOptions, cross_validate, prepare, train_candidates
+    from churn.modeling.training import (
+        StratifiedOptions,
+        cross_validate,
+        prepare,
+        train_candidates,
+    )
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        source, _ = active_source(con)
-        declared = model_features(con)
-    flat = source.flat if source is not None and source.is_flat else None
-    stratified = None
-    if flat is not None and not flat.time_column:
-        stratified = StratifiedOptions(
-            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
-        )
+        shape = resolve_shape(con)
+    row_split = shape.stratified()
+    stratified = StratifiedOptions(*row_split) if row_split is not None else None
     data = prepare(
         frame,
-        [f.name for f in declared],
+        shape.feature_names,
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=0 if flat is not None else load_settings().horizon_days,
-        features=declared,
+        horizon_days=shape.label_days,
+        features=list(shape.features),
         stratified=stratified,
     )
     split_kind = data.window()["kind"]
@@ -122,11 +134,11 @@ def candidate_models(
     models = train_candidates(data, logistic, lightgbm)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
-    rows = [(name, f"{model.fit_seconds:.2f}") for name, model in models.items()]
+    rows = [(name, round(model.fit_seconds, 2)) for name, model in models.items()]
     metadata = {
         "split": dg.MetadataValue.json(data.window()),
         "split_kind": split_kind,
-        "training_seconds": dg.MetadataValue.md(markdown_table(["model", "seconds"], rows)),
+        "training_seconds": table_value(["model", "seconds"], rows),
         "features": len(data.specs),
         "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
         "training_rows": data.train.rows,
@@ -141,7 +153,9 @@ def candidate_models(
             )
         )
         metadata["cv_folds"] = stratified.cv_folds
-    return dg.Output({"data": data, "models": models}, metadata=metadata)
+    return dg.Output(
+        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+    )
 
 
 def _image(png: bytes, title: str) -> str:
@@ -174,7 +188,7 @@ def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
     return images
 
 
-def _metrics_table(evaluation) -> str:
+def _metrics_table(evaluation) -> dg.MetadataValue:
     names = list(evaluation.results)
     keys = list(evaluation.winning.test)
     rows = [
@@ -185,7 +199,32 @@ def _metrics_table(evaluation) -> str:
     rows.insert(
         0, ("validation roc_auc", *[evaluation.results[n].validation["roc_auc"] for n in names])
     )
-    return markdown_table(["metric (test unless noted)", *names], rows)
+    return table_value(["metric (test unless noted)", *names], rows)
+
+
+def _figure_tables(evaluation, data, models) -> dict[str, dg.MetadataValue]:
+    """What the plots show, as tables the UI renders inline: the winner's confusion matrix at
+    its decision threshold, its calibration by quantile bin, and its top features."""
+    from churn.modeling.metrics import calibration_table
+
+    winner = evaluation.winning
+    y = data.test.y == 1
+    predicted = winner.test_scores >= evaluation.thresholds["decision"]
+    confusion = [
+        ("actually stays", int((~y & ~predicted).sum()), int((~y & predicted).sum())),
+        ("actually churns", int((y & ~predicted).sum()), int((y & predicted).sum())),
+    ]
+    bins = calibration_table(data.test.y, winner.test_scores, bins=10, strategy="quantile")
+    importance = models[evaluation.winner].global_importance(data.test.X)
+    ranked = sorted(importance.items(), key=lambda item: -abs(item[1]))[:15]
+    return {
+        "confusion_matrix": table_value(["", "predicted stays", "predicted churns"], confusion),
+        "calibration": table_value(
+            ["mean_predicted", "observed_rate", "rows"],
+            [(b["mean_predicted"], b["observed_rate"], b["rows"]) for b in bins],
+        ),
+        "feature_importance": table_value(["feature", "mean_abs_contribution"], ranked),
+    }
 
 
 def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
@@ -224,7 +263,9 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
             asset="model_evaluation",
             blocking=True,
             description="The winner is promoted only above the AUC floor, below the leakage "
-            "ceiling, and not worse than the champion on the same test rows.",
+            "ceiling, and not worse than the champion on the same test rows: neither "
+            "significantly (paired bootstrap interval of the AUC difference below 0) nor on the "
+            "point estimate (beyond champion_tolerance, default 0).",
         )
     ],
     **_model_spec_kwargs(),
@@ -239,7 +280,7 @@ def model_evaluation(
     import pandas as pd
 
     from churn import registry
-    from churn.modeling.gate import champion_auc_on, decide
+    from churn.modeling.gate import champion_scores_on, compare_with_champion, decide
     from churn.modeling.training import Economics, evaluate_candidates
     from churn.registry import history
 
@@ -253,16 +294,25 @@ def model_evaluation(
         Economics(config.intervention_cost, config.retained_value, config.success_rate),
     )
     champion_tag = registry.latest_tag()
-    champion_auc = None
+    versus = None
     if champion_tag is not None:
         champion = registry.load_model(champion_tag)
-        champion_auc = champion_auc_on(data.test, champion.model, data.specs)
+        champion_scores = champion_scores_on(data.test, champion.model, data.specs)
+        if champion_scores is not None:
+            versus = compare_with_champion(
+                data.test.y,
+                champion_scores,
+                evaluation.winning.test_scores,
+                champion_tag,
+                n_boot=config.bootstrap_samples,
+                confidence=config.confidence,
+            )
     decision = decide(
         evaluation.winning.test["roc_auc"],
         auc_floor=config.auc_floor,
         tolerance=config.champion_tolerance,
         champion_tag=champion_tag,
-        champion_auc=champion_auc,
+        versus=versus,
     )
     context.log.info(f"quality gate: {decision.reason}")
     if data.window()["kind"] == "time" and config.backtest_months > 0:
@@ -277,19 +327,37 @@ def model_evaluation(
         "test_roc_auc": evaluation.winning.test["roc_auc"],
         "oracle_auc": evaluation.oracle_auc if evaluation.oracle_auc is not None else "n/a",
         "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
-        "metrics": dg.MetadataValue.md(_metrics_table(evaluation)),
-        "thresholds": dg.MetadataValue.json(evaluation.thresholds),
+        "metrics": _metrics_table(evaluation),
+        "thresholds": dg.MetadataValue.json(json_safe(evaluation.thresholds)),
         "economics": dg.MetadataValue.json(asdict(evaluation.economics)),
         "decision_threshold": evaluation.thresholds["decision"],
-        "at_decision_threshold": dg.MetadataValue.md(_decision_table(evaluation)),
-        "risk_tier_cuts": dg.MetadataValue.json(list(evaluation.risk_tier_cuts)),
+        "at_decision_threshold": _decision_table(evaluation),
+        "risk_tier_cuts": dg.MetadataValue.json(json_safe(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
+        "gate_rule": decision.rule,
+        "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
-    } | {f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()}
+    }
+    metadata |= _figure_tables(evaluation, data, models)
+    metadata |= {
+        f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
+    }
     if evaluation.backtest:
-        metadata["backtest"] = dg.MetadataValue.md(_backtest_table(evaluation.backtest))
+        metadata["backtest"] = _backtest_table(evaluation.backtest)
     yield dg.Output(
-        {"data": data, "models": models, "evaluation": evaluation, "decision": decision},
+        {
+            "data": data,
+            "models": models,
+            "evaluation": evaluation,
+            "decision": decision,
+            "gate_settings": {
+                "auc_floor": config.auc_floor,
+                "champion_tolerance": config.champion_tolerance,
+                "bootstrap_samples": config.bootstrap_samples,
+                "confidence": config.confidence,
+            },
+            "card_fields": candidate_models.get("card_fields", {}),
+        },
         metadata=metadata,
     )
     yield dg.AssetCheckResult(
@@ -301,20 +369,35 @@ def model_evaluation(
     )
 
 
-def _decision_table(evaluation) -> str:
+def _gate_table(decision) -> dg.MetadataValue:
+    """Winner and champion AUC on the same test rows, the difference and its interval."""
+    if decision.champion_auc is None:
+        return table_value(["winner_auc", "champion"], [(decision.test_auc, "none comparable")])
+    return table_value(
+        ["winner_auc", "champion", "champion_auc", "delta", "ci_low", "ci_high", "confidence"],
+        [
+            (
+                decision.test_auc,
+                decision.champion_tag,
+                decision.champion_auc,
+                decision.auc_delta,
+                decision.ci_low,
+                decision.ci_high,
+                decision.confidence,
+            )
+        ],
+    )
+
+
+def _decision_table(evaluation) -> dg.MetadataValue:
     """Precision and recall where the model draws the line, on validation (where the line was
     chosen) and on test (untouched by the choice)."""
     keys = ["threshold", "contacted", "contacted_share", "precision", "recall"]
     keys.append("expected_value_per_customer")
     blocks = evaluation.decision_metrics
-    return markdown_table(
-        ["block", *keys],
-        [(block, *[_cell(blocks[block].get(key)) for key in keys]) for block in blocks],
+    return table_value(
+        ["block", *keys], [(block, *[blocks[block].get(key) for key in keys]) for block in blocks]
     )
-
-
-def _cell(value):
-    return "n/a" if value is None else value
 
 
 def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
@@ -323,35 +406,35 @@ def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        declared = model_features(con)
+        shape = resolve_shape(con)
     recipe = recipe_of(models[evaluation.winner])
     context.log.info(f"backtest of {recipe.describe()} over {config.backtest_months} months")
     months = backtest(
         frame,
-        declared,
+        list(shape.features),
         recipe,
-        horizon_days=load_settings().horizon_days,
+        horizon_days=shape.label_days,
         months=config.backtest_months,
     )
     return [month.to_dict() for month in months]
 
 
-def _backtest_table(months: list[dict]) -> str:
+def _backtest_table(months: list[dict]) -> dg.MetadataValue:
     keys = ["observation_date", "train_months", "train_rows", "rows", "positives"]
     keys += ["roc_auc", "top_decile_lift", "top_decile_capture"]
-    return markdown_table(keys, [[_cell(month[key]) for key in keys] for month in months])
+    return table_value(keys, [[month[key] for key in keys] for month in months])
 
 
 class ChampionConfig(dg.Config):
     promotion: str = ""
     """``immediate`` (the gated winner becomes the champion) or ``challenger`` (it is saved as the
     challenger, served in shadow/canary, and promoted only on realized results). Empty:
-    ``CHURN_PROMOTION``, default ``immediate``. See ``churn.registry.roles``."""
+    ``CHURN_PROMOTION``, default ``immediate``. See :mod:`churn.registry.policy`."""
 
 
 @dg.asset(
-    description="The gated winner saved to the BentoML model store as churn_model:<version>, "
-    "with its model card and a reference sample of training features for drift.",
+    description="The gated winner saved to the BentoML model store as a new version of "
+    "`churn_model`, with its model card and a reference sample of training features for drift.",
     kinds={"bentoml"},
     pool=WAREHOUSE_POOL,
     **_model_spec_kwargs(),
@@ -376,6 +459,8 @@ def champion_model(
         run_id=context.run_id,
         source=settings.source,
         horizon_days=settings.horizon_days,
+        gate_settings=model_evaluation["gate_settings"],
+        shape_fields=model_evaluation.get("card_fields"),
     )
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0

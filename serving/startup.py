@@ -1,0 +1,55 @@
+"""Loading the packaged models at import, so a damaged one stops ``bentoml serve`` at once.
+
+A truncated or empty ``model.pkl`` used to fail only in the worker's ``__init__``: the worker
+died, BentoML restarted it, and the service crash-looped every 10 s forever while the arbiter
+looked alive. A corrupt ``card.json`` failed at import with a ``JSONDecodeError``, a
+``ValueError``, which BentoML's loader takes for "not a Bento tag" and reports as the unrelated
+``No module named 'churn_service'``. Here both are read when ``serving.service`` is imported
+(by the ``bentoml serve`` process itself, before any worker starts) and any failure becomes a
+:class:`ModelLoadError` naming the tag and the file: the command exits non-zero with that line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from churn import registry
+
+
+class ModelLoadError(RuntimeError):
+    """A packaged model or its card cannot be read. Deliberately not a ``ValueError`` (see the
+    module docstring)."""
+
+
+def checked_card(tag: str, path: Path) -> dict[str, Any]:
+    card_file = path / registry.CARD_FILE
+    try:
+        card = registry.read_card(path)
+    except registry.ModelNotFoundError:
+        raise
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError
+        raise ModelLoadError(
+            f"model {tag}: {card_file} cannot be read ({type(error).__name__}: {error}); "
+            "the model store copy is damaged: re-save the model or serve another tag"
+        ) from None
+    if not isinstance(card, dict) or not isinstance(card.get("feature_schema"), list):
+        raise ModelLoadError(f"model {tag}: {card_file} is not a churn model card")
+    return card
+
+
+def checked_model(tag: str, path: Path) -> registry.RegisteredModel:
+    model_file = path / registry.MODEL_FILE
+    try:
+        loaded = registry.from_path(tag, path)
+    except registry.ModelNotFoundError:
+        raise
+    except Exception as error:  # unpickling raises EOFError, UnpicklingError, ValueError...
+        raise ModelLoadError(
+            f"model {tag}: {model_file} cannot be loaded ({type(error).__name__}: "
+            f"{str(error)[:200]}); the file is truncated or damaged: re-save the model "
+            "or serve another tag"
+        ) from None
+    if not hasattr(loaded.model, "specs"):
+        raise ModelLoadError(f"model {tag}: {model_file} holds no churn model")
+    return loaded
