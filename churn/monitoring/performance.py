@@ -135,8 +135,6 @@ def stored_scores_realized(con: duckdb.DuckDBPyConnection) -> list[StoredScoresM
     of all churners it held (capture); also precision and recall of the ``churn_label = 1``
     contacts. Months whose labels have not matured are left out.
     """
-    from churn.warehouse import table_exists
-
     if not table_exists(con, "customer_scores"):
         return []
     rows = con.execute(

@@ -204,12 +204,12 @@ def _metrics_table(evaluation) -> dg.MetadataValue:
 
 def _figure_tables(evaluation, data, models) -> dict[str, dg.MetadataValue]:
     """What the plots show, as tables the UI renders inline: the winner's confusion matrix at
-    the default threshold, its calibration by quantile bin, and its top features."""
+    its decision threshold, its calibration by quantile bin, and its top features."""
     from churn.modeling.metrics import calibration_table
 
     winner = evaluation.winning
     y = data.test.y == 1
-    predicted = winner.test_scores >= evaluation.thresholds["default"]
+    predicted = winner.test_scores >= evaluation.thresholds["decision"]
     confusion = [
         ("actually stays", int((~y & ~predicted).sum()), int((~y & predicted).sum())),
         ("actually churns", int((y & ~predicted).sum()), int((y & predicted).sum())),
@@ -334,7 +334,7 @@ def model_evaluation(
         "thresholds": dg.MetadataValue.json(json_safe(evaluation.thresholds)),
         "economics": dg.MetadataValue.json(asdict(evaluation.economics)),
         "decision_threshold": evaluation.thresholds["decision"],
-        "at_decision_threshold": dg.MetadataValue.md(_decision_table(evaluation)),
+        "at_decision_threshold": _decision_table(evaluation),
         "risk_tier_cuts": dg.MetadataValue.json(json_safe(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
         "gate_rule": decision.rule,
@@ -346,7 +346,7 @@ def model_evaluation(
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
     }
     if evaluation.backtest:
-        metadata["backtest"] = dg.MetadataValue.md(_backtest_table(evaluation.backtest))
+        metadata["backtest"] = _backtest_table(evaluation.backtest)
     yield dg.Output(
         {
             "data": data,
@@ -392,20 +392,15 @@ def _gate_table(decision) -> dg.MetadataValue:
     )
 
 
-def _decision_table(evaluation) -> str:
+def _decision_table(evaluation) -> dg.MetadataValue:
     """Precision and recall where the model draws the line, on validation (where the line was
     chosen) and on test (untouched by the choice)."""
     keys = ["threshold", "contacted", "contacted_share", "precision", "recall"]
     keys.append("expected_value_per_customer")
     blocks = evaluation.decision_metrics
-    return markdown_table(
-        ["block", *keys],
-        [(block, *[_cell(blocks[block].get(key)) for key in keys]) for block in blocks],
+    return table_value(
+        ["block", *keys], [(block, *[blocks[block].get(key) for key in keys]) for block in blocks]
     )
-
-
-def _cell(value):
-    return "n/a" if value is None else value
 
 
 def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
@@ -427,10 +422,10 @@ def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
     return [month.to_dict() for month in months]
 
 
-def _backtest_table(months: list[dict]) -> str:
+def _backtest_table(months: list[dict]) -> dg.MetadataValue:
     keys = ["observation_date", "train_months", "train_rows", "rows", "positives"]
     keys += ["roc_auc", "top_decile_lift", "top_decile_capture"]
-    return markdown_table(keys, [[_cell(month[key]) for key in keys] for month in months])
+    return table_value(keys, [[month[key] for key in keys] for month in months])
 
 
 class ChampionConfig(dg.Config):

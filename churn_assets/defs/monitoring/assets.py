@@ -22,7 +22,7 @@ from churn.modeling.card import json_safe
 from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn.settings import load_settings
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
-from churn_assets.metadata import markdown_table, table_value
+from churn_assets.metadata import table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -325,16 +325,14 @@ def _stored_scores_metadata(months, champion) -> dict:
     columns = ["observation_date", "model_version", "window", "rows", "positives", "roc_auc"]
     columns += ["top_decile_lift", "top_decile_capture", "contacted", "precision_at_threshold"]
     columns.append("recall_at_threshold")
-    table = markdown_table(
-        columns, [["n/a" if row[c] is None else row[c] for c in columns] for row in rows]
-    )
+    table = table_value(columns, [[row[c] for c in columns] for row in rows])
     from churn.modeling.plots import backtest_plot
 
     png = backtest_plot(rows, title="customer_scores: realized quality per month")
     image = base64.b64encode(png).decode()
     return {
-        "customer_scores_realized": dg.MetadataValue.md(table),
-        "customer_scores_realized_results": dg.MetadataValue.json(rows),
+        "customer_scores_realized": table,
+        "customer_scores_realized_results": dg.MetadataValue.json(json_safe(rows)),
         "plot_customer_scores_realized": dg.MetadataValue.md(
             f"**stored scores, realized**\n\n![realized](data:image/png;base64,{image})"
         ),
