@@ -111,7 +111,7 @@ def free_port() -> int:
 
 
 KEY = "http-test-key"
-STARTUP_SECONDS = 120
+STARTUP_SECONDS = 300
 
 
 @dataclass
