@@ -95,8 +95,8 @@ def build_bento(model_tag: str, version: str, challenger_tag: str | None = None)
     kinds={"bentoml"},
     owners=["team:ml-platform"],
     backfill_policy=SINGLE_RUN,
-    description="The champion and the scoring service built into the Bento "
-    "churn_service:<model version> (bentofile.yaml); serve it with "
+    description="The champion and the scoring service built into a Bento named churn_service, "
+    "versioned like the model (bentofile.yaml); serve it with "
     "`bentoml serve churn_service:latest`.",
 )
 def churn_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
