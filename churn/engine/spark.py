@@ -5,7 +5,7 @@ monitoring read it unchanged), and Parquet is the format both engines read and w
 Per query:
 
 1. every relation the query reads is exported from the warehouse to
-   ``<lake>/_exchange/<table>/<relation>.parquet`` (DuckDB ``COPY``), and registered in Spark as
+   ``<lake>/exchange/<table>/in_<relation>.parquet`` (DuckDB ``COPY``), and registered in Spark as
    a temp view of the same name;
 2. the query, transpiled by :func:`churn.engine.dialect.to_spark`, runs on Spark with the
    parameters bound by name;
@@ -119,7 +119,8 @@ class SparkEngine:
     def export(self, con: duckdb.DuckDBPyConnection, relation: str, folder: Path) -> Path:
         """One warehouse relation as a Parquet file Spark reads."""
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{relation}.parquet"
+        # Hadoop skips files whose name starts with "_" or ".", as temp views' names may.
+        path = folder / f"in_{relation}.parquet"
         con.execute(
             f"COPY (SELECT * FROM {quote_identifier(relation)}) "
             f"TO {quote_literal(str(path))} (FORMAT parquet)"
@@ -128,7 +129,7 @@ class SparkEngine:
 
     def run(self, con: duckdb.DuckDBPyConnection, sql: str, params: Params, exchange: str):
         """The query as a Spark DataFrame, its inputs exported from ``con`` first."""
-        folder = self.lake / "_exchange" / exchange
+        folder = self.lake / "exchange" / exchange
         if folder.exists():
             shutil.rmtree(folder)
         spark = self.session

@@ -26,7 +26,7 @@ from churn.settings import load_settings
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, observation_partitions
-from churn_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from churn_assets.resources import WAREHOUSE_POOL, EngineResource, WarehouseResource
 
 PARTITIONS = observation_partitions(load_settings())
 
@@ -89,11 +89,19 @@ def _partitioned_spec_kwargs(group: str = "features") -> dict:
     description="One row per customer active at each monthly observation date.",
     **_partitioned_spec_kwargs(),
 )
-def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def customer_snapshots(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+):
     start, end = _window(context)
+    compute = engine.engine()
     with warehouse.connect(context) as con:
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _new_snapshots AS {_snapshot_sql(con)}", [start, end]
+        compute.compute(
+            con,
+            "_new_snapshots",
+            _snapshot_sql(con),
+            [start, end],
+            table="customer_snapshots",
+            window=(start, end),
         )
         _replace_window(con, "customer_snapshots", "_new_snapshots", start, end)
         per_date = _rows_per_date(con, "customer_snapshots", start, end)
@@ -102,7 +110,10 @@ def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         )
     return dg.MaterializeResult(
         metadata=metadata
-        | {"active_customers_per_date": dg.MetadataValue.md(_per_date_table(per_date))}
+        | {
+            "active_customers_per_date": dg.MetadataValue.md(_per_date_table(per_date)),
+            "engine": compute.name,
+        }
     )
 
 
@@ -165,9 +176,13 @@ class FeatureCheckConfig(dg.Config):
     **_partitioned_spec_kwargs(),
 )
 def customer_features(
-    context: dg.AssetExecutionContext, config: FeatureCheckConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: FeatureCheckConfig,
+    warehouse: WarehouseResource,
+    engine: EngineResource,
 ):
     start, end = _window(context)
+    compute = engine.engine()
     with warehouse.connect(context) as con:
         con.execute(
             "CREATE OR REPLACE TEMP VIEW _window_snapshots AS SELECT * FROM customer_snapshots "
@@ -184,7 +199,7 @@ def customer_features(
             sql = feature_sql(SourceTables(snapshots="_window_snapshots"))
             if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *FEATURE_NAMES]):
                 con.execute("DROP TABLE IF EXISTS customer_features")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_features AS {sql}")
+        compute.compute(con, "_new_features", sql, table="customer_features", window=(start, end))
         _replace_window(con, "customer_features", "_new_features", start, end)
         features = _rows_per_date(con, "customer_features", start, end)
         descriptions = KEY_DESCRIPTIONS | {f.name: f.description for f in declared}
@@ -204,6 +219,7 @@ def customer_features(
             if is_flat
             else "declared in churn.features (point-in-time SQL over the event tables)",
             "rows_per_date": dg.MetadataValue.md(_per_date_table(features)),
+            "engine": compute.name,
         }
     )
     yield from checks
@@ -331,8 +347,11 @@ def _feature_checks(
     ],
     **_partitioned_spec_kwargs(),
 )
-def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def churn_labels(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+):
     start, end = _window(context)
+    compute = engine.engine()
     horizon = load_settings().horizon_days
     with warehouse.connect(context) as con:
         end_of_data = data_end(con)
@@ -342,9 +361,13 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
                 {"start": start, "end": end},
             )
         else:
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _new_labels AS {labels_sql()}",
+            compute.compute(
+                con,
+                "_new_labels",
+                labels_sql(),
                 {"horizon": horizon, "data_end": end_of_data, "start": start, "end": end},
+                table="churn_labels",
+                window=(start, end),
             )
         _replace_window(con, "churn_labels", "_new_labels", start, end)
         rates = con.execute(
@@ -366,6 +389,7 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             "horizon_days": horizon,
             "data_end": str(end_of_data),
             "label_rate_per_month": dg.MetadataValue.md(table),
+            "engine": compute.name,
         }
     )
     yield dg.AssetCheckResult(
