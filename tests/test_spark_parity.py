@@ -8,7 +8,8 @@ three tables is compared: keys, integers, strings, dates and booleans exactly, D
 relative 1e-9 (in practice they are bit-identical: the blocking leakage check, which recomputes a
 sample on DuckDB and compares with ``EXCEPT``, passes on the Spark-computed features).
 
-One Spark session serves the whole module; the data is small (a few hundred customers, three
+A minimal purchase log runs the generated event-feature family the same way. One Spark session
+serves the whole module; the data is small (a few hundred customers, three
 months) because Spark's fixed cost per query, not the data, dominates here.
 """
 
@@ -25,6 +26,7 @@ import pytest
 
 from churn.engine import engine_config_from_env
 from churn.engine.dialect import referenced_tables, to_spark
+from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, stop_sessions
 from churn.features import FEATURE_NAMES
 from churn.ingest.landing import find_source_file, land_file
@@ -76,20 +78,24 @@ def _materialize(home: Path, engine: str) -> dg.ExecuteInProcessResult:
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_spark_session():
+    """Every test of the module shares the process's session; it stops with the module."""
+    yield
+    stop_sessions()
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[Path, dg.ExecuteInProcessResult]]:
     root = tmp_path_factory.mktemp("spark-parity")
     staged = _stage(root / "source")
     found = {}
-    try:
-        for engine in ("duckdb", "spark"):
-            home = root / engine
-            home.mkdir()
-            shutil.copy(staged, home / "warehouse.duckdb")
-            found[engine] = (home, _materialize(home, engine))
-        yield found
-    finally:
-        stop_sessions()
+    for engine in ("duckdb", "spark"):
+        home = root / engine
+        home.mkdir()
+        shutil.copy(staged, home / "warehouse.duckdb")
+        found[engine] = (home, _materialize(home, engine))
+    return found
 
 
 def _rows(home: Path, table: str) -> tuple[list[tuple], list[tuple[str, str]]]:
@@ -112,6 +118,16 @@ def _same(left, right, kind: str) -> bool:
     return left == right
 
 
+def _differing(expected: list[tuple], actual: list[tuple], schema: list[tuple[str, str]]):
+    """(column, key, expected, actual) of every value that differs beyond the tolerance."""
+    return [
+        (schema[i][0], e[:2], e[i], a[i])
+        for e, a in zip(expected, actual, strict=True)
+        for i, (_, kind) in enumerate(schema)
+        if not _same(e[i], a[i], kind)
+    ]
+
+
 @pytest.mark.parametrize("table", list(TABLES))
 def test_spark_rows_equal_duckdb_rows(runs, table):
     duck_rows, duck_schema = _rows(runs["duckdb"][0], table)
@@ -119,13 +135,7 @@ def test_spark_rows_equal_duckdb_rows(runs, table):
     assert spark_schema == duck_schema
     assert len(duck_rows) > 500 and len(spark_rows) == len(duck_rows)
     assert len(duck_schema) == 2 + TABLES[table]
-    kinds = [kind for _, kind in duck_schema]
-    differing = [
-        (duck_schema[i][0], d[:2], d[i], s[i])
-        for d, s in zip(duck_rows, spark_rows, strict=True)
-        for i, kind in enumerate(kinds)
-        if not _same(d[i], s[i], kind)
-    ]
+    differing = _differing(duck_rows, spark_rows, duck_schema)
     assert not differing, f"{len(differing)} values differ, e.g. {differing[:5]}"
     dates = {row[1] for row in duck_rows}
     assert dates == {date(2025, 5, 1), date(2025, 6, 1), date(2025, 7, 1)}
@@ -179,7 +189,7 @@ FROM edge_cases
 """
 
 
-def test_dialect_keeps_duckdb_calendar_and_arithmetic(runs, tmp_path):
+def test_dialect_keeps_duckdb_calendar_and_arithmetic(tmp_path):
     """The constructs whose Spark translation would change values: calendar differences count
     boundaries, month arithmetic clamps to the month's end, decimal literals divide as DOUBLE."""
     con = duckdb.connect()
@@ -198,6 +208,68 @@ def test_dialect_keeps_duckdb_calendar_and_arithmetic(runs, tmp_path):
     actual = [tuple(r) for r in engine.run(con, EDGE_SQL, None, "edge").orderBy("id").collect()]
     assert actual == expected
     assert expected[0][1:3] == (1, 1)  # one boundary crossed, though only a day passed
+
+
+PURCHASE_LOG = """
+CREATE TABLE log_events AS
+SELECT 'u' || (i % 150) AS customer_id,
+    TIMESTAMP '2024-01-01' + to_seconds(CAST(hash(i, 't') % (120 * 86400) AS BIGINT)) AS event_time,
+    ['view', 'add_to_cart', 'purchase', 'view', 'refund'][1 + CAST(hash(i, 'e') % 5 AS BIGINT)]
+        AS event_type,
+    'u' || (i % 150) || '_' || CAST(hash(i, 's') % 40 AS BIGINT) AS session_id,
+    CASE WHEN hash(i, 'a') % 3 = 0 THEN NULL ELSE CAST(hash(i, 'a') % 10000 AS DOUBLE) / 100 END
+        AS amount
+FROM range(12000) t(i);
+CREATE TABLE log_customers AS
+SELECT 'u' || i AS customer_id,
+    CASE WHEN i % 4 = 0 THEN NULL ELSE DATE '2023-12-01' + CAST(i % 30 AS INTEGER) END
+        AS signup_date,
+    ['free', 'paid'][1 + CAST(i % 2 AS BIGINT)] AS plan
+FROM range(160) t(i);
+CREATE TABLE log_snapshots AS
+SELECT DISTINCT e.customer_id, d.observation_date
+FROM log_events e, (VALUES (DATE '2024-03-01'), (DATE '2024-04-01')) d(observation_date)
+WHERE e.event_time < d.observation_date;
+"""
+
+
+def test_generated_event_features_equal_on_spark(tmp_path):
+    """The generated family of an event log (a purchase log: its own vocabulary, a measure
+    with NULLs, sessions, a profile column, customers without signup) on both engines."""
+    events = pytest.importorskip("churn.features.events", reason="arrives with events-core")
+    from churn.features import SourceTables
+
+    con = duckdb.connect()
+    con.execute(PURCHASE_LOG)
+    spec = events.EventFeatureSpec(
+        event_types=("view", "purchase", "add_to_cart"),
+        other_types=True,
+        measures=("amount",),
+        has_sessions=True,
+        profile=(("plan", "categorical", "VARCHAR"),),
+    )
+    events.write_vocabulary(con, spec, "log_vocabulary")
+    sql = events.feature_sql(
+        spec,
+        SourceTables(
+            snapshots="log_snapshots",
+            customers="log_customers",
+            events="log_events",
+            vocabulary="log_vocabulary",
+        ),
+    )
+    window = ("2024-03-01", "2024-05-01")
+    DuckDBEngine().compute(con, "on_duckdb", sql, table="generated", window=window)
+    SparkEngine(tmp_path / "lake").compute(con, "on_spark", sql, table="generated", window=window)
+    schema = [(n, k) for n, k, *_ in con.execute("DESCRIBE on_duckdb").fetchall()]
+    assert [(n, k) for n, k, *_ in con.execute("DESCRIBE on_spark").fetchall()] == schema
+    assert len(schema) == 2 + len(events.features(spec))
+    order = " ORDER BY observation_date, customer_id"
+    expected = con.execute(f"SELECT * FROM on_duckdb{order}").fetchall()
+    actual = con.execute(f"SELECT * FROM on_spark{order}").fetchall()
+    assert len(expected) > 200 and len(actual) == len(expected)
+    differing = _differing(expected, actual, schema)
+    assert not differing, f"{len(differing)} values differ, e.g. {differing[:5]}"
 
 
 def test_referenced_tables_are_what_spark_must_receive():
