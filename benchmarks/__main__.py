@@ -2,13 +2,17 @@
 
 1. ``make pipeline`` end to end on the default synthetic data, into a temporary home (its step
    times give training, the drift report and the default-size feature build). The Bento it
-   builds is the one the serving benchmarks serve.
+   builds is the one the serving benchmarks serve. Then the same full materialization launched
+   the way the UI does it (``dagster dev`` + the backfill mutation), into another home.
 2. Generator rows/s; the customer_features SQL at 10k and 100k customers x 12 months, with and
-   without its leakage check.
+   without its leakage check; the generated event-log features over a minimal purchase log of
+   100k customers x 12 months (~5M events).
 3. The feature SQL on DuckDB and on local Spark (``benchmarks/engines.py``): a minimal source
    at 10k and 100k customers x 12 months, the same SQL on both engines, rows compared.
 4. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
    at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
+5. Offline scoring: ``customer_scores``' code path over 100k customers with reasons
+   (``benchmarks/batch_scoring.py``), and its ratio to ``/score_batch`` rows/s.
 
 Durations: ``BENCH_SECONDS`` (default 20) of load per system and concurrency, cut into
 ``BENCH_SLICES`` (default 4) slices that alternate between the systems. ``--quick`` runs 4 s in
@@ -46,6 +50,7 @@ TARGETS = {
     "events_p50_ms": 10.0,
     "features_100k_seconds": 60.0,
     "make_pipeline_seconds": 180.0,
+    "scores_100k_seconds": 10.0,
 }
 
 
@@ -55,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--home", type=Path, default=None, help="benchmark home to (re)use")
     parser.add_argument("--skip-pipeline", action="store_true", help="no generator/feature runs")
     parser.add_argument("--skip-serving", action="store_true")
+    parser.add_argument("--skip-ui", action="store_true", help="no UI-launched pipeline run")
+    parser.add_argument("--skip-scores", action="store_true", help="no offline scoring run")
     parser.add_argument("--skip-engines", action="store_true", help="no DuckDB vs Spark run")
     parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
@@ -119,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _say(f"reusing {bento} in {home}: make pipeline not re-run")
         results["bento"] = bento
+        if not args.skip_ui:
+            _say("the full pipeline launched as the UI does (dagster dev + backfill) ...")
+            results["ui_run"] = _guarded(results, "ui_run", pipeline.ui_run, scratch / "ui-home")
         if not args.skip_pipeline:
             _say(f"generator: {generator_size:,} customers x 12 months ...")
             results["generator"] = _guarded(
@@ -132,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if figures:
                     results["features"][str(size)] = figures
+            size = feature_sizes[-1]
+            _say(f"event-log features: {size:,} customers x 12 months of purchases ...")
+            results["event_log_features"] = _guarded(
+                results, "event_log_features", pipeline.event_log_features, size, 12, scratch
+            )
         if not args.skip_engines:
             results["engines"] = []
             for size in [10_000] if args.quick else [10_000, 100_000]:
@@ -157,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
             results["shadow_cost"] = _guarded(
                 results, "shadow_cost", _shadow_cost, env, seconds / slices, slices
             )
+        if not args.skip_scores:
+            rows = 20_000 if args.quick else 100_000
+            _say(f"offline scoring: customer_scores' path over {rows:,} rows ...")
+            results["batch_scoring"] = _guarded(
+                results, "batch_scoring", _batch_scoring, env, rows, 1 if args.quick else 3
+            )
     finally:
         results["load_average_at_end"] = list(os.getloadavg())
         results["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 1)
@@ -181,6 +202,18 @@ def _shadow_cost(env: dict[str, str], seconds: float, rounds: int) -> dict:
         command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     return json.loads(out.stdout[out.stdout.index("{") :])  # the JSON follows any chatter
+
+
+def _batch_scoring(env: dict[str, str], rows: int, repeats: int) -> dict:
+    """benchmarks/batch_scoring.py in the benchmark home (its store and warehouse)."""
+    import subprocess
+
+    command = [sys.executable, "-m", "benchmarks.batch_scoring", "--rows", str(rows)]
+    command += ["--repeats", str(repeats)]
+    out = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout[out.stdout.index("{") :])
 
 
 def _guarded(results: dict, name: str, function, *args):
@@ -264,6 +297,14 @@ def render(results: dict) -> str:
         for step in ("raw_tables", "customer_features", "candidate_models", "drift_report"):
             if step in make["steps"]:
                 add(f"{'  step ' + step + ' (s)':52} {make['steps'][step]:>12.1f}")
+    ui = results.get("ui_run")
+    if ui:
+        add(f"{'UI-launched full run, default data (s)':52} {ui['seconds']:>12.1f}")
+        label = f"  its {ui['runs']} runs, start to end (s)"
+        add(f"{label:52} {ui['run_seconds']:>12.1f}")
+        add(f"{'  executor':52} {ui['executor']:>12}")
+        if make:
+            add(f"{'  / make pipeline (x)':52} {ui['seconds'] / make['seconds']:>12.2f}")
     generator = results.get("generator")
     if generator:
         label = f"generator rows/s ({generator['customers']:,} customers x 12 months)"
@@ -287,6 +328,34 @@ def render(results: dict) -> str:
     if results.get("engines"):
         add("\nfeature SQL, DuckDB vs local Spark (minimal source, same SQL; seconds)")
         add(engines.render(results["engines"]))
+    log = results.get("event_log_features")
+    if log:
+        label = f"event-log features {log['customers']:,} x 12: SQL only (s)"
+        if log["customers"] == 100_000:
+            add(_row(label, log["feature_sql_seconds"], TARGETS["features_100k_seconds"], False))
+        else:
+            add(f"{label:52} {log['feature_sql_seconds']:>12.1f}")
+        add(
+            f"{'  events / snapshot rows / features':52} {log['events']:>12,} "
+            f"{log['snapshot_rows']:>10,} {log['features']:>4}"
+        )
+        add(f"{'  + leakage check, 3 dates (s)':52} {log['leakage_check_seconds_3_dates']:>12.1f}")
+    scores = results.get("batch_scoring")
+    if scores:
+        label = f"customer_scores path, {scores['rows']:,} rows with reasons (s)"
+        target = TARGETS["scores_100k_seconds"] * scores["rows"] / 100_000
+        add(_row(label, scores["score_frame_seconds"], target, False))
+        add(f"{'  rows/s':52} {scores['score_frame_rows_per_second']:>12,}")
+        add(f"{'  CPU time of this process (s)':52} {scores['score_frame_cpu_seconds']:>12.2f}")
+        add(f"{'  + write into DuckDB (s)':52} {scores['score_frame_and_write_seconds']:>12.2f}")
+        add(
+            f"{'  vs Scorer.score in 1000-row batches (x)':52} "
+            f"{scores['offline_over_in_process_batches']:>12.2f}"
+        )
+        batch = (serving_results or {}).get("score_batch", {}).get("bento")
+        if batch:
+            ratio = scores["score_frame_rows_per_second"] / batch["rows_per_second"]
+            add(f"{'  vs /score_batch Bento rows/s (x)':52} {ratio:>12.2f}")
     shadow = results.get("shadow_cost")
     if shadow:
         add(f"\nshadow mode cost on /score (challenger: {shadow['challenger_from']})")

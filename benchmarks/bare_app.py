@@ -3,7 +3,7 @@ Starlette + uvicorn (one worker).
 
 Per request it does exactly the service's application work minus the framework: parse and
 validate the body with the service's own pydantic model (``serving.schemas``), score with
-``serving.scoring.Scorer`` (one model call, reasons, tiers), and write JSON (a batch with
+``churn.scoring.scorer.Scorer`` (one model call, reasons, tiers), and write JSON (a batch with
 pydantic-core's serializer, like the service). It does not write
 prediction logs (the Bento does), so it is the strict reference for the 0.5x target.
 
@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from benchmarks.apps import load_champion, serve
-from serving.scoring import Scorer
+from churn.scoring.scorer import Scorer
 
 LOADED, SCHEMAS = load_champion()
 SCORER = Scorer(LOADED.model, LOADED.card, LOADED.version)

@@ -112,16 +112,12 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
     import duckdb
 
-    from churn.features import SourceTables, feature_sql
-    from churn.features.leakage import leakage_differences
+    from churn.features.shape import resolve_shape
     from churn.settings import load_settings
     from churn_assets.partitions import partition_range_argument
-    from churn_assets.pipeline import IN_PROCESS
 
     home = workdir / f"features-{customers}"
     env = home_env(home, CHURN_CUSTOMERS=str(customers), CHURN_MONTHS=str(months))
-    import json
-
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "asset",
@@ -134,8 +130,6 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         partition_range_argument(load_settings(env)),
         "-m",
         "churn_assets.definitions",
-        "--config-json",
-        json.dumps(IN_PROCESS),
     ]
     materialize_error = None
     try:
@@ -155,13 +149,15 @@ def features(customers: int, months: int, workdir: Path) -> dict:
                 "SELECT DISTINCT observation_date FROM customer_features ORDER BY 1"
             ).fetchall()
         ]
+        shape = resolve_shape(con)
         started = time.perf_counter()
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _bench_features AS {feature_sql(SourceTables())}"
+            "CREATE OR REPLACE TEMP TABLE _bench_features AS "
+            + shape.feature_sql("customer_snapshots")
         )
         sql_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        leaking = sum(leakage_differences(con, d, sample_size=300) for d in dates)
+        leaking = sum(shape.leakage_differences(con, d, 300) for d in dates)
         leakage_seconds = time.perf_counter() - started
     finally:
         con.close()
@@ -177,4 +173,289 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "upstream_materialize_seconds": round(seconds, 1),
         "materialize_error": materialize_error,
         "steps": steps,
+    }
+
+
+BACKFILL_MUTATION = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on InvalidStepError { invalidStepKey }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+  runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]}) {
+    ... on Runs { results { runId status startTime endTime } }
+  }
+}
+"""
+BACKFILL_DONE = {"COMPLETED", "COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"}
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        url,
+        json.dumps({"query": query, "variables": variables or {}}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.loads(response.read())
+    if answer.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+def ui_run(home: Path, timeout: float = 1800.0, **extra: str) -> dict:
+    """A full materialization launched the way the UI's "Materialize all" button does it.
+
+    ``dagster dev`` (webserver + daemon) on a free loopback port against ``home``; then the
+    ``launchPartitionBackfill`` mutation for every asset over all partitions (the backfill
+    dialog's request), polled until the backfill is done. ``seconds`` runs from the launch to
+    the backfill's end, so it includes the daemon's hand-off and run queueing; ``run_seconds``
+    is the runs' own start-to-end time, where the executor choice shows. ``extra`` are
+    environment variables for the run (e.g. ``CHURN_CUSTOMERS`` for a smaller source).
+    """
+    from benchmarks.servers import free_port
+
+    env = home_env(home, **extra)
+    port = free_port()
+    log = home / "dagster_dev.log"
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-m"]
+    command += ["churn_assets.definitions", "-h", "127.0.0.1", "-p", str(port)]
+    url = f"http://127.0.0.1:{port}/graphql"
+    with log.open("wb") as handle:
+        server = subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        _wait_for_webserver(url, server, log)
+        keys = [
+            node["assetKey"] for node in _graphql(url, "{assetNodes{assetKey{path}}}")["assetNodes"]
+        ]
+        started = time.perf_counter()
+        launched = _graphql(
+            url,
+            BACKFILL_MUTATION,
+            {"params": {"assetSelection": keys, "allPartitions": True}},
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        backfill = launched["backfillId"]
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = _graphql(url, BACKFILL_STATUS, {"id": backfill})
+            status = answer["partitionBackfillOrError"].get("status")
+            if status in BACKFILL_DONE:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backfill {backfill} still {status} after {timeout:.0f} s")
+            time.sleep(1.0)
+        seconds = time.perf_counter() - started
+        runs = answer["runsOrError"]["results"]
+    finally:
+        _stop_group(server)
+    if status != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill {backfill} ended {status}; see {log}")
+    return {
+        "command": "dagster " + " ".join(command[1:4]) + " + launchPartitionBackfill(all assets)",
+        "executor": _default_executor(env),
+        "seconds": round(seconds, 1),
+        "runs": len(runs),
+        "run_seconds": round(sum((r["endTime"] or 0) - (r["startTime"] or 0) for r in runs), 1),
+    }
+
+
+def _default_executor(env: dict[str, str]) -> str:
+    code = (
+        "from churn_assets.definitions import defs; "
+        "print(defs.executor.name if defs.executor else 'multi_or_in_process_executor')"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True
+    )
+    return out.stdout.strip().splitlines()[-1] if out.returncode == 0 else "unknown"
+
+
+def _wait_for_webserver(url: str, server: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            _graphql(url, "{version}")
+            return
+        except OSError:
+            if server.poll() is not None:
+                raise RuntimeError(f"dagster dev exited; see {log}") from None
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dagster dev not ready after 180 s; see {log}") from None
+            time.sleep(1.0)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """SIGINT first: ``dagster dev`` then stops its webserver, daemon and code server."""
+    import signal
+
+    if process.poll() is not None:
+        return
+    group = os.getpgid(process.pid)
+    os.killpg(group, signal.SIGINT)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(group, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def _purchase_log(path: Path, customers: int, months: int, seed: int = 11) -> int:
+    """A minimal purchase log (customer, day, quantity, amount) as Parquet: each customer
+    buys at their own rate from signup until they quietly stop. ~5M rows at 100k x 12."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    days = 30 * (months + 6)  # history before the first observation date and after the last
+    signup = rng.integers(0, days - 30, customers)
+    life = np.minimum(rng.exponential(400, customers).astype(int) + 30, days - signup)
+    rate = rng.lognormal(np.log(1 / 5), 0.6, customers)  # purchases per day
+    counts = rng.poisson(rate * life)
+    owner = np.repeat(np.arange(customers), counts)
+    day = signup[owner] + (rng.random(owner.size) * life[owner]).astype(int)
+    start = np.datetime64("2024-01-01")
+    quantity = rng.integers(1, 5, owner.size)
+    table = pa.table(
+        {
+            "cust": pc.binary_join_element_wise("C", pc.cast(pa.array(owner), pa.string()), ""),
+            "bought_on": pa.array(start + day.astype("timedelta64[D]")),
+            "quantity": pa.array(quantity),
+            "amount": pa.array(np.round(quantity * rng.choice([4.5, 9.99, 25.0], owner.size), 2)),
+        }
+    )
+    pq.write_table(table, path)
+    return table.num_rows
+
+
+def event_log_features(customers: int, months: int, workdir: Path) -> dict:
+    """The generated event-feature SQL (churn.features.events) over a minimal purchase log:
+    land and stage it with the real functions, observe by 90-day inactivity, then time the
+    feature SQL alone over every snapshot, and the leakage check on three dates."""
+    import duckdb
+
+    from churn.features.shape import SourceShape, build_event_spec, save_spec
+    from churn.ingest.eventlog import (
+        land_event_log_table,
+        stage_cancellations,
+        stage_customers,
+        stage_events,
+        staged_measures,
+    )
+    from churn.ingest.schema import RAW_TABLES
+    from churn.ingest.sources import parse_source
+    from churn.ingest.staging import stage_table
+
+    folder = workdir / f"purchases-{customers}"
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows = _purchase_log(folder / "purchases.parquet", customers, months)
+    generate_seconds = time.perf_counter() - started
+    first = date(2024, 4, 1)
+    last = date(2024 + (3 + months - 1) // 12, (3 + months - 1) % 12 + 1, 1)
+    source = parse_source(
+        {
+            "shape": "events",
+            "name": "purchases",
+            "observation": {"start": first.isoformat(), "end": last.isoformat()},
+            "churn": {"inactive_days": 90},
+            "tables": {
+                "events": {
+                    "path": "purchases.parquet",
+                    "columns": {"customer_id": "cust", "event_time": "bought_on"},
+                    "measures": ["quantity", "amount"],
+                }
+            },
+        },
+        folder / "source.yaml",
+    )
+    con = duckdb.connect(str(folder / "warehouse.duckdb"))
+    con.execute("SET enable_progress_bar = false")
+    try:
+        started = time.perf_counter()
+        for table in RAW_TABLES:
+            land_event_log_table(con, source, table)
+        land_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        stage_events(con, source)
+        for table in RAW_TABLES:  # the tables a purchase log does not have, staged empty
+            if table.name == "customers":
+                stage_customers(con, source)
+            elif table.name == "cancellations":
+                stage_cancellations(con, source)
+            elif table.name != "events":
+                stage_table(con, table)
+        stage_seconds = time.perf_counter() - started
+        spec = build_event_spec(
+            con,
+            source,
+            last_observation_date=last,
+            horizon_days=30,
+            measures=tuple(staged_measures(source.tables["events"].measures)),
+        )
+        save_spec(con, spec)
+        shape = SourceShape("events", source, (), spec=spec)
+        after_last = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+        sql, params = shape.snapshots_query(first.isoformat(), after_last.isoformat())
+        started = time.perf_counter()
+        con.execute(f"CREATE OR REPLACE TABLE customer_snapshots AS {sql}", params)
+        snapshot_seconds = time.perf_counter() - started
+        snapshot_rows = con.execute("SELECT count(*) FROM customer_snapshots").fetchone()[0]
+        started = time.perf_counter()
+        con.execute(
+            "CREATE OR REPLACE TABLE customer_features AS "
+            + shape.feature_sql("customer_snapshots")
+        )
+        sql_seconds = time.perf_counter() - started
+        columns = len(con.execute("DESCRIBE customer_features").fetchall()) - 2
+        dates = [
+            str(d)
+            for (d,) in con.execute(
+                "SELECT DISTINCT observation_date FROM customer_snapshots ORDER BY 1"
+            ).fetchall()
+        ]
+        checked = [dates[0], dates[len(dates) // 2], dates[-1]]
+        started = time.perf_counter()
+        leaking = sum(shape.leakage_differences(con, d, 300) for d in checked)
+        leakage_seconds = time.perf_counter() - started
+    finally:
+        con.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "customers": customers,
+        "months": months,
+        "events": rows,
+        "snapshot_rows": snapshot_rows,
+        "features": columns,
+        "generate_seconds": round(generate_seconds, 2),
+        "land_seconds": round(land_seconds, 2),
+        "stage_seconds": round(stage_seconds, 2),
+        "snapshot_seconds": round(snapshot_seconds, 2),
+        "feature_sql_seconds": round(sql_seconds, 2),
+        "leakage_check_seconds_3_dates": round(leakage_seconds, 2),
+        "leakage_rows_differing": leaking,
     }

@@ -35,21 +35,20 @@ def request_bodies(warehouse: Path) -> dict[str, bytes]:
     and a /score_events body for a customer with exactly 1000 events."""
     import duckdb
 
-    from churn.features import FEATURE_NAMES
     from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
 
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        columns = ", ".join(("customer_id", *FEATURE_NAMES))
+        # Every feature column the warehouse holds: the declared family and the generated one.
         cursor = con.execute(
-            f"SELECT {columns} FROM customer_features ORDER BY hash(customer_id, "
-            "observation_date) LIMIT 1000"
+            "SELECT * EXCLUDE (observation_date) FROM customer_features "
+            "ORDER BY hash(customer_id, observation_date) LIMIT 1000"
         )
         names = [c[0] for c in cursor.description]
+        features = [n for n in names if n != "customer_id"]
         rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         customers = [
-            {"customer_id": r["customer_id"], "features": {n: r[n] for n in FEATURE_NAMES}}
-            for r in rows
+            {"customer_id": r["customer_id"], "features": {n: r[n] for n in features}} for r in rows
         ]
         customer_id, as_of = con.execute(
             "SELECT customer_id, max(event_time) FROM stg_events GROUP BY 1 "

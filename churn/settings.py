@@ -87,6 +87,10 @@ class Settings:
     means ``$CHURN_HOME/warehouse.duckdb``."""
     source_config: SourceConfig | None = None
     """The parsed YAML when ``CHURN_SOURCE`` names one (read at load: partitions follow it)."""
+    incoming_check_max_bytes: int = 50_000_000
+    """``CHURN_INCOMING_CHECK_MAX_BYTES``: files in ``incoming/`` up to this size are fully
+    validated by the sensor; larger ones get only the cheap checks there (name, suffix,
+    header) and are validated by the landing run, so a big file never times out a tick."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -171,4 +175,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),
         warehouse=warehouse,
         source_config=source_config,
+        incoming_check_max_bytes=_int(env, "CHURN_INCOMING_CHECK_MAX_BYTES", 50_000_000),
     )

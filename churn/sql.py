@@ -17,3 +17,13 @@ def quote_identifier(name: str) -> str:
 def quote_literal(value: str) -> str:
     """A string literal, single-quoted with inner quotes doubled."""
     return "'" + value.replace("'", "''") + "'"
+
+
+_GLOB_ESCAPES = str.maketrans({"[": "[[]", "*": "[*]", "?": "[?]"})
+
+
+def quote_path(path: object) -> str:
+    """A file path for ``read_csv``/``read_parquet``: DuckDB expands ``*``, ``?`` and ``[...]``
+    in these paths as globs, so a file named ``customers_*.csv`` would read *every* customers
+    file. Each glob character is escaped as a one-character class, then the path is quoted."""
+    return quote_literal(str(path).translate(_GLOB_ESCAPES))

@@ -2,9 +2,9 @@
 
 Everything is discovered from the ``defs/`` folder, one sub-folder per asset group (``raw``,
 ``staging``, ``features``, ``model``, ``monitoring``), each holding its assets with their checks
-and the sensors or schedules that watch them; ``defs/resources.py`` adds the resources. A new
-group is a new folder. Importing this must stay cheap: the multiprocess executor re-imports it
-in every step, so heavy libraries are imported inside the assets that use them.
+and the sensors or schedules that watch them; ``defs/resources.py`` adds the resources and the
+executor. A new group is a new folder. Importing this must stay cheap: every run worker imports
+it, so heavy libraries are imported inside the assets that use them.
 """
 
 from pathlib import Path

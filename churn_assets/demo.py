@@ -7,10 +7,10 @@ against whatever model was just trained.
 The Bento follows the champion: :class:`BentoSupervisor` (in this process, not in the web
 server) polls the store every few seconds for a newer ``churn_service`` Bento, which
 ``churn_bento`` builds whenever a champion is promoted (a drift retrain from the UI, say). It
-starts the new Bento on a spare port first and waits for ``/readyz``, so a Bento that cannot
-start never replaces a working one; then it stops the old server and starts the new one on the
-service's port. The remaining downtime is one server start (measured: README). In
-production the same switch is a new image and a rolling update (README).
+starts the new Bento on a private port and waits for ``/readyz``, so a Bento that cannot start
+never replaces a working one; then the relay that owns the service's port
+(``churn_assets.relay``) sends new connections to it and the old server is stopped gracefully:
+no gap. In production the same switch is a new image and a rolling update (README).
 
 ``--no-ui`` serves only the Bento (what the tests start); ``--poll`` sets the interval.
 """
@@ -31,6 +31,7 @@ from pathlib import Path
 
 from churn.settings import load_settings
 from churn_assets.pipeline import cli_environment
+from churn_assets.relay import TcpRelay
 
 BENTO_NAME = "churn_service"
 POLL_SECONDS = 5.0
@@ -43,12 +44,13 @@ def sample_request(path: Path) -> Path:
     import pandas as pd
 
     from churn import registry
+    from churn.modeling.card import json_safe
 
     champion = registry.load_model()
     row = pd.read_parquet(champion.reference_path).iloc[0].to_dict()
-    features = {
-        name: (value.item() if hasattr(value, "item") else value) for name, value in row.items()
-    }
+    # A feature that is empty by design (a mean over an empty window) is NaN in the frame; JSON
+    # has no NaN, and the service takes ``null`` for it.
+    features = json_safe(row)
     path.write_text(json.dumps({"customer_id": "C-demo", "features": features}, indent=2))
     return path
 
@@ -120,69 +122,69 @@ def newest_bento() -> BuiltBento | None:
 
 
 class BentoSupervisor:
-    """Keeps ``bentoml serve`` of the newest Bento running on one port."""
+    """Keeps the newest Bento answering on one port: a relay (``churn_assets.relay``) owns the
+    port, each Bento runs on a private one, and a switch re-points the relay."""
 
     def __init__(self, port: int) -> None:
         self.port = port
+        self.relay = TcpRelay(port)
         self.serving: BuiltBento | None = None
         self.refused: BuiltBento | None = None
         self.process: subprocess.Popen | None = None
 
-    def _serve(self, bento: BuiltBento, port: int) -> subprocess.Popen:
-        return start(["bentoml", "serve", bento.tag, "--port", str(port)])
+    def _serve(self, bento: BuiltBento) -> tuple[subprocess.Popen, int, bool]:
+        """Start ``bento`` on a private port; (process, port, ready)."""
+        port = free_port()
+        command = ["bentoml", "serve", bento.tag, "--host", "127.0.0.1", "--port", str(port)]
+        process = start(command)
+        try:
+            ready = wait_for(f"http://127.0.0.1:{port}/readyz", READY_SECONDS, process)
+        except BaseException:  # Ctrl-C while it starts: leave nothing running
+            stop(process)
+            raise
+        return process, port, ready
 
     def start(self) -> bool:
-        """Serve the newest Bento; False when the store has none or it does not start."""
-        bento = newest_bento()
-        if bento is None:
-            log(f"no {BENTO_NAME} Bento in the store yet; waiting for one")
-            return False
-        self.process = self._serve(bento, self.port)
-        self.serving = bento
-        ready = wait_for(self.url("/readyz"), READY_SECONDS, self.process)
-        log(f"serving {bento.tag} on :{self.port}" if ready else f"{bento.tag} did not start")
-        return ready
-
-    def url(self, path: str, port: int | None = None) -> str:
-        return f"http://localhost:{port or self.port}{path}"
+        """Bind the port and serve the newest Bento; False when there is none or it fails."""
+        self.relay.start()
+        return self.follow()
 
     def follow(self) -> bool:
-        """One poll: switch to a newer Bento when there is one. True when it switched."""
+        """One poll: switch to a newer Bento when there is one. True when it switched.
+
+        The new Bento must answer ``/readyz`` before it gets traffic, so one that cannot start
+        never replaces a working one; the old server is stopped only after the switch."""
         bento = newest_bento()
         if bento is None or bento == self.serving or bento == self.refused:
+            if bento is None and self.serving is None:
+                log(f"no {BENTO_NAME} Bento in the store yet; waiting for one")
             return False
-        if self.process is None or self.serving is None:
-            return self.start()
-        log(f"new Bento {bento.tag}: starting it on a spare port before switching")
-        spare = free_port()
-        candidate = self._serve(bento, spare)
-        try:
-            ready = wait_for(self.url("/readyz", spare), READY_SECONDS, candidate)
-        finally:
-            stop(candidate)
+        log(f"starting {bento.tag}")
+        process, port, ready = self._serve(bento)
         if not ready:
+            stop(process)
             self.refused = bento
-            log(f"{bento.tag} did not become ready; still serving {self.serving.tag}")
+            still = f"; still serving {self.serving.tag}" if self.serving else ""
+            log(f"{bento.tag} did not become ready (see its log above){still}")
             return False
-        started = time.monotonic()
-        stop(self.process)
-        self.process = self._serve(bento, self.port)
-        previous, self.serving = self.serving, bento
-        ready = wait_for(self.url("/readyz"), READY_SECONDS, self.process)
-        log(
-            f"switched :{self.port} from {previous.tag} to {bento.tag} "
-            f"({time.monotonic() - started:.1f} s without a server)"
-            if ready
-            else f"{bento.tag} did not restart on :{self.port}; see its log above"
-        )
+        previous, old_process = self.serving, self.process
+        self.relay.target = port  # new connections reach the new server from here on
+        self.process, self.serving = process, bento
+        if old_process is not None and previous is not None:
+            log(f"switched :{self.port} from {previous.tag} to {bento.tag} without a gap")
+            stop(old_process)  # graceful: requests in flight on it finish first
+        else:
+            log(f"serving {bento.tag} on :{self.port}")
         return True
 
     def alive(self) -> bool:
         return self.process is None or self.process.poll() is None
 
     def stop(self) -> None:
+        self.relay.target = None
         if self.process is not None:
             stop(self.process)
+        self.relay.stop()
 
 
 def banner(dagster_port: int | None, bento_port: int, body: Path, ready: bool) -> None:
@@ -222,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             # The daemon's INFO lines (a sensor check every 15 s) would bury the banner; runs and
             # sensor ticks stay visible in the UI.
             ui = start([*command, "--log-level", "warning"])
-        ready = supervisor.start()
+        try:
+            ready = supervisor.start()
+        except OSError as error:  # the port is taken: say which, as the README's FAQ does
+            log(f"cannot serve on :{bento_port} ({error}); set CHURN_BENTO_PORT to a free port")
+            return 1
         if ui is not None:
             wait_for(f"http://localhost:{dagster_port}/server_info", READY_SECONDS, ui)
         banner(None if args.no_ui else dagster_port, bento_port, body, ready)

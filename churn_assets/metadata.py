@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 
 from churn.modeling.card import json_safe
+from churn.sql import quote_identifier
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -36,7 +37,7 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 def column_schema(
     con: duckdb.DuckDBPyConnection, table: str, descriptions: Mapping[str, str]
 ) -> dg.TableSchema:
-    described = con.execute(f"DESCRIBE {table}").fetchall()
+    described = con.execute(f"DESCRIBE {quote_identifier(table)}").fetchall()
     return dg.TableSchema(
         columns=[
             dg.TableColumn(name=name, type=str(sql_type), description=descriptions.get(name))
@@ -100,19 +101,20 @@ def _rows_per_partition(con: duckdb.DuckDBPyConnection, table: str) -> None:
         context = dg.AssetExecutionContext.get()
     except dg.DagsterInvariantViolationError:
         return
+    partitions = context.assets_def.partitions_def
+    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+        return  # first: an unpartitioned asset in a run tagged with a range has no keys
     if not context.has_partition_key_range:
         return
     keys = context.partition_keys
     if len(keys) < 2:
         return
-    partitions = context.assets_def.partitions_def
-    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
-        return
     window = context.partition_time_window
+    column = quote_identifier(PARTITION_COLUMN)
     counts = dict(
         con.execute(
-            f"SELECT {quote(PARTITION_COLUMN)}, count(*) FROM {quote(table)} "
-            f"WHERE {quote(PARTITION_COLUMN)} >= ? AND {quote(PARTITION_COLUMN)} < ? GROUP BY 1",
+            f"SELECT {column}, count(*) FROM {quote_identifier(table)} "
+            f"WHERE {column} >= ? AND {column} < ? GROUP BY 1",
             [window.start.date(), window.end.date()],
         ).fetchall()
     )
@@ -127,11 +129,6 @@ def _as_date(value: Any) -> dt.date:
     return value.date() if isinstance(value, dt.datetime) else value
 
 
-def quote(identifier: str) -> str:
-    """A DuckDB identifier in double quotes (inner quotes doubled)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
 def table_metadata(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -143,12 +140,16 @@ def table_metadata(
 
     In a run over several partitions, each partition's materialization gets its own row count
     (see :func:`_rows_per_partition`); ``dagster/row_count`` here is the whole range's.
+
+    ``where`` is SQL written by the calling asset from its partition window (see
+    ``_in_window``), never from data; the table name is quoted.
     """
-    rows = con.execute(f"SELECT count(*) FROM {table} WHERE {where}").fetchone()[0]
+    quoted = quote_identifier(table)
+    rows = con.execute(f"SELECT count(*) FROM {quoted} WHERE {where}").fetchone()[0]
     _rows_per_partition(con, table)
     return {
         "dagster/row_count": rows,
         "dagster/column_schema": column_schema(con, table, descriptions),
         "dagster/table_name": f"warehouse.main.{table}",
-        "preview": preview(con, f"SELECT * FROM {table} WHERE {where}"),
+        "preview": preview(con, f"SELECT * FROM {quoted} WHERE {where}"),
     }

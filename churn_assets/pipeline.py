@@ -8,15 +8,14 @@ This is the contract's plain command with the partition range filled in::
 The range is needed because the snapshot assets are monthly-partitioned; their single-run
 backfill policy makes the whole range one run.
 
-The run uses the in-process executor: every step writes the one DuckDB file, so they run one at
-a time anyway, and the multiprocess executor's process launch and code-location import per step
-cost ~5 s each (82 s against 10 s for the data graph at the default size). Runs launched from
-the Dagster UI keep the multiprocess default, serialized by the warehouse pool.
+The run uses the code location's in-process executor (``churn_assets.definitions``), as runs
+launched from the Dagster UI do: every step writes the one DuckDB file, so they run one at a time
+anyway, and the multiprocess executor's process launch and code-location import per step cost
+~5 s each (82 s against 10 s for the data graph at the default size).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -25,7 +24,6 @@ import time
 from churn.settings import load_settings
 from churn_assets.partitions import partition_range_argument
 
-IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 QUIET_DAGSTER_CLI = "ignore::FutureWarning:click.core"
 """``PYTHONWARNINGS`` for the ``dagster`` CLI: its ``asset materialize`` and ``dev`` commands warn
 that they are superseded (a ``SupersessionWarning``, a FutureWarning raised from click) before
@@ -52,13 +50,26 @@ def materialize_command(selection: str = "*") -> list[str]:
         partition_range_argument(settings),
         "-m",
         "churn_assets.definitions",
-        "--config-json",
-        json.dumps(IN_PROCESS),
     ]
+
+
+def release_stale_claims() -> None:
+    """Before launching: a run a killed process left STARTED would hold the warehouse pool
+    forever and block this one; mark such runs failed and free their slots, saying so."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return  # an ephemeral instance per run: nothing can be left over
+    import dagster as dg
+
+    from churn_assets.stale_runs import release_stale_runs
+
+    with dg.DagsterInstance.get() as instance:
+        for stale in release_stale_runs(instance):
+            print(f"  {stale.describe()}", flush=True)
 
 
 def main() -> int:
     settings = load_settings()
+    release_stale_claims()
     command = materialize_command()
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()

@@ -38,9 +38,9 @@ import numpy as np
 
 from churn.modeling.spec import encode_records
 from churn.monitoring.prediction_log import PredictionLogWriter
+from churn.scoring.scorer import Scorer
 from serving.config import SettingError
 from serving.prediction_logging import prediction_records
-from serving.scoring import Scorer
 
 logger = logging.getLogger("churn.serving")
 

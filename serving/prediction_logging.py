@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from churn.monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from churn.scoring.scorer import ScoredRows
 from serving.auth import ASGIApp, Receive, Scope, Send, _is_open
 from serving.errors import send_error
-from serving.scoring import ScoredRows
 
 DEFAULT_CHURN_HOME = "./data"
 BACKLOG_RETRY_AFTER_SECONDS = 5

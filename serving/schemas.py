@@ -19,6 +19,13 @@ Choices, each deliberate:
   Python's calendar ends at years 1 and 9999, so ``9999-12-31T23:00:00-05:00`` overflowed when
   converted to UTC (a 500); years far from both ends keep every conversion and date difference
   the feature SQL makes inside the calendar, and no real customer history is near them.
+* A model with generated event features (an event log: card key ``event_features``) takes
+  ``{"customer": {customer_id, signup_date?, <its profile columns>}, "events": [{event_time,
+  event_type?, session_id?, <its measures>...}], "as_of"}``: the columns come from the card.
+  ``event_type`` is free text (a type outside the model's vocabulary counts as ``other``, as in
+  training); a categorical profile value must be one the model saw, as on ``/score``. These rows
+  are TypedDicts: their keys are the user's column names, which need not be Python identifiers
+  and must not collide with pydantic's own attributes.
 """
 
 from __future__ import annotations
@@ -27,14 +34,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, Required
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from typing_extensions import TypedDict
 
+from churn.features import events as event_features
 from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
 from churn.modeling.spec import FeatureSpec
 from churn.modeling.thresholds import TIERS
+from serving.events import history_kind
 
 MAX_BATCH_SIZE = 1000
 """Rows per ``/score_batch`` request: one request then stays well under 100 ms and a few MB."""
@@ -96,12 +105,14 @@ class ModelRequest(BaseModel):
     model_config = FORBID
 
 
-def feature_annotation(spec: FeatureSpec) -> Any:
-    """The pydantic type of one feature: categories, strict numbers and bounds from the spec."""
+def feature_annotation(spec: FeatureSpec, nullable: bool = False) -> Any:
+    """The pydantic type of one feature: categories, strict numbers and bounds from the spec;
+    a ``nullable`` feature also takes ``null`` (missing, as the model saw it in training)."""
     description = spec.description
     if spec.kind == "categorical":
         categories = tuple(spec.categories or ())
-        return Annotated[Literal[categories], Field(description=description)]  # type: ignore[valid-type]
+        allowed: Any = Literal[categories]  # type: ignore[valid-type]
+        return Annotated[allowed | None if nullable else allowed, Field(description=description)]
     python_type = int if spec.dtype == "integer" else float
     bounds: dict[str, Any] = {}
     if spec.minimum is not None:
@@ -110,6 +121,9 @@ def feature_annotation(spec: FeatureSpec) -> Any:
         bounds["le"] = int(spec.maximum) if python_type is int else spec.maximum
     if python_type is float:
         bounds["allow_inf_nan"] = False
+    if nullable:
+        value = Annotated[python_type, Field(strict=True, **bounds)]
+        return Annotated[value | None, Field(description=description)]
     return Annotated[python_type, Field(strict=True, description=description, **bounds)]
 
 
@@ -121,6 +135,17 @@ def _in_calendar_range(value: date) -> date:
 
 
 BOUNDED = AfterValidator(_in_calendar_range)
+
+
+def nullable_features(card: Mapping[str, Any]) -> frozenset[str]:
+    """Features whose training SQL yields NULL by design, from the card's generated event family:
+    a window's mean measure without events, a profile column of a customer without a profile.
+    The key must still be sent (``null``); the model encodes it as missing, as in training."""
+    spec_data = card.get(event_features.CARD_KEY)
+    if spec_data is None:
+        return frozenset()
+    spec = event_features.EventFeatureSpec.from_dict(spec_data)
+    return frozenset(f.name for f in event_features.features(spec) if f.nullable)
 
 
 def column_annotation(column: Column, *, optional: bool = False) -> Any:
@@ -179,7 +204,7 @@ class Schemas:
 
 
 def _typed_dict(name: str, doc: str, fields: Mapping[str, Any]) -> type[dict[str, Any]]:
-    """A TypedDict that refuses unknown keys, with every field required."""
+    """A TypedDict that refuses unknown keys, every field required unless ``NotRequired``."""
     typed = TypedDict(name, dict(fields))  # type: ignore[misc]  # noqa: UP013 (names are data)
     typed.__doc__ = doc
     typed.__pydantic_config__ = FORBID  # type: ignore[attr-defined]
@@ -188,10 +213,11 @@ def _typed_dict(name: str, doc: str, fields: Mapping[str, Any]) -> type[dict[str
 
 def build_schemas(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> Schemas:
     """Models for every route, named so the OpenAPI document reads well."""
+    nullable = nullable_features(card)
     features = _typed_dict(
         "Features",
         f"The {len(specs)} inputs of {card.get('model_kind', 'the model')}; all required.",
-        {spec.name: feature_annotation(spec) for spec in specs},
+        {spec.name: feature_annotation(spec, spec.name in nullable) for spec in specs},
     )
     score_request = create_model(
         "ScoreRequest",
@@ -214,7 +240,114 @@ def build_schemas(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> Sche
         ],
         threshold=THRESHOLD,
     )
-    return Schemas(features, score_request, batch_request, _events_request())
+    return Schemas(features, score_request, batch_request, events_request(card, specs))
+
+
+def events_request(card: Mapping[str, Any], specs: Sequence[FeatureSpec]) -> type[BaseModel]:
+    """``/score_events``'s body for this model: an event log's own columns, the five raw
+    tables, or (a flat table's model) any object, refused by the route with its reason."""
+    kind = history_kind(card)
+    if kind == "event_log":
+        spec = event_features.EventFeatureSpec.from_dict(card[event_features.CARD_KEY])
+        return _event_log_request(spec, specs)
+    if kind is None:
+        return create_model(
+            "ScoreEventsRequest",
+            __config__=ConfigDict(extra="allow"),
+            __doc__="This model was trained on a flat customer table: it computes no features "
+            "from events, so every body is answered 400 with the reason; use /score.",
+        )
+    return _events_request()
+
+
+AS_OF = Annotated[
+    datetime,
+    BOUNDED,
+    Field(
+        description="Score as of this time: features use history strictly before the "
+        "start of its UTC day, like the offline snapshot at that observation date."
+    ),
+]
+TEXT = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _profile_annotation(sql_type: str, feature: FeatureSpec | None, description: str) -> Any:
+    """A profile value: one of the model's categories, or a strict number in its bounds;
+    ``null`` (unknown) is always allowed, as a missing customers row is in training."""
+    if feature is not None and feature.kind == "categorical" and sql_type.upper() == "VARCHAR":
+        allowed: Any = Literal[tuple(feature.categories or ())]  # type: ignore[valid-type]
+        return NotRequired[Annotated[allowed | None, Field(description=description)]]
+    base = sql_type.upper()
+    extra: dict[str, Any] = {}
+    if base in ("INTEGER", "BIGINT"):
+        python_type: Any = int
+        extra["strict"] = True
+    elif base == "BOOLEAN":
+        python_type, extra["strict"] = bool, True
+    elif base == "VARCHAR":
+        python_type, extra = str, {"min_length": 1, "max_length": 256}
+    else:
+        python_type, extra = float, {"strict": True, "allow_inf_nan": False}
+    if feature is not None and python_type in (int, float):
+        if feature.minimum is not None:
+            extra["ge"] = int(feature.minimum) if python_type is int else feature.minimum
+        if feature.maximum is not None:
+            extra["le"] = int(feature.maximum) if python_type is int else feature.maximum
+    return NotRequired[Annotated[python_type | None, Field(description=description, **extra)]]
+
+
+def _event_log_request(
+    spec: event_features.EventFeatureSpec, specs: Sequence[FeatureSpec]
+) -> type[BaseModel]:
+    """The body of an event-log model, its profile and measure columns from the card."""
+    by_name = {s.name: s for s in specs}
+    every = event_features.features(spec)
+    profile_features = every[len(every) - len(spec.profile) :]  # the profile columns come last
+    customer_fields: dict[str, Any] = {
+        "customer_id": Required[CUSTOMER_ID],
+        "signup_date": NotRequired[
+            Annotated[date | None, BOUNDED, Field(description="Signup date, when known.")]
+        ],
+    }
+    for (column, _, sql_type), feature in zip(spec.profile, profile_features, strict=True):
+        customer_fields[column] = _profile_annotation(
+            sql_type,
+            by_name.get(feature.name),
+            f"Profile column {column!r} (feature {feature.name}).",
+        )
+    number = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
+    event_fields: dict[str, Any] = {
+        "event_time": Required[
+            Annotated[datetime, BOUNDED, Field(description="When it happened.")]
+        ],
+        "event_type": NotRequired[
+            Annotated[
+                TEXT | None,
+                Field(description="Any text; types outside the model's vocabulary count as other."),
+            ]
+        ],
+        "session_id": NotRequired[TEXT | None],
+        "event_id": NotRequired[TEXT | None],
+        "customer_id": NotRequired[
+            Annotated[TEXT | None, Field(description="When sent, must be the customer's.")]
+        ],
+    }
+    for measure in spec.measures:
+        event_fields[measure] = NotRequired[
+            Annotated[number, Field(description=f"Measure {measure!r}.")]
+        ]
+    customer = _typed_dict(
+        "EventLogCustomer", "The customer and any profile columns.", customer_fields
+    )
+    event = _typed_dict("LogEvent", "One event of the customer's log.", event_fields)
+    return create_model(
+        "ScoreEventsRequest",
+        __config__=FORBID,
+        customer=customer,
+        events=Annotated[list[event], Field(default_factory=list, max_length=MAX_HISTORY_ROWS)],  # type: ignore[valid-type]
+        as_of=AS_OF,
+        threshold=THRESHOLD,
+    )
 
 
 def _events_request() -> type[BaseModel]:
@@ -236,13 +369,6 @@ def _events_request() -> type[BaseModel]:
         events=rows(event),
         payments=rows(payment),
         tickets=rows(ticket),
-        as_of=Annotated[
-            datetime,
-            BOUNDED,
-            Field(
-                description="Score as of this time: features use history strictly before the "
-                "start of its UTC day, like the offline snapshot at that observation date."
-            ),
-        ],
+        as_of=AS_OF,
         threshold=THRESHOLD,
     )

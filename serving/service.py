@@ -17,7 +17,7 @@ Errors: schema violations are BentoML's 400 with a ``detail`` list whose ``loc``
 non-JSON body 415, an oversized body 413, too many bytes in flight 503 (``serving.limits``); an
 oversized request head 431 (``serving.http_limits``); a full prediction-log backlog 503
 (``serving.prediction_logging``). A model that cannot be found raises ``ModelNotFoundError``,
-one that cannot be read ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
+an empty or truncated one ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
 ``SettingError`` (``serving.config``), all at import, which stops startup.
 """
 
@@ -44,6 +44,7 @@ from starlette.responses import Response
 
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
+from churn.scoring.scorer import Scorer
 from serving import http_limits
 from serving.auth import ApiKeyMiddleware
 from serving.challenger import (
@@ -60,13 +61,12 @@ from serving.errors import (
     install_client_error_log_filter,
     invalid_request,
 )
-from serving.events import OnlineFeatures, observation_date_of
+from serving.events import NoEventFeatures, OnlineFeatures, observation_date_of, plan_for_card
 from serving.limits import BodyLimitMiddleware
 from serving.prediction_logging import LogBacklogMiddleware, open_writer
 from serving.ratelimit import RateLimitMiddleware
 from serving.schemas import MAX_BATCH_SIZE, ModelRequest, Score, ScoreBatchResponse, build_schemas
-from serving.scoring import Scorer
-from serving.startup import checked_card, checked_model
+from serving.startup import check_model_file, checked_card, checked_model
 
 logger = logging.getLogger("churn.serving")
 
@@ -101,6 +101,11 @@ SCHEMAS = build_schemas(CARD, specs_from_dicts(CARD["feature_schema"]))
 ScoreRequest = SCHEMAS.score_request
 ScoreBatchRequest = SCHEMAS.batch_request
 ScoreEventsRequest = SCHEMAS.events_request
+try:
+    FEATURE_PLAN = plan_for_card(CARD)  # how /score_events computes this model's features
+    NO_EVENT_FEATURES = ""
+except NoEventFeatures as reason:  # a flat model: /score_events refuses, /score works
+    FEATURE_PLAN, NO_EVENT_FEATURES = None, str(reason)
 CHALLENGER_TAG = resolve_challenger_tag(bentoml.use_arguments(ServiceArguments).challenger_tag)
 CHALLENGER_DIR = registry.locate(CHALLENGER_TAG)[1] if CHALLENGER_TAG else None
 CHALLENGER_CARD = checked_card(CHALLENGER_TAG, CHALLENGER_DIR) if CHALLENGER_DIR else None
@@ -109,21 +114,16 @@ if CHALLENGER_CARD is not None:
 # Every CHURN_* setting, checked here so a bad one stops `bentoml serve` with its name.
 SETTINGS = load_serving_settings(has_challenger=CHALLENGER_TAG is not None)
 SERVING_MODE = serving_mode(CHALLENGER_TAG is not None)
-# Unpickled at import for the same reason: a damaged file stops startup naming itself, instead
-# of a worker that dies in __init__ and is restarted forever. The worker reuses these.
-_LOADED = {MODEL_TAG: checked_model(MODEL_TAG, MODEL_DIR)}
+# An empty or truncated model.pkl stops startup here naming itself, instead of a worker that
+# dies in __init__ and is restarted forever (serving.startup).
+check_model_file(MODEL_TAG, MODEL_DIR)
 if CHALLENGER_TAG is not None and CHALLENGER_DIR is not None:
-    _LOADED[CHALLENGER_TAG] = checked_model(CHALLENGER_TAG, CHALLENGER_DIR)
+    check_model_file(CHALLENGER_TAG, CHALLENGER_DIR)
 # Process-level settings BentoML reads after importing this module (uvicorn's server config,
 # logging): whose X-Forwarded-For to believe, the request-head cap, bounded 400 log lines.
 apply_trusted_proxies(SETTINGS.trusted_proxies)
 http_limits.install()
 install_client_error_log_filter()
-
-
-def stored_model(tag: str, path: Path) -> registry.RegisteredModel:
-    """The model unpickled at import (once per process), else loaded now."""
-    return _LOADED.pop(tag, None) or checked_model(tag, path)
 
 
 @bentoml.service(
@@ -150,20 +150,20 @@ class ChurnService:
 
     def __init__(self) -> None:
         stored = self.champion
-        loaded = stored_model(str(stored.tag), Path(stored.path))
+        loaded = checked_model(str(stored.tag), Path(stored.path))
         if hasattr(loaded.model, "num_threads"):
             loaded.model.num_threads = 1  # LightGBM: see OMP_NUM_THREADS above
         self.tag = loaded.tag
         self.card = {"model_tag": loaded.tag, "model_version": loaded.version, **loaded.card}
         self.scorer = Scorer(loaded.model, loaded.card, loaded.version)
-        self.online_features = OnlineFeatures()
+        self.online_features = OnlineFeatures(FEATURE_PLAN) if FEATURE_PLAN else None
         self.prediction_log = open_writer(PREDICTION_LOG_FLUSH_SECONDS)
         challenger_scorer = None
         models = [model_summary("champion", loaded.tag, loaded.card)]
         if CHALLENGER_TAG is not None:
             stored_challenger = self.challenger
             challenger, challenger_scorer = load_scorer(
-                stored_model(str(stored_challenger.tag), Path(stored_challenger.path))
+                checked_model(str(stored_challenger.tag), Path(stored_challenger.path))
             )
             models.append(model_summary("challenger", challenger.tag, challenger.card))
         self.router = Router(self.scorer, challenger_scorer, SERVING_MODE, self.prediction_log)
@@ -194,7 +194,7 @@ class ChurnService:
 
         The answer is serialized here, in one pydantic-core pass over the score dicts, instead
         of as 1,000 ``Score`` models for BentoML to dump: the scores are built from arrays by
-        :class:`~serving.scoring.Scorer`, so validating them again only cost time (4.7 ms of a
+        :class:`~churn.scoring.scorer.Scorer`, so validating them again only cost time (4.7 ms of a
         1,000-row request). ``output_spec`` keeps ``ScoreBatchResponse`` in the OpenAPI document.
         """
         rows = request.customers
@@ -208,12 +208,22 @@ class ChurnService:
 
     @bentoml.api(route="/score_events")
     def score_events(self, request: ScoreEventsRequest, /) -> Score:  # type: ignore[valid-type]
-        """Compute the features from a raw history with the training SQL, then score them."""
+        """Compute the features from a raw history with the training SQL, then score them.
+
+        The body follows the model (``serving.schemas.events_request``): the five raw tables,
+        or an event log's own columns; a flat model has no history to compute from (400).
+        """
+        if self.online_features is None:
+            invalid_request("ScoreEventsRequest", [(("body",), NO_EVENT_FEATURES)])
         observation_date = observation_date_of(request.as_of)
-        customer_id = request.customer.customer_id
+        customer_id = _field(request.customer, "customer_id")
         _check_history(request, customer_id, observation_date)
         features = self.online_features.compute(
-            request.customer, request.events, request.payments, request.tickets, observation_date
+            request.customer,
+            request.events,
+            getattr(request, "payments", ()),
+            getattr(request, "tickets", ()),
+            observation_date,
         )
         try:
             SCHEMAS.features_adapter.validate_python(features)
@@ -240,7 +250,8 @@ class ChurnService:
         """Publish the open prediction log file so the monitoring pipeline can ingest it."""
         self.router.close()  # scores and logs what the shadow still holds
         self.prediction_log.close()
-        self.online_features.close()
+        if self.online_features is not None:
+            self.online_features.close()
 
     def _scores(
         self,
@@ -267,17 +278,24 @@ class ChurnService:
         return [Score.model_validate(score) for score in scores]
 
 
+def _field(row: Any, name: str) -> Any:
+    """A value of a request row: a validated model (five tables) or a TypedDict (event log),
+    where an optional key may be absent."""
+    return row.get(name) if isinstance(row, dict) else getattr(row, name)
+
+
 def _check_history(request: Any, customer_id: str, observation_date: date) -> None:
     """Refuse rows of another customer and a profile that did not exist yet at ``as_of``."""
     problems: list[tuple[tuple[str | int, ...], str]] = []
     for table in ("events", "payments", "tickets"):
-        for i, row in enumerate(getattr(request, table)):
-            if row.customer_id is not None and row.customer_id != customer_id:
+        for i, row in enumerate(getattr(request, table, ())):
+            row_customer = _field(row, "customer_id")
+            if row_customer is not None and row_customer != customer_id:
                 problems.append(
                     ((table, i, "customer_id"), f"is not the profile's customer ({customer_id})")
                 )
-    signup = request.customer.signup_date
-    if signup > observation_date:
+    signup = _field(request.customer, "signup_date")
+    if signup is not None and signup > observation_date:
         problems.append(
             (
                 ("customer", "signup_date"),

@@ -1,16 +1,24 @@
-"""Loading the packaged models at import, so a damaged one stops ``bentoml serve`` at once.
+"""Checking the packaged models at import, so a damaged one stops ``bentoml serve`` at once.
 
 A truncated or empty ``model.pkl`` used to fail only in the worker's ``__init__``: the worker
 died, BentoML restarted it, and the service crash-looped every 10 s forever while the arbiter
 looked alive. A corrupt ``card.json`` failed at import with a ``JSONDecodeError``, a
 ``ValueError``, which BentoML's loader takes for "not a Bento tag" and reports as the unrelated
-``No module named 'churn_service'``. Here both are read when ``serving.service`` is imported
+``No module named 'churn_service'``. Here both are checked when ``serving.service`` is imported
 (by the ``bentoml serve`` process itself, before any worker starts) and any failure becomes a
 :class:`ModelLoadError` naming the tag and the file: the command exits non-zero with that line.
+
+The import-time check of ``model.pkl`` walks its pickle opcodes to the final STOP
+(``pickletools.genops``: nothing is executed or imported), which catches an empty or truncated
+file without unpickling it in the ``bentoml serve`` process too (that imported scikit-learn and
+LightGBM there, tens of seconds on a loaded machine). The worker then unpickles it with
+:func:`checked_model`, which names the file if the content is damaged in a way only loading
+reveals.
 """
 
 from __future__ import annotations
 
+import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,20 @@ def checked_card(tag: str, path: Path) -> dict[str, Any]:
     if not isinstance(card, dict) or not isinstance(card.get("feature_schema"), list):
         raise ModelLoadError(f"model {tag}: {card_file} is not a churn model card")
     return card
+
+
+def check_model_file(tag: str, path: Path) -> None:
+    """Raise :class:`ModelLoadError` unless ``model.pkl`` is a complete pickle stream."""
+    model_file = path / registry.MODEL_FILE
+    try:
+        with model_file.open("rb") as handle:
+            for _ in pickletools.genops(handle):
+                pass
+    except Exception as error:  # ValueError "pickle exhausted before seeing STOP", OSError...
+        raise ModelLoadError(
+            f"model {tag}: {model_file} is empty, truncated or not a pickle "
+            f"({type(error).__name__}: {str(error)[:200]}); re-save the model or serve another tag"
+        ) from None
 
 
 def checked_model(tag: str, path: Path) -> registry.RegisteredModel:

@@ -21,7 +21,6 @@ import duckdb
 import httpx
 import pytest
 
-from churn.features import FEATURE_NAMES
 from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS
 
 
@@ -51,14 +50,13 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
 
 
 def feature_rows(warehouse: Path, limit: int = 20) -> list[dict[str, Any]]:
-    """Offline feature rows (customer_id, observation_date and the features), varied dates."""
+    """Offline feature rows (customer_id, observation_date and every feature column: the
+    declared ones and those generated from the event vocabulary), varied dates."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        columns = ", ".join(("customer_id", "observation_date", *FEATURE_NAMES))
         return _rows(
             con,
-            f"SELECT {columns} FROM customer_features ORDER BY hash(customer_id, "
-            "observation_date) LIMIT ?",
+            "SELECT * FROM customer_features ORDER BY hash(customer_id, observation_date) LIMIT ?",
             [limit],
         )
     finally:
@@ -100,8 +98,10 @@ def histories(warehouse: Path, rows: list[Mapping[str, Any]]) -> list[dict[str, 
 
 
 def request_features(row: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``features`` object of a /score body for an offline row (JSON round-tripped)."""
-    return json.loads(json.dumps({name: row[name] for name in FEATURE_NAMES}))
+    """The ``features`` object of a /score body for an offline row (JSON round-tripped): every
+    feature column of ``customer_features``, which is what the champion was trained on."""
+    features = {k: v for k, v in row.items() if k not in ("customer_id", "observation_date")}
+    return json.loads(json.dumps(features))
 
 
 def free_port() -> int:
@@ -138,7 +138,11 @@ def bento_tag(materialized) -> str:
     return str(events[-1].metadata["bento_tag"].value)
 
 
-def start(tag: str, home: Path, keys: str | None) -> Server:
+def start(
+    tag: str, home: Path, keys: str | None, extra_env: Mapping[str, str] | None = None
+) -> Server:
+    """``bentoml serve <tag>`` on a free loopback port, ``home`` as CHURN_HOME, ``extra_env``
+    on top (e.g. rate limits)."""
     port = free_port()
     home.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"CHURN_HOME": str(home)}
@@ -146,6 +150,7 @@ def start(tag: str, home: Path, keys: str | None) -> Server:
     env.pop("CHURN_MODEL_TAG", None)
     if keys:
         env["CHURN_API_KEYS"] = keys
+    env.update(extra_env or {})
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     log = home / "serve.log"

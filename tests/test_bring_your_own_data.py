@@ -18,6 +18,7 @@ import pydantic
 import pytest
 
 from churn.features import FEATURE_NAMES
+from churn.features.events import CARD_KEY, EventFeatureSpec, features
 from churn.ingest.sources import SourceConfigError, load_source, parse_source
 from churn.modeling.spec import specs_from_dicts
 from serving.schemas import build_schemas
@@ -247,6 +248,9 @@ def test_events_run_the_point_in_time_path_with_a_time_split(events_run):
     assert candidates["split_kind"] == "time"
     assert candidates["split"]["test_dates"][-1] < "2024-11-01"
     (card,) = events_run.cards()
-    assert card["feature_order"] == [n for n in FEATURE_NAMES if n in card["feature_order"]]
-    assert len(card["feature_order"]) == len(FEATURE_NAMES)
+    # The hand-written subscription family first, then the generated features it lacks.
+    assert card["feature_order"][: len(FEATURE_NAMES)] == list(FEATURE_NAMES)
+    spec = EventFeatureSpec.from_dict(card[CARD_KEY])
+    assert spec.subscription_family and card["feature_order"] == [f.name for f in features(spec)]
+    assert set(spec.event_types) == {"login", "page_view", "feature_use", "export", "share"}
     assert json.loads(json.dumps(card["lineage"]))["source"].endswith("source.yaml")

@@ -7,8 +7,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn.features import FEATURE_NAMES, SourceTables, feature_sql
-from churn.features.leakage import leakage_differences
+from churn.features import FEATURE_NAMES
+from churn.features.shape import resolve_shape
 from churn.ingest.schema import RAW_TABLES
 from tests.graph import GraphRun, materialize_graph
 
@@ -55,7 +55,12 @@ def test_features_exist_for_every_active_customer_and_date(materialized: GraphRu
     assert len(per_date) == 6  # 2025-04-01 .. 2025-09-01 for an 8-month source with 3 burn-in
     assert all(snapshots == features > 0 for _, snapshots, features in per_date)
     columns = [row[0] for row in read(materialized.warehouse, "DESCRIBE customer_features")]
-    assert columns[2:] == list(FEATURE_NAMES) and len(FEATURE_NAMES) >= 25
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        shape = resolve_shape(con)
+    # The hand-written family first, then the generated features it does not already have.
+    assert columns[2:] == shape.feature_names
+    assert columns[2 : 2 + len(FEATURE_NAMES)] == list(FEATURE_NAMES)
+    assert {"type_login_7d", "sessions_7d", "duration_seconds_sum_30d"} <= set(columns)
 
 
 def test_newest_snapshot_is_unlabeled_and_the_rest_matured(materialized: GraphRun):
@@ -171,11 +176,12 @@ def test_features_ignore_planted_future_rows(materialized: GraphRun, tmp_path: P
             "CREATE TEMP VIEW one_date AS SELECT customer_id, observation_date "
             f"FROM customer_snapshots WHERE observation_date = DATE '{date}'"
         )
+        shape = resolve_shape(con)
         after = con.execute(
-            f"SELECT * FROM ({feature_sql(SourceTables(snapshots='one_date'))}) ORDER BY 1"
+            f"SELECT * FROM ({shape.feature_sql('one_date')}) ORDER BY 1"
         ).fetchall()
         assert after == before
-        assert leakage_differences(con, date, sample_size=10_000) == 0
+        assert shape.leakage_differences(con, date, sample_size=10_000) == 0
 
 
 def test_leakage_check_catches_a_feature_that_reads_the_future(materialized: GraphRun, tmp_path):
@@ -193,7 +199,7 @@ def test_leakage_check_catches_a_feature_that_reads_the_future(materialized: Gra
             WHERE observation_date = DATE '{date}'
             """
         )
-        assert leakage_differences(con, date, sample_size=10_000) > 0
+        assert resolve_shape(con).leakage_differences(con, date, sample_size=10_000) > 0
 
 
 def test_one_month_can_be_backfilled_alone(materialized: GraphRun, tmp_path: Path):

@@ -11,8 +11,11 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn.reports.eda import EdaResult, analyze
+from churn.features import FEATURES
+from churn.reports.eda import MAX_SEGMENT_CARDINALITY, EdaResult, analyze
 from tests.graph import GraphRun
+
+DECLARED_KINDS = {feature.name: feature.kind for feature in FEATURES}
 
 EXPECTED_METADATA = {
     "report",
@@ -40,10 +43,19 @@ def query(path: Path, sql: str) -> list[tuple]:
 
 
 @pytest.fixture(scope="module")
-def report(materialized: GraphRun) -> EdaResult:
+def kinds(materialized: GraphRun) -> dict[str, str]:
+    """The source's features as the asset reads them: declared plus generated from events."""
+    from churn.features.shape import resolve_shape
+
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        return {f.name: f.kind for f in resolve_shape(con).features}
+
+
+@pytest.fixture(scope="module")
+def report(materialized: GraphRun, kinds) -> EdaResult:
     """The analysis the asset ran, recomputed on the same warehouse (it is deterministic)."""
     with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
-        return analyze(con, render_plots=False)
+        return analyze(con, kinds=kinds, render_plots=False)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +75,15 @@ def test_metadata_has_every_section_and_embedded_plots(metadata):
         if name.startswith("plot_"):
             assert "](data:image/png;base64," in metadata[name].value, name
     assert "| contract | monthly |" in metadata["churn_by_segment"].value
+
+
+def test_segments_are_the_declared_categorical_features(report, kinds):
+    assert {n for n, k in kinds.items() if k == "categorical"} == {
+        n for n, k in DECLARED_KINDS.items() if k == "categorical"
+    }
+    categorical = [name for name, kind in kinds.items() if kind == "categorical"]
+    segments = list(dict.fromkeys(s.segment for s in report.segments))
+    assert segments == [*categorical, "tenure_band"]
 
 
 def test_churn_rate_by_contract_matches_duckdb(materialized: GraphRun, report, metadata):
@@ -174,3 +195,37 @@ def test_flat_customer_table_with_other_features():
     assert next(f for f in result.features if f.name == "tenure_days").missing_share == 0.1
     assert result.label_correlations[0].left == "spend" and result.label_correlations[0].r < 0
     assert result.excluded_months == [] and set(result.images) >= {"churn_by_segment"}
+
+
+def test_declared_kinds_choose_the_features_and_segments():
+    """Kinds from the source's declarations (or a card) beat the warehouse types: a 0/1 flag
+    staged as a category is a segment; a many-valued category is summarized but not a segment;
+    a column the model does not use is left out; a user's odd column name stays data."""
+    odd = 'plan "gold" it\'s'
+    con = duckdb.connect()
+    con.execute(
+        f"""
+        CREATE TABLE customer_features AS
+        SELECT 'c' || i AS customer_id, DATE '2025-01-01' AS observation_date,
+            i % 2 AS senior, 'city' || (i % {MAX_SEGMENT_CARDINALITY + 10}) AS city,
+            CASE WHEN i % 4 = 0 THEN 'gold' ELSE 'basic' END AS "{odd.replace('"', '""')}",
+            CAST(i % 97 AS DOUBLE) AS spend, i AS row_number_not_a_feature
+        FROM range(800) t(i)
+        """
+    )
+    con.execute(
+        "CREATE TABLE churn_labels AS SELECT customer_id, observation_date, "
+        "CAST(senior = 1 AND spend < 50 AS INTEGER) AS churned FROM customer_features"
+    )
+    kinds = {"senior": "categorical", "city": "categorical", odd: "categorical", "spend": "numeric"}
+    result = analyze(con, kinds=kinds, render_plots=False)
+    by_name = {f.name: f for f in result.features}
+    assert list(by_name) == list(kinds)
+    assert by_name["senior"].kind == "categorical" and by_name["senior"].top_share == 0.5
+    assert by_name["city"].distinct == MAX_SEGMENT_CARDINALITY + 10
+    assert list(dict.fromkeys(s.segment for s in result.segments)) == ["senior", odd]
+    senior = {s.value: s.churn_rate for s in result.segments if s.segment == "senior"}
+    assert senior["0"] == 0.0 and senior["1"] > 0.4
+    gold = {s.value: s.rows for s in result.segments if s.segment == odd}
+    assert gold == {"gold": 200, "basic": 600}
+    assert [c.left for c in result.label_correlations] == ["spend"]

@@ -4,7 +4,9 @@ exactly, for real warehouse customers at several observation dates.
 The history goes through the same path a client's does: serialized to JSON, validated by the
 service's request model, handed to the in-memory DuckDB as the validated rows, then the training
 SQL. One ``OnlineFeatures`` serves every customer in turn, as a worker does: its plan is prepared
-once and must read each request's rows, never a previous request's.
+once and must read each request's rows, never a previous request's. The plan is the champion's,
+from its card (``serving.events.plan_for_card``), as the service builds it: every feature the
+model was trained on is compared, the declared ones and any generated from the event vocabulary.
 """
 
 from __future__ import annotations
@@ -16,10 +18,23 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from churn.features import FEATURE_NAMES
 from tests.serving_support import feature_rows, histories
 
 SAMPLE = 40
+
+
+@pytest.fixture(scope="module")
+def card(materialized) -> dict[str, Any]:
+    from churn.registry import load_model
+
+    return load_model().card
+
+
+def online_features(card: dict[str, Any]):
+    """The service's computation for the champion: its card's plan, prepared once."""
+    from serving.events import OnlineFeatures, plan_for_card
+
+    return OnlineFeatures(plan_for_card(card))
 
 
 def validated(payload: dict):
@@ -58,6 +73,7 @@ def compute_online_from_dicts(online, payload: dict) -> dict:
 
 
 class Sample(NamedTuple):
+    names: list[str]  # the champion's features
     rows: list[dict[str, Any]]  # offline customer_features rows
     payloads: list[dict[str, Any]]  # their histories as /score_events bodies
     online: list[dict[str, Any]]  # computed online, from the validated request rows
@@ -66,19 +82,17 @@ class Sample(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def offline_and_online(materialized) -> Sample:
-    from serving.events import OnlineFeatures
-
+def offline_and_online(materialized, card) -> Sample:
     rows = feature_rows(materialized.warehouse, SAMPLE)
     payloads = histories(materialized.warehouse, rows)
-    online = OnlineFeatures()
+    online = online_features(card)
     try:
         computed = [compute_online(online, p) for p in payloads]
         from_dicts = [compute_online_from_dicts(online, p) for p in payloads]
         first_again = compute_online(online, payloads[0])
     finally:
         online.close()
-    return Sample(rows, payloads, computed, from_dicts, first_again)
+    return Sample(list(card["feature_order"]), rows, payloads, computed, from_dicts, first_again)
 
 
 def test_sample_spans_several_observation_dates(offline_and_online):
@@ -91,10 +105,11 @@ def test_online_features_equal_offline_exactly(offline_and_online):
     mismatches = [
         (row["customer_id"], row["observation_date"], name, row[name], online[name])
         for row, online in zip(sample.rows, sample.online, strict=True)
-        for name in FEATURE_NAMES
+        for name in sample.names
         if online[name] != row[name] or type(online[name]) is not type(row[name])
     ]
     assert mismatches == []
+    assert all(list(online) == sample.names for online in sample.online)
 
 
 def test_rows_as_dicts_give_the_same_features(offline_and_online):
@@ -115,11 +130,9 @@ def _with_offset(value: str, hours: int) -> str:
     return datetime.fromisoformat(value).replace(tzinfo=UTC).astimezone(zone).isoformat()
 
 
-def test_times_with_utc_offsets_are_converted_to_utc(offline_and_online):
+def test_times_with_utc_offsets_are_converted_to_utc(offline_and_online, card):
     """Event and ticket times sent with an offset mean the same instants as the warehouse's
     naive UTC: features are unchanged, even where the local date differs from the UTC one."""
-    from serving.events import OnlineFeatures
-
     sample = offline_and_online
     index = max(range(len(sample.payloads)), key=lambda i: len(sample.payloads[i]["events"]))
     payload = sample.payloads[index]
@@ -134,19 +147,18 @@ def test_times_with_utc_offsets_are_converted_to_utc(offline_and_online):
         a["event_time"][:10] != b["event_time"][:10]
         for a, b in zip(payload["events"], shifted["events"], strict=True)
     )
-    online = OnlineFeatures()
+    online = online_features(card)
     try:
         assert compute_online(online, shifted) == sample.online[index]
     finally:
         online.close()
-    assert sample.online[index] == {name: sample.rows[index][name] for name in FEATURE_NAMES}
+    assert sample.online[index] == {name: sample.rows[index][name] for name in sample.names}
 
 
-def test_rows_on_or_after_the_observation_date_are_ignored(materialized):
+def test_rows_on_or_after_the_observation_date_are_ignored(materialized, card):
     """Sending "everything up to now" gives the same features: the SQL cuts at the date."""
     import duckdb
 
-    from serving.events import OnlineFeatures
     from tests.serving_support import history_payload
 
     con = duckdb.connect(str(materialized.warehouse), read_only=True)
@@ -160,7 +172,7 @@ def test_rows_on_or_after_the_observation_date_are_ignored(materialized):
                 break
     finally:
         con.close()
-    online = OnlineFeatures()
+    online = online_features(card)
     try:
         with_future = compute_online(online, everything | {"as_of": cut["as_of"]})
         without = compute_online(online, cut)
@@ -168,4 +180,4 @@ def test_rows_on_or_after_the_observation_date_are_ignored(materialized):
         online.close()
     assert len(everything["events"]) > len(cut["events"])
     assert with_future == without
-    assert without == {name: row[name] for name in FEATURE_NAMES}
+    assert without == {name: row[name] for name in card["feature_order"]}

@@ -174,28 +174,6 @@ def test_metrics_and_figures_are_tables_the_ui_renders_inline(materialized: Grap
     assert total == metrics["rows"][metadata["winner"].value]
 
 
-def test_each_partition_of_a_range_reports_its_own_row_count(
-    materialized: GraphRun, tmp_path: Path
-):
-    home = copy_home(materialized, tmp_path)
-    run = materialize_graph(home, "customer_snapshots", first="2025-05-01", last="2025-06-01")
-    events = [
-        e.event_specific_data.materialization for e in run.result.get_asset_materialization_events()
-    ]
-    counts = {e.partition: e.metadata["dagster/row_count"].value for e in events}
-    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
-        expected = dict(
-            con.execute(
-                "SELECT strftime(observation_date, '%Y-%m-%d'), count(*) FROM customer_snapshots "
-                "WHERE observation_date BETWEEN DATE '2025-05-01' AND DATE '2025-06-01' "
-                "GROUP BY 1"
-            ).fetchall()
-        )
-    assert set(counts) == {"2025-05-01", "2025-06-01"}
-    assert counts == expected
-    assert all(0 < n < sum(counts.values()) for n in counts.values())  # not the range's total
-
-
 def test_model_registry_keeps_every_candidate_ever_trained(materialized: GraphRun, tmp_path):
     home = copy_home(materialized, tmp_path)
     before = registry.latest_tag()

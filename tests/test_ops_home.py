@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -121,16 +122,25 @@ def _model_version(url: str) -> str | None:
     return response.json()["model_version"] if response.status_code == 200 else None
 
 
-def _wait_for_version(url: str, expected: str, demo: subprocess.Popen, log: Path) -> float:
-    """Seconds until /model answers with ``expected``; fails when the demo dies or it never does."""
-    started = time.monotonic()
-    while time.monotonic() - started < 400:
+def _wait_for_version(url: str, expected: str, demo: subprocess.Popen, log: Path) -> list[str]:
+    """Poll /model (a new connection each time) until it answers ``expected``; return every
+    answer seen, None for a failed request. Fails when the demo dies or it never answers so."""
+    answers: list[str | None] = []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
         if demo.poll() is not None:
             pytest.fail(f"the demo exited ({demo.returncode}):\n{log.read_text()[-3000:]}")
-        if _model_version(url) == expected:
-            return time.monotonic() - started
-        time.sleep(0.5)
+        answers.append(_model_version(url))
+        if answers[-1] == expected:
+            return answers
+        time.sleep(0.2)
     pytest.fail(f"/model never answered {expected}:\n{log.read_text()[-4000:]}")
+
+
+def _poll(url: str, answers: list[str | None], done: threading.Event) -> None:
+    while not done.is_set():
+        answers.append(_model_version(url))
+        time.sleep(0.2)
 
 
 def test_demo_serves_a_newly_promoted_champion_without_a_restart(
@@ -155,12 +165,28 @@ def test_demo_serves_a_newly_promoted_champion_without_a_restart(
         _wait_for_version(url, before, demo, log)
         assert (home / "sample_request.json").exists()
 
-        promoted = _python(PROMOTE, home, *_session_champion(), "build")
-        after = promoted.split(":")[1]
-        assert after != before
-        _wait_for_version(url, after, demo, log)
-        text = log.read_text()
-        assert f"switched :{port} from churn_service:{before} to churn_service:{after}" in text
+        answers: list[str | None] = []
+        polling = threading.Event()
+        poller = threading.Thread(target=_poll, args=(url, answers, polling), daemon=True)
+        poller.start()
+        try:
+            promoted = _python(PROMOTE, home, *_session_champion(), "build")
+            after = promoted.split(":")[1]
+            assert after != before
+            _wait_for_version(url, after, demo, log)
+        finally:
+            polling.set()
+            poller.join()
+        # Every request during the promotion and switch was answered: by the old model, then
+        # by the new one, never refused in between.
+        assert None not in answers, answers
+        assert answers[0] == before and answers[-1] == after, answers
+        assert answers.index(after) == len(answers) - answers[::-1].index(before), answers
+        switched = f"switched :{port} from churn_service:{before} to churn_service:{after}"
+        deadline = time.monotonic() + 60
+        while switched not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert switched in log.read_text()
     finally:
         demo.send_signal(signal.SIGINT)  # Ctrl-C
         code = demo.wait(timeout=60)

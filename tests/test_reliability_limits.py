@@ -369,3 +369,30 @@ class TestRequestHeadCap:
                     + b"Content-Length: 2\r\n\r\n{}"
                 )
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+
+
+# --- 4. a full log backlog refuses scoring ---------------------------------------------------
+
+
+def test_a_full_prediction_log_backlog_refuses_scoring_with_503(tmp_path, monkeypatch):
+    from churn.monitoring.prediction_log import PredictionLogWriter
+    from serving import prediction_logging
+
+    folder = tmp_path / "prediction_logs"
+    folder.write_text("in the way")
+    writer = PredictionLogWriter(folder, flush_seconds=0.01, max_buffered=2)
+    monkeypatch.setattr(prediction_logging, "_current", writer)
+    app = prediction_logging.LogBacklogMiddleware(ok_app)
+    try:
+        writer.write([{"customer_id": "a"}])
+        assert call(app)[0] == 200  # room left
+        writer.write([{"customer_id": "b"}])
+        status, headers, body = call(app)
+        assert status == 503 and headers[b"retry-after"] == b"5"
+        assert json.loads(body)["detail"][0]["type"] == "log_unavailable"
+        assert "in the way" not in body.decode() and str(tmp_path) not in body.decode()
+        assert call(app, "/readyz")[0] == 200  # probes pass; /readyz itself says 503
+    finally:
+        folder.unlink()
+        writer.close()
+    assert writer.failures == 0 and writer.buffered == 0  # both rows written at close

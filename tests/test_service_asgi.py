@@ -36,9 +36,9 @@ def log_home(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client(materialized, log_home):
-    """Auth off; prediction logs go to a private CHURN_HOME (read when the module ends).
-    Exited by the last test (to check the logs), so no context manager here."""
+def client(materialized, log_home, rows):
+    """Auth off; prediction logs go to a private CHURN_HOME. Its finalizer shuts the app down
+    (the lifespan publishes the log file) and checks what the log holds."""
     from serving.service import ChurnService
 
     with environment(CHURN_API_KEYS=None, CHURN_HOME=str(log_home)):
@@ -46,9 +46,10 @@ def client(materialized, log_home):
         test_client.__enter__()
     try:
         yield test_client
+        _score_on_every_route(test_client, materialized, rows)
     finally:
-        if not getattr(test_client, "_closed_by_test", False):
-            test_client.__exit__(None, None, None)
+        test_client.__exit__(None, None, None)  # lifespan shutdown: the writer publishes its file
+    _published_log_holds_the_answers(log_home, rows)
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def test_score_matches_the_model_and_the_contract(client, rows):
     }
     assert score["customer_id"] == rows[0]["customer_id"]
     assert score["churn_probability"] == pytest.approx(offline_probabilities(rows[:1])[0], 1e-12)
-    assert score["threshold"] == CARD["thresholds"]["default"]
+    assert score["threshold"] == CARD["thresholds"]["decision"]
     assert score["churn_label"] == int(score["churn_probability"] >= score["threshold"])
     cuts = CARD["risk_tiers"]
     expected_tier = (
@@ -199,14 +200,19 @@ def test_model_card(client):
 
 
 def test_openapi_document_describes_the_packaged_model(client):
+    from serving.schemas import nullable_features
     from serving.service import CARD
 
     schemas = client.get("/docs.json").json()["components"]["schemas"]
     features = schemas["Features"]
     assert features["additionalProperties"] is False
     assert set(features["required"]) == set(CARD["feature_order"])
+    nullable = nullable_features(CARD)
     for spec in CARD["feature_schema"]:
         prop = features["properties"][spec["name"]]
+        if spec["name"] in nullable:  # a mean over an empty window: the value, or null
+            prop, none = prop["anyOf"]
+            assert none == {"type": "null"}
         if spec["kind"] == "categorical":
             assert sorted(prop["enum"]) == sorted(spec["categories"])
         else:
@@ -372,13 +378,20 @@ def test_without_keys_the_service_is_open(client, rows):
     assert client.post("/score", json=body(rows[0])).status_code == 200
 
 
-# --- prediction log (last: it closes the module's client) ------------------------------------
+# --- prediction log (checked by the client fixture's finalizer) --------------------------------
 
 
-def test_zz_prediction_log_rows_are_published_on_shutdown(client, rows, log_home):
-    client.post("/score", json=body(rows[0], customer_id="logged-customer"))
-    client.__exit__(None, None, None)  # lifespan shutdown: the writer publishes its file
-    client._closed_by_test = True
+def _score_on_every_route(client, materialized, rows) -> None:
+    assert client.post("/score", json=body(rows[0], customer_id="logged-customer")).is_success
+    batch = {"customers": [body(rows[1], customer_id="logged-batch")]}
+    assert client.post("/score_batch", json=batch).status_code == 200
+    history = histories(materialized.warehouse, rows[:1])[0]
+    assert client.post("/score_events", json=history).status_code == 200
+
+
+def _published_log_holds_the_answers(log_home, rows) -> None:
+    """After the lifespan shutdown the log file is published, and each answered request is in it
+    once, with its features and probability; refused ones are not."""
     files = list((log_home / "prediction_logs").glob(f"*/*{CLOSED_SUFFIX}"))
     assert files, list(log_home.rglob("*"))
     records = [json.loads(line) for f in files for line in f.read_text().splitlines()]

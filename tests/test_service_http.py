@@ -35,6 +35,9 @@ def servers(materialized, tmp_path_factory) -> Iterator[dict[str, Server]]:
     }
     with serving(started):
         yield started
+        _shutdown_publishes_prediction_logs_and_keeps_keys_out(
+            started, feature_rows(materialized.warehouse, 1)[0]
+        )
 
 
 @pytest.fixture(scope="module")
@@ -125,10 +128,16 @@ def test_auth_over_http(servers, rows):
         assert ok.status_code == 200, ok.text
 
 
-def test_zz_shutdown_publishes_prediction_logs_and_keeps_keys_out_of_logs(servers, http, rows):
-    http.post("/score", json=body(rows[0]))
+def _shutdown_publishes_prediction_logs_and_keeps_keys_out(
+    servers: dict[str, Server], row: dict
+) -> None:
+    """At the module's end (the servers fixture's finalizer): after a scored request, a graceful
+    stop publishes each server's log, leaves no open file, and no key is in its output."""
     for name, server in servers.items():
-        server.stop()
+        headers = {"Authorization": f"Bearer {KEY}"} if name == "secured" else {}
+        scored = httpx.post(f"{server.url}/score", json=body(row), headers=headers, timeout=30)
+        assert scored.status_code == 200, scored.text
+        assert server.stop() == 0, (name, server.log.read_text()[-2000:])
         files = list((server.home / "prediction_logs").glob(f"*/*{CLOSED_SUFFIX}"))
         assert files, (name, server.log.read_text()[-2000:])
         assert not list((server.home / "prediction_logs").glob("*/*.open"))

@@ -29,20 +29,26 @@ from churn.engine.dialect import referenced_tables, to_spark
 from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, stop_sessions
 from churn.features import FEATURE_NAMES
+from churn.features.shape import build_event_spec, save_spec
 from churn.ingest.landing import find_source_file, land_file
 from churn.ingest.schema import RAW_TABLES
 from churn.ingest.staging import stage_table
+from churn.settings import load_settings
 from churn.synthetic import GeneratorConfig, generate
 from churn_assets.definitions import defs
-from churn_assets.partitions import PARTITION_RANGE_END_TAG, PARTITION_RANGE_START_TAG
+from churn_assets.partitions import (
+    PARTITION_RANGE_END_TAG,
+    PARTITION_RANGE_START_TAG,
+    last_observation_date,
+)
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
 # The months the conftest's calendar (start 2025-01, 8 months, 3 burn-in) partitions.
 SOURCE = GeneratorConfig(customers=300, months=8, seed=11, start_date=date(2025, 1, 1))
 FIRST, LAST = "2025-05-01", "2025-07-01"
-TABLES = {
+TABLES = {  # and their least number of columns besides the keys
     "customer_snapshots": 0,
-    "customer_features": len(FEATURE_NAMES),
+    "customer_features": len(FEATURE_NAMES),  # + the generated extras of the event vocabulary
     "churn_labels": 3,
 }
 RELATIVE_TOLERANCE = 1e-9
@@ -57,6 +63,15 @@ def _stage(folder: Path) -> Path:
             land_file(con, find_source_file(folder / "raw", table), table, replace=True)
         for table in RAW_TABLES:
             stage_table(con, table)
+        # What the stg_events asset decides: the generated family's vocabulary and churn rule.
+        settings = load_settings()
+        spec = build_event_spec(
+            con,
+            None,
+            last_observation_date=last_observation_date(settings),
+            horizon_days=settings.horizon_days,
+        )
+        save_spec(con, spec)
     finally:
         con.close()
     return path
@@ -134,7 +149,7 @@ def test_spark_rows_equal_duckdb_rows(runs, table):
     spark_rows, spark_schema = _rows(runs["spark"][0], table)
     assert spark_schema == duck_schema
     assert len(duck_rows) > 500 and len(spark_rows) == len(duck_rows)
-    assert len(duck_schema) == 2 + TABLES[table]
+    assert len(duck_schema) >= 2 + TABLES[table]
     differing = _differing(duck_rows, spark_rows, duck_schema)
     assert not differing, f"{len(differing)} values differ, e.g. {differing[:5]}"
     dates = {row[1] for row in duck_rows}
@@ -236,8 +251,7 @@ WHERE e.event_time < d.observation_date;
 def test_generated_event_features_equal_on_spark(tmp_path):
     """The generated family of an event log (a purchase log: its own vocabulary, a measure
     with NULLs, sessions, a profile column, customers without signup) on both engines."""
-    events = pytest.importorskip("churn.features.events", reason="arrives with events-core")
-    from churn.features import SourceTables
+    from churn.features import SourceTables, events
 
     con = duckdb.connect()
     con.execute(PURCHASE_LOG)

@@ -46,6 +46,7 @@ QUERY = """
 }
 """
 KINDS = {"duckdb", "lightgbm", "scikit-learn", "bentoml", "evidently"}
+GROUPS = {"raw", "staging", "features", "model", "scoring", "monitoring"}
 
 
 def _free_port() -> int:
@@ -135,7 +136,7 @@ def test_every_asset_is_described_grouped_owned_and_kinded(answer):
     for node in answer["assetNodes"]:
         name = "/".join(node["assetKey"]["path"])
         assert node["description"], name
-        assert node["groupName"] in {"raw", "staging", "features", "model", "monitoring"}, name
+        assert node["groupName"] in GROUPS, name
         assert [o["team"] for o in node["owners"] if o["__typename"] == "TeamAssetOwner"], name
         assert node["kinds"] and set(node["kinds"]) <= KINDS, (name, node["kinds"])
     kinds = {kind for node in answer["assetNodes"] for kind in node["kinds"]}
@@ -149,3 +150,49 @@ def test_the_materialized_run_history_is_visible(answer):
         if not node["assetMaterializations"]
     ]
     assert unmaterialized == []
+
+
+METADATA_QUERY = """
+{
+  assetNodes(assetKeys: [{path: ["model_evaluation"]}, {path: ["champion_model"]}]) {
+    assetKey { path }
+    description
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        __typename
+        ... on JsonMetadataEntry { jsonString }
+        ... on TableMetadataEntry { table { records } }
+      }
+    }
+  }
+}
+"""
+
+
+def _strict_json(text: str):
+    """What a browser's JSON.parse accepts: no NaN, no Infinity."""
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_the_ui_gets_inline_tables_and_a_strict_json_model_card(graphql):
+    result = graphql(METADATA_QUERY)
+    assert "errors" not in result, result.get("errors")
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in result["data"]["assetNodes"]}
+    evaluation = {
+        e["label"]: e
+        for e in nodes["model_evaluation"]["assetMaterializations"][0]["metadataEntries"]
+    }
+    for label in ("metrics", "gate_comparison", "confusion_matrix", "calibration"):
+        assert evaluation[label]["__typename"] == "TableMetadataEntry", label
+        for record in evaluation[label]["table"]["records"]:
+            _strict_json(record)
+    champion = nodes["champion_model"]
+    assert "<" not in champion["description"]  # the UI reads <...> as an HTML tag
+    entries = {e["label"]: e for e in champion["assetMaterializations"][0]["metadataEntries"]}
+    card = _strict_json(entries["model_card"]["jsonString"])
+    assert card["quality_gate"]["rule"] == "no_champion"  # the example's first model

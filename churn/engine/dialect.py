@@ -16,6 +16,8 @@ rewritten here first, so there is still one definition and no hand-written Spark
   IEEE operations in the same order, hence the same bits. (A long decimal literal *multiplied*
   by a large integer before a division is exact in DuckDB and rounded on Spark: equal to a few
   units in the last place, which is why the parity tests compare DOUBLEs to 1e-9 relative.)
+* CTEs of subqueries get unique names: SQLGlot lifts them to the top for Spark, where two
+  subqueries' CTEs of the same name would clash.
 * ``?`` placeholders become named ``:p1, :p2, ...``: SQLGlot may repeat an expression that holds
   a parameter (it expands DuckDB's ``generate_series`` bounds), which breaks positional binding.
 
@@ -114,9 +116,26 @@ def _name_placeholders(sql: str) -> str:
     return "".join(pieces)
 
 
+def _unique_nested_ctes(tree: exp.Expression) -> None:
+    """Rename the CTEs of every subquery ``q<n>__<name>``: Spark does not take a WITH inside a
+    subquery, so SQLGlot lifts them all to the top, where two subqueries' ``snap`` would clash
+    (the subscription and generated families are two such subqueries joined)."""
+    for number, with_ in enumerate(
+        [w for w in tree.find_all(exp.With) if w.parent is not tree], start=1
+    ):
+        scope = with_.parent
+        names = {cte.alias_or_name: f"q{number}__{cte.alias_or_name}" for cte in with_.expressions}
+        for cte in with_.expressions:
+            cte.set("alias", exp.TableAlias(this=exp.to_identifier(names[cte.alias_or_name])))
+        for table in scope.find_all(exp.Table):
+            if table.name in names and not table.args.get("db"):
+                table.set("this", exp.to_identifier(names[table.name]))
+
+
 def to_spark(sql: str) -> str:
     """One DuckDB statement (a query) as Spark SQL with DuckDB's meaning kept."""
     tree = sqlglot.parse_one(_name_placeholders(sql), read=READ)
+    _unique_nested_ctes(tree)
     # Two passes: the second copies subtrees the first has already rewritten.
     tree = tree.transform(_rewrite_values).transform(_rewrite_intervals)
     return tree.sql(dialect=WRITE)

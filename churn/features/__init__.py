@@ -5,6 +5,8 @@
 * :mod:`~churn.features.snapshots` — who is active at each observation date;
 * :mod:`~churn.features.labels` — whether they churned within the horizon;
 * :mod:`~churn.features.leakage` — the check that no feature saw the future;
+* :mod:`~churn.features.events` — features generated from any event log's own vocabulary
+  (:class:`~churn.features.events.EventFeatureSpec`, stored in the model card);
 * :mod:`~churn.features.flat` — the same three for a flat customer table.
 
 The declarations are re-exported here because almost every layer reads them.

@@ -346,6 +346,9 @@ class SourceTables:
     events: str = "stg_events"
     payments: str = "stg_payments"
     tickets: str = "stg_tickets"
+    vocabulary: str = "event_vocabulary"
+    """Event type -> integer code (:mod:`churn.features.events`); only the generated family
+    reads it."""
 
 
 def feature_sql(sources: SourceTables = SourceTables()) -> str:

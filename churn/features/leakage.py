@@ -7,9 +7,13 @@ what ``customer_features`` stored. Any difference means a feature saw a row it s
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import date
+
 import duckdb
 
 from churn.features.definition import FEATURE_NAMES, KEY_COLUMNS, SourceTables, feature_sql
+from churn.sql import quote_identifier, quote_literal
 
 
 def leakage_differences(
@@ -19,6 +23,9 @@ def leakage_differences(
     features_table: str = "customer_features",
     sample_size: int = 500,
     sources: SourceTables | None = None,
+    sql_for: Callable[[SourceTables], str] = feature_sql,
+    feature_names: Sequence[str] = FEATURE_NAMES,
+    vocabulary: str | None = None,
 ) -> int:
     """Recompute a sample of one snapshot's features with every source row dated at or after
     the observation date removed, and count the rows whose features differ from the stored ones.
@@ -28,7 +35,8 @@ def leakage_differences(
     materialized once and compared both ways.
     """
     sources = sources or SourceTables()
-    date_literal = f"DATE '{observation_date}'"
+    day = date.fromisoformat(str(observation_date)[:10])  # only a date's ISO text reaches SQL
+    date_literal = f"DATE {quote_literal(day.isoformat())}"
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _leak_snapshots AS
@@ -44,21 +52,24 @@ def leakage_differences(
         "tickets": ("created_at", sources.tickets),
     }
     for name, (time_column, table) in cuts.items():
+        # A customer without a signup date (an event log's) has a profile but no time to cut.
+        kept = f"{time_column} IS NULL OR " if name == "customers" else ""
         con.execute(
             f"CREATE OR REPLACE TEMP VIEW _leak_{name} AS SELECT * FROM {table} "
-            f"WHERE {time_column} < {date_literal} "
+            f"WHERE ({kept}{time_column} < {date_literal}) "
             "AND customer_id IN (SELECT customer_id FROM _leak_snapshots)"
         )
-    cut = feature_sql(
+    cut = sql_for(
         SourceTables(
             snapshots="_leak_snapshots",
             customers="_leak_customers",
             events="_leak_events",
             payments="_leak_payments",
             tickets="_leak_tickets",
+            vocabulary=vocabulary or sources.vocabulary,
         )
     )
-    columns = ", ".join(KEY_COLUMNS + FEATURE_NAMES)
+    columns = ", ".join(quote_identifier(c) for c in (*KEY_COLUMNS, *feature_names))
     con.execute(f"CREATE OR REPLACE TEMP TABLE _leak_recomputed AS SELECT {columns} FROM ({cut})")
     con.execute(
         f"""

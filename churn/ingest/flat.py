@@ -25,8 +25,9 @@ from datetime import date
 
 import duckdb
 
-from churn.ingest.sources import FlatSource
+from churn.ingest.sources import FlatSource, SourceConfigError
 from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
+from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 
@@ -38,6 +39,8 @@ MIN_ROWS_FOR_IDENTIFIER = 20
 
 COLUMNS_TABLE = "flat_columns"
 RESERVED = {"customer_id", "observation_date", "churned"} | set(LINEAGE_COLUMNS)
+QUOTE = "'"
+"""A single quote inside a reason text (the f-strings cannot hold a backslash escape)."""
 _NUMERIC_RAW = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE")
 
 
@@ -70,44 +73,66 @@ def _text(column: str) -> str:
 
 def infer_columns(con: duckdb.DuckDBPyConnection, source: FlatSource) -> list[InferredColumn]:
     """Decide every column's role and type from ``raw_customers``."""
-    described = [
-        (name, str(kind).upper())
-        for name, kind, *_ in con.execute("DESCRIBE raw_customers").fetchall()
-        if name not in LINEAGE_COLUMNS
-    ]
-    present = {name for name, _ in described}
+    present = {name for name, _ in _described(con, "raw_customers")}
     for role, column in (("id_column", source.id_column), ("label.column", source.label_column)):
         if column not in present:
             raise ValueError(f"{role} {column!r} is not a column of {source.path.name}")
-    rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
     roles = {source.id_column: "id", source.label_column: "label"}
     if source.time_column:
         roles[source.time_column] = "time"
+    return infer_profile(
+        con, "raw_customers", roles, source.ignore, source.categorical, source.numeric
+    )
+
+
+def _described(con: duckdb.DuckDBPyConnection, relation: str) -> list[tuple[str, str]]:
+    return [
+        (name, str(kind).upper())
+        for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
+        if name not in LINEAGE_COLUMNS
+    ]
+
+
+def infer_profile(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    roles: dict[str, str],
+    ignore: tuple[str, ...] = (),
+    categorical: tuple[str, ...] = (),
+    numeric: tuple[str, ...] = (),
+    reserved: frozenset[str] = frozenset(),
+) -> list[InferredColumn]:
+    """The rules above over any landed table (``relation`` is ours, never the user's): a flat
+    table's columns, or the profile columns of an event log's customers table. ``roles`` maps
+    the id/label/time columns to their role; ``reserved`` names features may not take."""
+    rows = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
     inferred: list[InferredColumn] = []
-    used: set[str] = set(RESERVED)
-    for column, raw_type in described:
+    used: set[str] = set(RESERVED) | set(reserved)
+    for column, raw_type in _described(con, relation):
         if column in roles:
             inferred.append(
                 InferredColumn(column, column, roles[column], None, None, False, "role")
             )
             continue
-        if column in source.ignore:
+        if column in ignore:
             inferred.append(
                 InferredColumn(column, column, "ignored", None, None, False, "columns.ignore")
             )
             continue
-        inferred.append(_infer(con, column, raw_type, rows, source, used))
+        inferred.append(_infer(con, relation, column, raw_type, rows, (categorical, numeric), used))
     return inferred
 
 
 def _infer(
     con: duckdb.DuckDBPyConnection,
+    relation: str,
     column: str,
     raw_type: str,
     rows: int,
-    source: FlatSource,
+    overrides: tuple[tuple[str, ...], tuple[str, ...]],
     used: set[str],
 ) -> InferredColumn:
+    categorical, numeric = overrides
     text = _text(column)
     distinct, present, parsed, integral, unique_ints = con.execute(
         f"""
@@ -116,7 +141,7 @@ def _infer(
                 AND TRY_CAST({text} AS DOUBLE) = round(TRY_CAST({text} AS DOUBLE))
                 AND abs(TRY_CAST({text} AS DOUBLE)) < 2e9),
             count(DISTINCT TRY_CAST({text} AS DOUBLE))
-        FROM raw_customers
+        FROM {relation}
         """
     ).fetchone()
 
@@ -126,9 +151,9 @@ def _infer(
     if distinct <= 1:
         return drop("constant", f"{distinct} distinct value(s)")
     typed_numeric = raw_type.split("(")[0] in _NUMERIC_RAW or raw_type.startswith("DECIMAL")
-    if column in source.categorical:
+    if column in categorical:
         kind, reason = "categorical", "columns.categorical"
-    elif column in source.numeric:
+    elif column in numeric:
         kind, reason = "numeric", "columns.numeric"
     elif typed_numeric:
         kind, reason = "numeric", f"typed {raw_type}"
@@ -161,6 +186,12 @@ def _typed(column: InferredColumn) -> str:
     return f"CAST(TRY_CAST({text} AS DOUBLE) AS {column.sql_type})"
 
 
+def _instant(text: str) -> str:
+    """A date or timestamp text as a UTC instant: an offset moves it (possibly across a month),
+    by the rule landing and staging apply to every timestamp."""
+    return typed_value(text, "TIMESTAMP")
+
+
 def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple[str, str]]:
     """(condition TRUE when broken, SQL text of the reason), over raw_customers."""
     found = [
@@ -177,8 +208,9 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
         text = _text(source.time_column)
         found.append(
             (
-                f"{text} IS NOT NULL AND TRY_CAST({text} AS DATE) IS NULL",
-                f"'invalid_type: {source.time_column}=' || {text} || ' is not a valid DATE'",
+                f"{text} IS NOT NULL AND {_instant(text)} IS NULL",
+                f"{quote_literal(f'invalid_type: {source.time_column}=')} || {text} "
+                "|| ' is not a valid DATE'",
             )
         )
         found.append(
@@ -190,7 +222,8 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
             found.append(
                 (
                     f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
-                    f"'invalid_type: {column.source}=''' || {text} || ''' is not a number'",
+                    f"{quote_literal(f'invalid_type: {column.source}={QUOTE}')} || {text} "
+                    "|| ''' is not a number'",
                 )
             )
     return found
@@ -217,9 +250,10 @@ def stage_flat(
     is_valid = " AND ".join(f"NOT coalesce({cond}, false)" for cond, _ in violations)
     positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
     if source.time_column:
-        when = f"CAST(date_trunc('month', TRY_CAST({_text(source.time_column)} AS DATE)) AS DATE)"
+        instant = _instant(_text(source.time_column))
+        when = f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
     else:
-        when = f"DATE '{observation_date.isoformat()}'"
+        when = f"DATE {quote_literal(observation_date.isoformat())}"
     typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
     lineage = ", ".join(LINEAGE_COLUMNS)
     shown = ", ".join(
@@ -256,6 +290,7 @@ def stage_flat(
         )
         valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
         staged_rows = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
+        _check_label_classes(con, source)
         value_columns = ", ".join(["churned", *(quote_identifier(c.name) for c in features)])
         conflicting = con.execute(
             f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
@@ -291,6 +326,34 @@ def stage_flat(
         rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
     )
     return result, columns
+
+
+def _check_label_classes(con: duckdb.DuckDBPyConnection, source: FlatSource) -> None:
+    """A label with one class cannot be learned: say so here, naming ``label.positive``, rather
+    than deep in training. Raised inside staging's transaction, so nothing is replaced."""
+    positives, negatives = con.execute(
+        "SELECT count(*) FILTER (churned), count(*) FILTER (NOT churned) FROM stg_customers"
+    ).fetchone()
+    if (positives and negatives) or not (positives or negatives):
+        return  # both classes, or no staged row at all (the rejects say why)
+    seen = [
+        value
+        for (value,) in con.execute(
+            f"SELECT DISTINCT {_text(source.label_column)} AS v FROM raw_customers "
+            "WHERE v IS NOT NULL ORDER BY v LIMIT 10"
+        ).fetchall()
+    ]
+    wanted = ", ".join(repr(value) for value in source.positive)
+    if not positives:
+        problem = f"none of its values is label.positive ({wanted})"
+        hint = "set label.positive to the value that marks a customer who churned"
+    else:
+        problem = f"every row is label.positive ({wanted}): there is no customer who stayed"
+        hint = "check label.column and label.positive"
+    raise SourceConfigError(
+        f"label.column {source.label_column!r} has one class: {problem}; values seen: "
+        f"{', '.join(repr(v) for v in seen) or 'none'}. {hint[0].upper()}{hint[1:]}."
+    )
 
 
 def describe(column: InferredColumn) -> str:

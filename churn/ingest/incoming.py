@@ -22,9 +22,12 @@ from churn.ingest.landing import (
     SourceFileError,
     file_columns,
     land_file,
+    plain_path,
     read_expression,
 )
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME, Table
+from churn.ingest.values import unparsable
+from churn.sql import quote_identifier
 from churn.warehouse import transaction
 
 REASON_SUFFIX = ".reason.txt"
@@ -58,8 +61,14 @@ def candidate_files(folder: Path) -> list[Path]:
     )
 
 
-def validate_file(path: Path) -> Table:
-    """The table ``path`` lands in, or :class:`SourceFileError` saying why it cannot land."""
+def validate_file(path: Path, *, contents: bool = True) -> Table:
+    """The table ``path`` lands in, or :class:`SourceFileError` saying why it cannot land.
+
+    The cheap checks (suffix, table name, header) read a few kilobytes. ``contents`` adds the
+    full read: row count, every value against its column's type by the rule landing applies
+    (:mod:`churn.ingest.values`), duplicate keys. The sensor does the full read only for small
+    files; the landing run always does it, so every landed file passed the same checks.
+    """
     if path.suffix not in SUPPORTED_SUFFIXES:
         raise SourceFileError(
             f"{path.name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})"
@@ -71,6 +80,13 @@ def validate_file(path: Path) -> Table:
             f"{path.name}: not a known table; name files <table>.csv|parquet or "
             f"<table>_<anything>.csv|parquet with <table> one of {known}"
         )
+    with plain_path(path) as readable:
+        _check_contents(readable, table, contents)
+    return table
+
+
+def _check_contents(path: Path, table: Table, contents: bool) -> None:
+    """The header, and with ``contents`` every value and key, of the file at ``path``."""
     con = duckdb.connect()
     try:
         present = set(file_columns(con, path))
@@ -85,6 +101,8 @@ def validate_file(path: Path) -> Table:
                 f"{path.name}: missing column(s) {', '.join(missing)} required by table "
                 f"'{table.name}' (expected: {', '.join(table.column_names)})"
             )
+        if not contents:
+            return
         source = read_expression(path)
         try:
             rows = con.execute(f"SELECT count(*) FROM {source}").fetchone()[0]
@@ -96,7 +114,6 @@ def validate_file(path: Path) -> Table:
         _check_keys(con, path, table, source)
     finally:
         con.close()
-    return table
 
 
 def _header_complete(path: Path, table: Table) -> bool:
@@ -110,12 +127,10 @@ def _check_types(con: duckdb.DuckDBPyConnection, path: Path, table: Table, sourc
     typed = [c for c in table.columns if c.sql_type != "VARCHAR"]
     if not typed:
         return
-    text = {c.name: f"nullif(trim(CAST(\"{c.name}\" AS VARCHAR)), '')" for c in typed}
     counts = con.execute(
         "SELECT "
         + ", ".join(
-            f"count(*) FILTER (WHERE {text[c.name]} IS NOT NULL "
-            f"AND TRY_CAST({text[c.name]} AS {c.sql_type}) IS NULL)"
+            f"count(*) FILTER (WHERE {unparsable(quote_identifier(c.name), c.sql_type)})"
             for c in typed
         )
         + f" FROM {source}"
@@ -127,7 +142,7 @@ def _check_types(con: duckdb.DuckDBPyConnection, path: Path, table: Table, sourc
 
 
 def _check_keys(con: duckdb.DuckDBPyConnection, path: Path, table: Table, source: str) -> None:
-    key = ", ".join(f'"{name}"' for name in table.key)
+    key = ", ".join(quote_identifier(name) for name in table.key)
     duplicated = con.execute(
         f"SELECT count(*) FROM (SELECT {key} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
     ).fetchone()[0]
@@ -162,14 +177,17 @@ as its rows, so a file is landed exactly once however often it is dropped or a r
 def append_incoming(
     con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
 ) -> tuple[str, int] | None:
-    """Append one incoming file to its raw table exactly once and archive it.
+    """Validate one incoming file, append it to its raw table exactly once and archive it.
 
     Returns (table, rows), or None when a file with the same content was landed before (the
-    file is then archived without loading it again).
+    file is then archived without loading it again). A file that fails validation or landing
+    raises :class:`SourceFileError` and leaves no trace: no rows, no hash, no archive copy.
+
+    The archive copy gets its final name only after the transaction committed: the sensor
+    takes an archived copy for "already ingested", so a copy of a file that did not land
+    would make the sensor quarantine it with a false reason.
     """
-    table = table_for(path)
-    if table is None:
-        raise SourceFileError(f"{path.name}: not a known table")
+    table = validate_file(path)
     digest = content_hash(path)
     con.execute(LANDED_DDL)
     landed_dir.mkdir(parents=True, exist_ok=True)
@@ -180,13 +198,21 @@ def append_incoming(
     if seen:
         shutil.move(str(path), archived)
         return None
-    shutil.copy2(path, archived)  # land from the archive: its name is unique per content
-    with transaction(con):
-        rows = land_file(con, archived, table, replace=False)
-        con.execute(
-            f"INSERT INTO {LANDED_TABLE} VALUES (?, ?, ?, ?, now(), ?)",
-            [path.name, table.name, digest, rows, str(archived)],
-        )
+    pending = landed_dir / f".pending_{archived.name}"  # hidden: not a landed file yet
+    shutil.copy2(path, pending)  # land from the copy: the user may touch the original
+    landed = False
+    try:
+        with transaction(con):
+            rows = land_file(con, pending, table, replace=False, source_name=archived.name)
+            con.execute(
+                f"INSERT INTO {LANDED_TABLE} VALUES (?, ?, ?, ?, now(), ?)",
+                [path.name, table.name, digest, rows, str(archived)],
+            )
+        landed = True
+    finally:
+        if not landed:
+            pending.unlink(missing_ok=True)
+    pending.replace(archived)
     path.unlink()
     return table.name, rows
 

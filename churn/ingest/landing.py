@@ -6,15 +6,20 @@ loader, decides what is valid and every rejected row can be shown exactly as it 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from churn.ingest.schema import Table
 from churn.ingest.staging import raw_name
+from churn.ingest.values import converted
+from churn.sql import quote_identifier, quote_literal, quote_path
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
+"""What ``incoming/`` and the synthetic folder hold; a source config may also name JSON Lines."""
 
 
 class SourceFileError(ValueError):
@@ -30,26 +35,72 @@ def find_source_file(folder: Path, table: Table) -> Path | None:
     return None
 
 
+GLOB_CHARACTERS = frozenset("*?[\\")
+ALIAS_STEM = "churn-glob-free-alias"
+
+
+@contextmanager
+def plain_path(path: Path) -> Iterator[Path]:
+    """``path``, or a symlink to it with a plain name when its path holds glob characters.
+
+    ``read_csv``/``read_parquet`` expand ``*``, ``?`` and ``[...]`` in a path, and a backslash
+    next to them cannot be escaped at all: a file named ``customers_*.csv`` would read every
+    customers file, ``customers_?\\.csv`` none. Such a file is read through a link with a plain
+    name in a temp folder; ``_source_file`` and error messages keep the real name.
+    """
+    if not GLOB_CHARACTERS & set(str(path)):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="churn-read-") as folder:
+        alias = Path(folder) / f"{ALIAS_STEM}{path.suffix}"
+        alias.symlink_to(path.resolve())
+        try:
+            yield alias
+        except SourceFileError as error:  # the user needs the real name in the reason
+            raise SourceFileError(str(error).replace(alias.name, path.name)) from error
+
+
 def read_expression(path: Path) -> str:
     """A DuckDB relation over the file: CSV read as text so no value is coerced on the way in."""
-    quoted = "'" + str(path).replace("'", "''") + "'"
-    if path.suffix == ".csv":
+    quoted = quote_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
         return f"read_csv({quoted}, header = true, all_varchar = true)"
-    if path.suffix == ".parquet":
+    if suffix == ".parquet":
         return f"read_parquet({quoted})"
+    if suffix == ".jsonl":  # JSON Lines: one object per line, values typed as JSON types them
+        return f"read_json({quoted}, format = 'newline_delimited')"
+    if suffix == ".json":  # an array of objects or JSON Lines: DuckDB tells them apart
+        return f"read_json({quoted}, format = 'auto')"
     raise SourceFileError(
-        f"{path.name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)})"
+        f"{path.name}: unsupported file type (use {', '.join(SUPPORTED_SUFFIXES)}, .jsonl, .json)"
     )
 
 
-def file_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+DATA_ERRORS = (
+    duckdb.DataError,
+    duckdb.InvalidInputException,
+    duckdb.BinderException,
+    duckdb.ParserException,
+)
+"""What a file's own content can cause (unparsable values, broken CSV, missing columns): the
+file is at fault and is quarantined. Any other error (a held or full disk, a lost lock) is the
+run's, and the file is retried."""
+
+
+def file_types(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
+    """Each column of the file and the type DuckDB reads it as (all VARCHAR for a CSV)."""
     try:
-        return [
-            row[0]
+        return {
+            row[0]: str(row[1])
             for row in con.execute(f"DESCRIBE SELECT * FROM {read_expression(path)}").fetchall()
-        ]
+        }
     except duckdb.Error as error:
         raise SourceFileError(f"{path.name}: cannot be read ({error})") from error
+
+
+def file_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    return list(file_types(con, path))
 
 
 def missing_columns(
@@ -67,14 +118,35 @@ def missing_columns(
     ]
 
 
-def select_from_file(path: Path, table: Table, renames: Mapping[str, str] | None = None) -> str:
+def select_from_file(
+    path: Path,
+    table: Table,
+    renames: Mapping[str, str] | None = None,
+    *,
+    arrived_types: Mapping[str, str] | None = None,
+    target_types: Mapping[str, str] | None = None,
+    source_name: str | None = None,
+) -> str:
     """The schema's columns from the file plus load time and source file name; ``renames``
-    maps a contract column to the file's own name for it (a user's events source)."""
+    maps a contract column to the file's own name for it (a user's events source).
+
+    With ``target_types`` (appending to an existing raw table), each column is converted to
+    the target's type by the same rule validation applied (:mod:`churn.ingest.values`): blanks
+    are missing and offsets become UTC, so a file that validated always appends."""
     renames = renames or {}
-    columns = ", ".join(f'"{renames.get(name, name)}" AS "{name}"' for name in table.column_names)
-    source = "'" + path.name.replace("'", "''") + "'"
+    arrived_types = arrived_types or {}
+    target_types = target_types or {}
+    selected = []
+    for name in table.column_names:
+        file_column = renames.get(name, name)
+        expression = quote_identifier(file_column)
+        if name in target_types:
+            arrived = arrived_types.get(file_column, "VARCHAR")
+            expression = converted(expression, arrived, target_types[name])
+        selected.append(f"{expression} AS {quote_identifier(name)}")
+    source = quote_literal(source_name or path.name)
     return (
-        f"SELECT {columns}, now() AS _loaded_at, {source} AS _source_file "
+        f"SELECT {', '.join(selected)}, now() AS _loaded_at, {source} AS _source_file "
         f"FROM {read_expression(path)}"
     )
 
@@ -86,8 +158,22 @@ def land_file(
     *,
     replace: bool,
     renames: Mapping[str, str] | None = None,
+    source_name: str | None = None,
 ) -> int:
-    """Load one file into ``raw_<table>`` (replacing or appending) and return its row count."""
+    """Load one file into ``raw_<table>`` (replacing or appending) and return its row count;
+    ``source_name`` is recorded as ``_source_file`` (default: the file's name)."""
+    with plain_path(path) as readable:
+        return _land_file(con, readable, table, replace, renames, source_name or path.name)
+
+
+def _land_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: Table,
+    replace: bool,
+    renames: Mapping[str, str] | None,
+    source_name: str,
+) -> int:
     missing = missing_columns(con, path, table, renames)
     if missing:
         expected = [(renames or {}).get(name, name) for name in table.column_names]
@@ -96,28 +182,52 @@ def land_file(
             f"'{table.name}' (expected: {', '.join(expected)})"
         )
     target = raw_name(table)
-    select = select_from_file(path, table, renames)
     try:
         if replace:
+            select = select_from_file(path, table, renames, source_name=source_name)
             con.execute(f"CREATE OR REPLACE TABLE {target} AS {select}")
         else:
+            target_types = {
+                name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {target}").fetchall()
+            }
+            select = select_from_file(
+                path,
+                table,
+                renames,
+                arrived_types=file_types(con, path),
+                target_types=target_types,
+                source_name=source_name,
+            )
             con.execute(f"INSERT INTO {target} BY NAME {select}")
-    except duckdb.Error as error:
+    except DATA_ERRORS as error:
         raise SourceFileError(f"{path.name}: cannot be loaded into {target} ({error})") from error
     return con.execute(
-        f"SELECT count(*) FROM {target} WHERE _source_file = ?", [path.name]
+        f"SELECT count(*) FROM {target} WHERE _source_file = ?", [source_name or path.name]
     ).fetchone()[0]
+
+
+FLAT_RESERVED = frozenset({"_loaded_at", "_source_file", "reject_reason", "reject_rules"})
+"""Columns landing and staging add to a flat table's own: DuckDB would silently rename one of
+two equal names (``_loaded_at_1``), and lineage or reject reasons would read the user's data."""
 
 
 def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     """A flat customer table into ``raw_customers`` with *all* its columns, as they arrived."""
-    source = "'" + path.name.replace("'", "''") + "'"
+    source = quote_literal(path.name)
     try:
-        con.execute(
-            "CREATE OR REPLACE TABLE raw_customers AS SELECT *, now() AS _loaded_at, "
-            f"{source} AS _source_file FROM {read_expression(path)}"
-        )
-    except duckdb.Error as error:
+        with plain_path(path) as readable:
+            clashing = [c for c in file_columns(con, readable) if c.lower() in FLAT_RESERVED]
+            if clashing:
+                raise SourceFileError(
+                    f"{path.name}: column(s) {', '.join(map(repr, clashing))} have names the "
+                    f"pipeline writes next to yours ({', '.join(sorted(FLAT_RESERVED))}); "
+                    "rename them in the file"
+                )
+            con.execute(
+                "CREATE OR REPLACE TABLE raw_customers AS SELECT *, now() AS _loaded_at, "
+                f"{source} AS _source_file FROM {read_expression(readable)}"
+            )
+    except DATA_ERRORS as error:
         raise SourceFileError(f"{path.name}: cannot be loaded ({error})") from error
     return con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
 
@@ -125,7 +235,7 @@ def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 def create_empty_raw(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     """An empty ``raw_<table>`` with the contract's typed columns: a flat source has no events,
     payments, tickets or cancellations, and the graph stays whole (staging stages zero rows)."""
-    columns = ", ".join(f'"{c.name}" {c.sql_type}' for c in table.columns)
+    columns = ", ".join(f"{quote_identifier(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(
         f"CREATE OR REPLACE TABLE {raw_name(table)} ({columns}, _loaded_at TIMESTAMPTZ, "
         "_source_file VARCHAR)"

@@ -22,6 +22,9 @@ class Column:
     allowed: tuple[str, ...] | None = None
     minimum: float | None = None
     maximum: float | None = None
+    parse: str | None = None
+    """SQL over the trimmed text ``{text}`` giving the typed value (NULL when it does not
+    parse), for values a plain cast cannot read: an event log's epoch times, for instance."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import duckdb
 
 from churn.ingest.schema import CUSTOMERS, Column, Table
+from churn.ingest.values import typed_value
+from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 
 RULES = ("missing_required", "invalid_type", "not_allowed", "out_of_range", "unknown_customer")
@@ -34,12 +36,8 @@ def raw_name(table: Table) -> str:
     return f"raw_{table.name}"
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _text_name(column: Column) -> str:
-    return f'"{column.name}__text"'
+    return quote_identifier(f"{column.name}__text")
 
 
 def _arrives_typed(column: Column, raw_types: Mapping[str, str]) -> bool:
@@ -54,9 +52,9 @@ def _text_expression(column: Column, raw_types: Mapping[str, str]) -> str | None
     if _arrives_typed(column, raw_types) and column.allowed is None:
         if column.sql_type != "VARCHAR":
             return None
-        return f"nullif(\"{column.name}\", '')"
-    raw = f'CAST("{column.name}" AS VARCHAR)'
-    if column.sql_type == "VARCHAR" and column.allowed is None:
+        return f"nullif({quote_identifier(column.name)}, '')"
+    raw = f"CAST({quote_identifier(column.name)} AS VARCHAR)"
+    if column.sql_type == "VARCHAR" and column.allowed is None and column.parse is None:
         return f"nullif({raw}, '')"
     return f"nullif(trim({raw}), '')"
 
@@ -65,12 +63,14 @@ def _typed_expression(column: Column, raw_types: Mapping[str, str]) -> str:
     """The staged value, over the normalized text (categories matched case-insensitively)."""
     text = _text_expression(column, raw_types)
     if text is None:
-        return f'"{column.name}"'
+        return quote_identifier(column.name)
     if column.allowed is not None:
         return f"lower({_text_name(column)})"
+    if column.parse is not None:
+        return column.parse.format(text=_text_name(column))
     if column.sql_type == "VARCHAR":
         return _text_name(column)
-    return f"TRY_CAST({_text_name(column)} AS {column.sql_type})"
+    return typed_value(_text_name(column), column.sql_type)
 
 
 def _normalized_relation(table: Table, raw_types: Mapping[str, str]) -> str:
@@ -79,8 +79,10 @@ def _normalized_relation(table: Table, raw_types: Mapping[str, str]) -> str:
     lineage = ", ".join(LINEAGE_COLUMNS)
     text_columns = [c for c in table.columns if _text_expression(c, raw_types) is not None]
     inner = [f"{_text_expression(c, raw_types)} AS {_text_name(c)}" for c in text_columns]
-    inner += [f'"{c.name}"' for c in table.columns if c not in text_columns]
-    outer = [f'{_typed_expression(c, raw_types)} AS "{c.name}"' for c in table.columns]
+    inner += [quote_identifier(c.name) for c in table.columns if c not in text_columns]
+    outer = [
+        f"{_typed_expression(c, raw_types)} AS {quote_identifier(c.name)}" for c in table.columns
+    ]
     outer += [_text_name(c) for c in text_columns]
     return (
         f"SELECT {', '.join(outer)}, {lineage} "
@@ -91,7 +93,7 @@ def _normalized_relation(table: Table, raw_types: Mapping[str, str]) -> str:
 def _as_text(column: Column, raw_types: Mapping[str, str]) -> str:
     """The value as it arrived, as text: what a rejects table shows."""
     if _text_expression(column, raw_types) is None:
-        return f'CAST("{column.name}" AS VARCHAR)'
+        return f"CAST({quote_identifier(column.name)} AS VARCHAR)"
     return _text_name(column)
 
 
@@ -103,30 +105,32 @@ def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str,
     """(rule, SQL condition that is TRUE when broken, SQL text of the reason) for one column,
     over the normalized relation."""
     name = column.name
-    typed = f'"{name}"'
+    typed = quote_identifier(name)
     shown = _shown(column, raw_types)
     text = _text_expression(column, raw_types)
     present = typed if text is None else _text_name(column)
     found: list[tuple[str, str, str]] = []
     if column.required:
-        found.append(("missing_required", f"{present} IS NULL", _quote(f"{name} is missing")))
-    if text is not None and column.sql_type != "VARCHAR":
+        found.append(
+            ("missing_required", f"{present} IS NULL", quote_literal(f"{name} is missing"))
+        )
+    if text is not None and (column.sql_type != "VARCHAR" or column.parse is not None):
         found.append(
             (
                 "invalid_type",
                 f"{present} IS NOT NULL AND {typed} IS NULL",
-                f"{_quote(name + '=')} || {shown} || "
-                f"{_quote(' is not a valid ' + column.sql_type)}",
+                f"{quote_literal(name + '=')} || {shown} || "
+                f"{quote_literal(' is not a valid ' + column.sql_type)}",
             )
         )
     if column.allowed is not None:
-        allowed = ", ".join(_quote(value) for value in column.allowed)
+        allowed = ", ".join(quote_literal(value) for value in column.allowed)
         found.append(
             (
                 "not_allowed",
                 f"{typed} IS NOT NULL AND {typed} NOT IN ({allowed})",
-                f"{_quote(name + '=')} || {shown} || "
-                f"{_quote(' is not one of ' + ', '.join(column.allowed))}",
+                f"{quote_literal(name + '=')} || {shown} || "
+                f"{quote_literal(' is not one of ' + ', '.join(column.allowed))}",
             )
         )
     if column.minimum is not None:
@@ -134,7 +138,8 @@ def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str,
             (
                 "out_of_range",
                 f"{typed} < {column.minimum}",
-                f"{_quote(name + '=')} || {shown} || {_quote(f' is below {column.minimum:g}')}",
+                f"{quote_literal(name + '=')} || {shown} || "
+                f"{quote_literal(f' is below {column.minimum:g}')}",
             )
         )
     if column.maximum is not None:
@@ -142,7 +147,8 @@ def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str,
             (
                 "out_of_range",
                 f"{typed} > {column.maximum}",
-                f"{_quote(name + '=')} || {shown} || {_quote(f' is above {column.maximum:g}')}",
+                f"{quote_literal(name + '=')} || {shown} || "
+                f"{quote_literal(f' is above {column.maximum:g}')}",
             )
         )
     return found
@@ -196,10 +202,11 @@ def stage_table(con: duckdb.DuckDBPyConnection, table: Table) -> StagingResult:
     """Rebuild ``stg_<table>`` and its rejects from ``raw_<table>`` in one transaction."""
     raw, staged, rejects = raw_name(table), staged_name(table), rejects_name(table)
     raw_types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {raw}").fetchall()}
-    key = ", ".join(f'"{column}"' for column in table.key)
-    columns = ", ".join(f'"{column}"' for column in table.column_names)
+    key = ", ".join(quote_identifier(column) for column in table.key)
+    columns = ", ".join(quote_identifier(column) for column in table.column_names)
     as_arrived = ", ".join(
-        f'{_as_text(column, raw_types)} AS "{column.name}"' for column in table.columns
+        f"{_as_text(column, raw_types)} AS {quote_identifier(column.name)}"
+        for column in table.columns
     )
     lineage = ", ".join(LINEAGE_COLUMNS)
     is_valid = _is_valid_expression(table, raw_types)

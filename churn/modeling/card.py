@@ -3,6 +3,11 @@
 It is stored beside the model (``card.json``) and is the service's source of truth: the request
 schemas come from ``feature_schema``, the default threshold and risk tiers from ``thresholds``
 and ``risk_tiers``, ``/model`` returns it whole.
+
+The decision threshold is the model's own: ``thresholds["decision"]``, the expected-value
+threshold chosen on validation with the card's ``economics`` (cost of a contact, value of a kept
+customer, success rate). Cards written before it existed have only ``thresholds["default"]``
+(0.5); :func:`decision_threshold` and :func:`card_economics` read both generations.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import decimal
 import math
 import subprocess
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +26,7 @@ from churn.modeling.spec import specs_to_dicts
 
 if TYPE_CHECKING:
     from churn.modeling.gate import GateDecision
-    from churn.modeling.training import Evaluation, TrainingData
+    from churn.modeling.training import Economics, Evaluation, TrainingData
 
 
 def json_safe(value: Any) -> Any:
@@ -64,19 +70,27 @@ def build_card(
     source: str,
     horizon_days: int,
     gate_settings: dict[str, Any],
+    shape_fields: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``:
-    strict JSON (NaN -> null), because the service returns it whole at ``/model``."""
+    strict JSON (NaN -> null), because the service returns it whole at ``/model``.
+
+    ``shape_fields`` (:meth:`churn.features.shape.SourceShape.card_fields`) record the source's
+    shape and, for an events source, the generated feature family (``event_features``: the
+    chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
+    service generates exactly the features the model was trained on."""
     from churn.modeling.gate import GATE_RULES, LEAKAGE_CEILING
 
     winner = evaluation.winning
     return json_safe(
-        {
+        dict(shape_fields or {})
+        | {
             "model_kind": evaluation.winner,
             "trained_at": datetime.now(UTC).isoformat(),
             "feature_order": [spec.name for spec in data.specs],
             "feature_schema": specs_to_dicts(data.specs),
             "thresholds": evaluation.thresholds,
+            "economics": asdict(evaluation.economics),
             "risk_tiers": {
                 "low_medium": evaluation.risk_tier_cuts[0],
                 "medium_high": evaluation.risk_tier_cuts[1],
@@ -85,7 +99,9 @@ def build_card(
                 "test": winner.test,
                 "validation": winner.validation,
                 "oracle_auc": evaluation.oracle_auc,
+                "at_decision_threshold": evaluation.decision_metrics,
             },
+            "backtest": evaluation.backtest,
             "data_window": data.window(),
             "horizon_days": horizon_days,
             "lineage": {
@@ -112,3 +128,18 @@ def build_card(
             },
         }
     )
+
+
+def decision_threshold(card: dict[str, Any]) -> float:
+    """Where a score becomes ``churn_label = 1``: the card's decision threshold, or the old
+    cards' fixed default."""
+    thresholds = card["thresholds"]
+    return float(thresholds.get("decision", thresholds["default"]))
+
+
+def card_economics(card: dict[str, Any]) -> Economics:
+    """The contact economics the model's threshold was chosen with; the defaults for old cards
+    (they were chosen with the defaults too unless the run was configured otherwise)."""
+    from churn.modeling.training import Economics
+
+    return Economics(**card.get("economics", {}))

@@ -142,3 +142,47 @@ def confusion_matrix(y_true: Any, y_score: Any, threshold: float) -> bytes:
             ax.text(j, i, f"{value:,}", ha="center", va="center", color=color)
 
     return _render(draw)
+
+
+def backtest_plot(
+    months: Sequence[Mapping[str, Any]],
+    title: str = "Backtest: retrained each month on what was known, scored that month",
+) -> bytes:
+    """Per month: ROC AUC (left axis) and top-decile lift (right) of that month's scores."""
+
+    def draw(ax: Axes) -> None:
+        labels = [str(m["observation_date"]) for m in months]
+        x = np.arange(len(labels))
+        aucs = [np.nan if m["roc_auc"] is None else m["roc_auc"] for m in months]
+        lifts = [np.nan if m["top_decile_lift"] is None else m["top_decile_lift"] for m in months]
+        ax.plot(x, aucs, marker="o", color="tab:blue", label="ROC AUC")
+        ax.set(title=title, ylabel="ROC AUC")
+        ax.set_xticks(x, labels, rotation=30, ha="right")
+        ax.set_ylim(0.5, 1.0)
+        lift_axis = ax.twinx()
+        lift_axis.bar(x, lifts, alpha=0.3, color="tab:orange", label="top-decile lift")
+        lift_axis.set_ylabel("top-decile lift")
+        lift_axis.set_ylim(0, max([4.0, *[v for v in lifts if np.isfinite(v)]]) * 1.1)
+        handles = ax.get_legend_handles_labels()
+        more = lift_axis.get_legend_handles_labels()
+        ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left")
+
+    return _render(draw)
+
+
+def score_histogram(probabilities: Any, threshold: float, cuts: tuple[float, float]) -> bytes:
+    """How the scored customers spread over churn probability, with the decision threshold and
+    the tier cut points marked: where the contact list ends and the tiers begin."""
+
+    def draw(ax: Axes) -> None:
+        p = np.asarray(probabilities, dtype=np.float64)
+        ax.hist(p, bins=50, color="tab:blue", alpha=0.8)
+        ax.axvline(threshold, color="tab:red", linestyle="-", label=f"decision {threshold:.3f}")
+        for cut, name in zip(cuts, ("low|medium", "medium|high"), strict=True):
+            ax.axvline(cut, color="grey", linestyle="--", label=f"{name} {cut:.3f}")
+        ax.set_yscale("log")
+        ax.set(title=f"Churn probability of {p.size:,} customers", xlabel="churn probability")
+        ax.set_ylabel("customers (log scale)")
+        ax.legend(loc="upper right")
+
+    return _render(draw)

@@ -81,6 +81,9 @@ def time_split(
     kept_validation = validation[validation + horizon <= test[0]]
     kept_train = train[train + horizon <= validation[0]]
     if kept_train.size == 0 or kept_validation.size == 0:
+        spaced = _spaced_split(distinct, validation_months, test_months, horizon)
+        if spaced is not None:
+            return spaced
         raise ValueError(
             f"a {horizon_days}-day label horizon overlaps the next block for every "
             f"{'training' if kept_train.size == 0 else 'validation'} date; use more months"
@@ -93,6 +96,30 @@ def time_split(
         validation_dates=tuple(_to_date(d) for d in kept_validation),
         test_dates=tuple(_to_date(d) for d in test),
         embargoed=tuple(_to_date(d) for d in np.sort(embargoed)),
+    )
+
+
+def _spaced_split(
+    distinct: np.ndarray, validation_months: int, test_months: int, horizon: np.timedelta64
+) -> TimeSplit | None:
+    """For a label horizon longer than the gap between dates (an inactivity definition of 90
+    days on monthly dates): validation is the last dates whose labels close before the test
+    block starts, train the dates whose labels close before validation starts; the dates in
+    between are embargoed. None when there are too few dates for that."""
+    test = distinct[-test_months:]
+    before_test = distinct[distinct + horizon <= test[0]]
+    if before_test.size <= validation_months:
+        return None
+    validation = before_test[-validation_months:]
+    train = before_test[before_test + horizon <= validation[0]]
+    if train.size == 0:
+        return None
+    used = np.concatenate([train, validation, test])
+    return TimeSplit(
+        train_dates=tuple(_to_date(d) for d in train),
+        validation_dates=tuple(_to_date(d) for d in validation),
+        test_dates=tuple(_to_date(d) for d in test),
+        embargoed=tuple(_to_date(d) for d in np.setdiff1d(distinct, used)),
     )
 
 

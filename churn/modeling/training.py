@@ -227,6 +227,13 @@ class Evaluation:
     oracle_auc: float | None
     thresholds: dict[str, float]
     risk_tier_cuts: tuple[float, float]
+    economics: Economics = field(default_factory=Economics)
+    decision_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The winner at its decision threshold, per block (validation, test): see
+    :func:`at_threshold`."""
+    backtest: list[dict[str, Any]] | None = None
+    """Rolling-origin results of the winner's recipe (:mod:`churn.modeling.backtest`), set by
+    the caller that has the whole matured history."""
 
     @property
     def winning(self) -> CandidateResult:
@@ -289,6 +296,38 @@ def evaluate_candidates(
             "default": default_threshold,
             "expected_value": ev_threshold,
             "expected_value_per_customer": ev_per_customer,
+            # The threshold labels, the service and customer_scores use: chosen on validation by
+            # money, because at 0.5 a model of a ~4% base rate labels almost no one.
+            "decision": ev_threshold,
         },
         risk_tier_cuts=risk_tiers(chosen.validation_scores),
+        economics=economics,
+        decision_metrics={
+            "validation": at_threshold(
+                data.validation.y, chosen.validation_scores, ev_threshold, economics
+            ),
+            "test": at_threshold(data.test.y, chosen.test_scores, ev_threshold, economics),
+        },
     )
+
+
+def at_threshold(
+    y: np.ndarray, scores: np.ndarray, threshold: float, economics: Economics
+) -> dict[str, float]:
+    """What contacting everyone at or above ``threshold`` does: how many, how many of them
+    churn (precision), how many churners it reaches (recall), and the money per customer."""
+    y = np.asarray(y, dtype=np.float64)
+    contacted = np.asarray(scores) >= threshold
+    hits = float(y[contacted].sum())
+    positives = float(y.sum())
+    gain = economics.success_rate * economics.retained_value * hits
+    cost = economics.intervention_cost * float(contacted.sum())
+    return {
+        "threshold": float(threshold),
+        "rows": int(y.size),
+        "contacted": int(contacted.sum()),
+        "contacted_share": float(contacted.mean()) if y.size else 0.0,
+        "precision": hits / float(contacted.sum()) if contacted.any() else None,
+        "recall": hits / positives if positives else None,
+        "expected_value_per_customer": (gain - cost) / y.size if y.size else 0.0,
+    }

@@ -20,6 +20,12 @@ to 0 at large sizes. The reported score is the distance when significant and 0 o
 "score >= threshold" is the verdict everywhere (Evidently's HTML, our JSON, the check).
 ``tests/test_drift.py`` measures the false-alarm rate on the warehouse's own features.
 
+Which columns, and of which kind, come from the champion's card (``feature_schema``), never from
+the synthetic source's declarations: a flat table's ``contract`` column must not be the only one
+compared because it shares a name with a synthetic feature, and its 0/1 ``senior_citizen`` flag is
+categorical because staging said so, whatever dtype the Parquet reference happens to hold. A card
+feature missing from either frame is reported as not compared instead of silently dropped.
+
 Evidently is imported inside the functions: it costs ~14 s to import and the code location (and
 every Dagster step) imports this module.
 """
@@ -27,12 +33,10 @@ every Dagster step) imports this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from churn.features import FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,8 +46,12 @@ CATEGORICAL_METHOD = "churn_jensenshannon_chi2"
 NUMERIC_THRESHOLD = 0.1
 CATEGORICAL_THRESHOLD = 0.1
 SIGNIFICANCE = 0.01
+DEFAULT_DRIFT_SHARE = 0.2
+"""Share of drifted features above which ``drift_check`` fails; also handed to Evidently, so its
+report's dataset-drift header states the same limit (Evidently's own default is 0.5)."""
 
-KINDS: dict[str, str] = {feature.name: feature.kind for feature in FEATURES}
+FeatureKinds = Mapping[str, str]
+"""Feature name -> ``numeric`` or ``categorical``, in the model's feature order."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class DriftResult:
     columns: list[ColumnDrift]
     reference_rows: int
     current_rows: int
+    not_compared: list[str] = field(default_factory=list)
+    """Model features missing from the reference or the current frame."""
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -78,6 +88,7 @@ class DriftResult:
             "drifted_columns": self.drifted_columns,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "not_compared": self.not_compared,
             "columns": [asdict(c) for c in self.columns],
         }
 
@@ -149,48 +160,41 @@ def register_stattests() -> None:
     _REGISTERED = True
 
 
-def kind_of(column: str, frame: pd.DataFrame | None = None) -> str:
-    """A feature's declared kind; a flat source's inferred features are not declared in
-    :mod:`churn.features`, so theirs follows the column's dtype (text = categorical)."""
-    if column in KINDS:
-        return KINDS[column]
-    if frame is not None and column in frame.columns:
-        dtype = frame[column].dtype
-        if str(dtype) == "object" or str(dtype) in ("string", "category", "bool", "boolean"):
-            return "categorical"
-    return "numeric"
+def kinds_from_card(card: Mapping[str, Any]) -> dict[str, str]:
+    """The model's features and kinds, in its feature order, from its card's ``feature_schema``
+    (what the model was trained on: synthetic, flat or generated event features alike)."""
+    return {spec["name"]: spec["kind"] for spec in card["feature_schema"]}
 
 
-def method_for(column: str, frame: pd.DataFrame | None = None) -> tuple[str, float]:
-    """The (Evidently stattest name, threshold) used for a feature, by its declared kind."""
-    if kind_of(column, frame) == "categorical":
+def method_for(kind: str) -> tuple[str, float]:
+    """The (Evidently stattest name, threshold) used for a feature of ``kind``."""
+    if kind == "categorical":
         return CATEGORICAL_METHOD, CATEGORICAL_THRESHOLD
     return NUMERIC_METHOD, NUMERIC_THRESHOLD
 
 
-def feature_columns(frame: pd.DataFrame) -> list[str]:
-    """The model features present in ``frame``, in the declared order; a frame with none of
-    the declared features (a flat source's reference sample) is all features."""
-    declared = [feature.name for feature in FEATURES if feature.name in frame.columns]
-    if declared:
-        return declared
-    return [c for c in frame.columns if c not in ("customer_id", "observation_date", "churned")]
+def compared_columns(
+    kinds: FeatureKinds, reference: pd.DataFrame, current: pd.DataFrame
+) -> tuple[list[str], list[str]]:
+    """(features present in both frames, features missing from either), in the model's order."""
+    present = [c for c in kinds if c in reference.columns and c in current.columns]
+    return present, [c for c in kinds if c not in present]
 
 
-def _prepared(
-    frame: pd.DataFrame, columns: Sequence[str], kinds: dict[str, str] | None = None
-) -> pd.DataFrame:
+def _prepared(frame: pd.DataFrame, columns: Sequence[str], kinds: FeatureKinds) -> pd.DataFrame:
     """Categoricals as strings and numerics as floats: the types the DataDefinition declares."""
     out = frame[list(columns)].copy()
     for column in columns:
-        if (kinds or {}).get(column, KINDS.get(column)) == "categorical":
+        if kinds[column] == "categorical":
             out[column] = out[column].astype("string").astype(object)
         else:
             out[column] = out[column].astype(float)
     return out
 
 
-def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult:
+def column_scores(
+    reference: pd.DataFrame, current: pd.DataFrame, kinds: FeatureKinds
+) -> DriftResult:
     """The same registered Evidently stattests the report runs, without building a report.
 
     Fast enough to repeat hundreds of times in the false-alarm test.
@@ -200,12 +204,11 @@ def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult
 
     register_stattests()
 
-    columns = [c for c in feature_columns(reference) if c in current.columns]
-    kinds = {c: kind_of(c, reference) for c in columns}
+    columns, missing = compared_columns(kinds, reference, current)
     ref, cur = _prepared(reference, columns, kinds), _prepared(current, columns, kinds)
     results = []
     for column in columns:
-        method, threshold = method_for(column, reference)
+        method, threshold = method_for(kinds[column])
         kind = ColumnType.Categorical if kinds[column] == "categorical" else ColumnType.Numerical
         test = get_stattest(ref[column], cur[column], kind, method)
         outcome = test(ref[column].dropna(), cur[column].dropna(), kind, threshold)
@@ -219,31 +222,38 @@ def column_scores(reference: pd.DataFrame, current: pd.DataFrame) -> DriftResult
                 bool(outcome.drifted),
             )
         )
-    return DriftResult(results, len(reference), len(current))
+    return DriftResult(results, len(reference), len(current), missing)
 
 
-def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftResult, Any]:
+def run_report(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: FeatureKinds,
+    *,
+    drift_share: float = DEFAULT_DRIFT_SHARE,
+) -> tuple[DriftResult, Any]:
     """Run Evidently's drift preset with explicit types and per-column methods.
 
     Returns the verdicts (read back from the report's own values) and the Evidently snapshot,
-    whose HTML is what a person opens from the Dagster UI.
+    whose HTML is what a person opens from the Dagster UI. ``drift_share`` is the dataset-level
+    limit the report shows; pass the one ``drift_check`` applies.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
     register_stattests()
-    columns = [c for c in feature_columns(reference) if c in current.columns]
-    kinds = {c: kind_of(c, reference) for c in columns}
+    columns, missing = compared_columns(kinds, reference, current)
     numeric = [c for c in columns if kinds[c] == "numeric"]
     categorical = [c for c in columns if kinds[c] == "categorical"]
     definition = DataDefinition(numerical_columns=numeric, categorical_columns=categorical)
-    methods = {c: method_for(c, reference) for c in columns}
+    methods = {c: method_for(kinds[c]) for c in columns}
     report = Report(
         [
             DataDriftPreset(
                 columns=columns,
                 per_column_method={c: m for c, (m, _) in methods.items()},
                 per_column_threshold={c: t for c, (_, t) in methods.items()},
+                drift_share=drift_share,
             )
         ]
     )
@@ -263,7 +273,7 @@ def run_report(reference: pd.DataFrame, current: pd.DataFrame) -> tuple[DriftRes
         )
         for c in columns
     ]
-    return DriftResult(results, len(reference), len(current)), snapshot
+    return DriftResult(results, len(reference), len(current), missing), snapshot
 
 
 def _scores_from_snapshot(payload: dict[str, Any]) -> dict[str, float]:

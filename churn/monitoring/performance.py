@@ -7,6 +7,9 @@ Two sources of scored-and-labeled rows:
 * ``rescored``: the champion re-scores every matured snapshot after its test window, i.e. data
   it neither trained nor was selected on. Plain ``/score`` rows carry no date, so this is what
   measures a champion whose traffic cannot be joined to labels (and the batch population).
+
+And, per month, the batch list itself: the rows ``customer_scores`` wrote, joined to the labels
+once they mature (:func:`stored_scores_realized`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from churn.modeling.metrics import auc, average_precision, brier
+from churn.modeling.metrics import auc, average_precision, brier, top_share_stats
 from churn.warehouse import table_exists
 
 
@@ -103,3 +106,82 @@ def last_seen_date(card: dict) -> str:
     window = card.get("data_window", {})
     dates = [d for key in ("train_dates", "validation_dates", "test_dates") for d in window[key]]
     return max(dates)
+
+
+@dataclass(frozen=True)
+class StoredScoresMonth:
+    """How one month of ``customer_scores`` did once its labels matured."""
+
+    observation_date: str
+    model_version: str
+    rows: int
+    positives: int
+    roc_auc: float | None
+    top_decile_lift: float | None
+    top_decile_capture: float | None
+    contacted: int
+    precision_at_threshold: float | None
+    recall_at_threshold: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def stored_scores_realized(con: duckdb.DuckDBPyConnection) -> list[StoredScoresMonth]:
+    """Per observation date and model version: the written scores against matured labels.
+
+    This is the batch list a retention team really received, so it answers "did the list
+    work?" month by month: AUC, and how rich in churners its top decile was (lift) and how many
+    of all churners it held (capture); also precision and recall of the ``churn_label = 1``
+    contacts. Months whose labels have not matured are left out.
+    """
+    from churn.warehouse import table_exists
+
+    if not table_exists(con, "customer_scores"):
+        return []
+    rows = con.execute(
+        """
+        SELECT CAST(s.observation_date AS VARCHAR), s.model_version,
+               list(CAST(l.churned AS INTEGER) ORDER BY s.customer_id),
+               list(s.churn_probability ORDER BY s.customer_id),
+               list(s.churn_label ORDER BY s.customer_id)
+        FROM customer_scores s
+        JOIN churn_labels l USING (customer_id, observation_date)
+        WHERE l.churned IS NOT NULL
+        GROUP BY ALL ORDER BY 1, 2
+        """
+    ).fetchall()
+    months = []
+    for day, version, labels, probabilities, decisions in rows:
+        y = np.asarray(labels, dtype=np.int64)
+        p = np.asarray(probabilities, dtype=np.float64)
+        contacted = np.asarray(decisions, dtype=bool)
+        both = 0 < y.sum() < y.size
+        lift, capture = top_share_stats(y, p, 0.1) if y.sum() else (None, None)
+        hits = int(y[contacted].sum())
+        months.append(
+            StoredScoresMonth(
+                observation_date=day,
+                model_version=version,
+                rows=int(y.size),
+                positives=int(y.sum()),
+                roc_auc=float(auc(y, p)) if both else None,
+                top_decile_lift=None if lift is None else float(lift),
+                top_decile_capture=None if capture is None else float(capture),
+                contacted=int(contacted.sum()),
+                precision_at_threshold=hits / int(contacted.sum()) if contacted.any() else None,
+                recall_at_threshold=hits / int(y.sum()) if y.sum() else None,
+            )
+        )
+    return months
+
+
+def window_of(observation_date: str, card: dict | None) -> str:
+    """Which block of the model's own data window a date fell in (``train``, ``validation``,
+    ``test``), or ``unseen`` when the model never saw it: only ``unseen`` months are an honest
+    out-of-sample result, and a reader must be able to tell them apart."""
+    window = (card or {}).get("data_window", {})
+    for block in ("test", "validation", "train"):
+        if observation_date[:10] in window.get(f"{block}_dates", []):
+            return block
+    return "unseen"

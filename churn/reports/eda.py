@@ -4,8 +4,13 @@ What an analyst checks before trusting any model: how complete and how spread ea
 which segments churn more, how churners differ from stayers, which features move with churn or
 duplicate each other, and whether the churn rate is stable over time.
 
-Nothing here knows the synthetic source's feature list: the columns and their types are read from
-the warehouse, so a user's own flat customer table is analysed the same way. Every aggregate is
+Nothing here knows the synthetic source's feature list. Which columns are features, and whether
+each is numeric or categorical, comes from the caller (the source's declared features, or a
+model card's ``feature_schema``): a flat table's 0/1 flag staged as a category, or an event
+source's generated counts, are then analysed as what the model treats them as. Without that, the
+warehouse's own types decide. Segments are the categorical features themselves (the few-valued
+ones), not a list of synthetic profile names, so a user's own ``internet`` or ``country`` column
+gets its churn-by-segment panel like ``plan`` does. Every aggregate is
 one SQL statement over all rows (one scan per section, not one query per feature); pandas and
 matplotlib only ever see the small aggregated results. Dagster-free, so it can run from a notebook.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Literal
@@ -29,7 +34,11 @@ if TYPE_CHECKING:
 ColumnKind = Literal["numeric", "categorical", "other"]
 
 KEY_COLUMNS = ("customer_id", "observation_date")
-SEGMENT_COLUMNS = ("plan", "contract", "region", "payment_method")
+MAX_SEGMENT_CARDINALITY = 30
+"""A categorical feature is a segment when it has at most this many values; more (a city, a
+product code) make a churn-by-value chart unreadable and the small groups' rates mostly noise."""
+MAX_SEGMENTS = 8
+"""Segment panels in the report, the first categorical features in feature order (plus tenure)."""
 TENURE_COLUMN = "tenure_days"
 TENURE_SEGMENT = "tenure_band"
 TENURE_BANDS: tuple[tuple[str, int | None], ...] = (
@@ -41,7 +50,7 @@ TENURE_BANDS: tuple[tuple[str, int | None], ...] = (
 """Band label and exclusive upper bound in days; the last band is open."""
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 MAX_SEGMENT_VALUES = 20
-"""Segments with more values (an id-like column in a user's table) keep only the largest."""
+"""Segments with more values keep only the largest."""
 MAX_PAIR_FEATURES = 60
 """Feature-to-feature correlations grow quadratically; beyond this, keep the churn-relevant."""
 MAX_HISTOGRAM_BINS = 30
@@ -173,15 +182,37 @@ def _kind(sql_type: str) -> ColumnKind:
 
 
 def feature_columns(
-    con: duckdb.DuckDBPyConnection, table: str = "customer_features"
+    con: duckdb.DuckDBPyConnection,
+    table: str = "customer_features",
+    kinds: Mapping[str, str] | None = None,
 ) -> list[Column]:
-    """The table's columns minus the keys, in table order, typed by DuckDB."""
-    described = con.execute(f"DESCRIBE {table}").fetchall()
-    return [
-        Column(name, str(sql_type), _kind(str(sql_type)))
-        for name, sql_type, *_ in described
-        if name not in KEY_COLUMNS
-    ]
+    """The features of ``table`` with their kinds.
+
+    With ``kinds`` (feature name -> ``numeric``/``categorical``, in the model's order): those
+    features, in that order, of the kind given; a "numeric" column DuckDB cannot cast to a number
+    is ``other`` rather than an SQL error. Without: every column but the keys, in table order,
+    of the kind its DuckDB type implies.
+    """
+    described = {
+        name: str(sql_type) for name, sql_type, *_ in con.execute(f"DESCRIBE {table}").fetchall()
+    }
+    if kinds is None:
+        return [
+            Column(name, sql_type, _kind(sql_type))
+            for name, sql_type in described.items()
+            if name not in KEY_COLUMNS
+        ]
+    columns = []
+    for name, kind in kinds.items():
+        if name not in described:
+            continue
+        sql_type = described[name]
+        if kind == "categorical":
+            columns.append(Column(name, sql_type, "categorical"))
+        else:
+            numeric = _kind(sql_type) == "numeric"
+            columns.append(Column(name, sql_type, "numeric" if numeric else "other"))
+    return columns
 
 
 def _create_view(
@@ -261,14 +292,19 @@ def _tenure_band_sql(column: str) -> str:
     return f"CASE WHEN {column} IS NULL THEN NULL {cases} ELSE '{TENURE_BANDS[-1][0]}' END"
 
 
-def segment_expressions(columns: Sequence[Column]) -> dict[str, str]:
-    """Which segments this table supports: the known profile columns that exist, and tenure."""
+def segment_expressions(
+    columns: Sequence[Column], summaries: Sequence[FeatureSummary]
+) -> dict[str, str]:
+    """Which segments this table supports: its few-valued categorical features (at most
+    ``MAX_SEGMENTS``, in feature order), and tenure bands when there is a tenure in days."""
+    distinct = {s.name: s.distinct for s in summaries}
     by_name = {c.name: c for c in columns}
-    segments = {
-        name: f"CAST({by_name[name].sql} AS VARCHAR)"
-        for name in SEGMENT_COLUMNS
-        if name in by_name and by_name[name].kind != "other"
-    }
+    chosen = [
+        c
+        for c in columns
+        if c.kind == "categorical" and 0 < distinct.get(c.name, 0) <= MAX_SEGMENT_CARDINALITY
+    ][:MAX_SEGMENTS]
+    segments = {c.name: f"CAST({c.sql} AS VARCHAR)" for c in chosen}
     if TENURE_COLUMN in by_name and by_name[TENURE_COLUMN].kind == "numeric":
         segments[TENURE_SEGMENT] = _tenure_band_sql(by_name[TENURE_COLUMN].sql)
     return segments
@@ -279,19 +315,21 @@ def churn_by_segment(con: duckdb.DuckDBPyConnection, segments: dict[str, str]) -
     if not segments:
         return []
     band_order = {label: i for i, (label, _) in enumerate(TENURE_BANDS)}
+    names = list(segments)
+    # Segments are numbered in the SQL and named back here: a user's column name never
+    # becomes an SQL string literal.
     selects = " UNION ALL ".join(
-        f"SELECT '{name}' AS segment, coalesce({expr}, '(missing)') AS value, "
+        f"SELECT {i} AS segment, coalesce({expr}, '(missing)') AS value, "
         "count(*) AS n, sum(_label) AS churned, avg(_label) AS rate "
         "FROM _eda WHERE _label IS NOT NULL GROUP BY ALL"
-        for name, expr in segments.items()
+        for i, expr in enumerate(segments.values())
     )
     rows = con.execute(
         f"SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY segment ORDER BY n DESC, value)"
         f" AS rank FROM ({selects})) WHERE rank <= {MAX_SEGMENT_VALUES}"
     ).fetchall()
-    order = {name: i for i, name in enumerate(segments)}
-    rows.sort(key=lambda r: (order[r[0]], band_order.get(r[1], -1), r[1]))
-    return [SegmentRate(s, v, int(n), int(k), float(rate)) for s, v, n, k, rate, _ in rows]
+    rows.sort(key=lambda r: (r[0], band_order.get(r[1], -1), r[1]))
+    return [SegmentRate(names[i], v, int(n), int(k), float(rate)) for i, v, n, k, rate, _ in rows]
 
 
 def _correlations(
@@ -419,23 +457,29 @@ def analyze(
     features_table: str = "customer_features",
     labels_table: str = "churn_labels",
     label_column: str = "churned",
+    kinds: Mapping[str, str] | None = None,
     histogram_features: int = 6,
     render_plots: bool = True,
 ) -> EdaResult:
-    """Run every section of the report over the warehouse (read-only is enough)."""
+    """Run every section of the report over the warehouse (read-only is enough).
+
+    ``kinds``: the features and their kinds (see :func:`feature_columns`); the source's
+    declared features or a model card's schema.
+    """
     keys = _create_view(con, features_table, labels_table, label_column)
-    columns = feature_columns(con, features_table)
+    columns = feature_columns(con, features_table, kinds)
     rows, labeled, rate = con.execute(
         "SELECT count(*), count(_label), avg(_label) FROM _eda"
     ).fetchone()
     ranked = label_correlations(con, columns)
     top = [c.left for c in ranked[:histogram_features]]
+    summaries = summarize_features(con, columns)
     result = EdaResult(
         rows=int(rows),
         labeled_rows=int(labeled),
         churn_rate=rate,
-        features=summarize_features(con, columns),
-        segments=churn_by_segment(con, segment_expressions(columns)),
+        features=summaries,
+        segments=churn_by_segment(con, segment_expressions(columns, summaries)),
         label_correlations=ranked,
         feature_pairs=feature_pairs(con, columns, ranked),
         months=churn_by_month(con, keys),

@@ -10,6 +10,9 @@ events, payments and tickets move forward one calendar month (new ids), then the
 * ``payment_failure``: every payment with ``--method`` fails (a broken payment provider);
 * ``usage_drop``: the region loses ``--pct`` of its product events (an outage).
 
+As many customers cancel as in the last month, the least engaged first, so the month before the
+new one keeps a plausible label rate once it matures (cancellations are written for every kind).
+
 Files are written as ``<table>_<YYYY-MM>_<kind>.parquet`` (``*.part`` first, then renamed, so the
 sensor never sees a half-written file). Partitions: the new month's observation date exists only
 when ``CHURN_MONTHS`` is raised by one (see docs/drift-walkthrough.md); the command prints the
@@ -108,57 +111,107 @@ def next_month(
         "+ INTERVAL 1 MONTH AS DATE)"
     ).fetchone()[0]
     start = con.execute("SELECT CAST(? AS DATE) - INTERVAL 1 MONTH", [end]).fetchone()[0]
-    factor = 1 + pct / 100
+    month = f"{end:%Y-%m}"
+    params = {
+        "start": start,
+        "end": end,
+        "month": month,
+        "kind": kind,
+        "region": region,
+        "method": method,
+        "factor": 1 + pct / 100,
+        "pct": int(pct),
+    }
     con.execute(
         """CREATE TEMP TABLE active AS SELECT c.* FROM src_customers c
         LEFT JOIN src_cancellations x USING (customer_id)
-        WHERE x.customer_id IS NULL OR CAST(x.cancel_date AS DATE) >= ?""",
-        [end],
+        WHERE x.customer_id IS NULL OR CAST(x.cancel_date AS DATE) >= $end""",
+        {"end": end},
     )
-    month = f"{end:%Y-%m}"
-    keep = "1 = 1"
-    if kind == "usage_drop":
-        keep = f"(c.region <> '{region}' OR hash(e.event_id) % 100 >= {int(pct)})"  # drop pct%
-    tables = {
-        "events": f"""
-            SELECT e.event_id || '_{month}' AS event_id, e.customer_id,
-                e.session_id || '_{month}' AS session_id,
-                CAST(e.event_time AS TIMESTAMP) + INTERVAL 1 MONTH AS event_time,
-                e.event_type, e.duration_seconds
-            FROM src_events e JOIN active c USING (customer_id)
-            WHERE CAST(e.event_time AS TIMESTAMP) >= '{start}' AND {keep}""",
-        "payments": f"""
-            SELECT p.payment_id || '_{month}' AS payment_id, p.customer_id,
-                CAST(CAST(p.payment_date AS DATE) + INTERVAL 1 MONTH AS DATE) AS payment_date,
-                CASE WHEN '{kind}' = 'price_rise' AND c.region = '{region}'
-                    THEN round(p.amount * {factor}, 2) ELSE p.amount END AS amount,
-                CASE WHEN '{kind}' = 'payment_failure' AND p.payment_method = '{method}'
-                    THEN 'failed' ELSE p.status END AS status,
-                p.payment_method, p.attempt
-            FROM src_payments p JOIN active c USING (customer_id)
-            WHERE CAST(p.payment_date AS DATE) >= '{start}'""",
-        "tickets": f"""
-            SELECT t.ticket_id || '_{month}' AS ticket_id, t.customer_id,
-                CAST(t.created_at AS TIMESTAMP) + INTERVAL 1 MONTH AS created_at,
-                t.category, t.priority
-            FROM src_tickets t JOIN active c USING (customer_id)
-            WHERE CAST(t.created_at AS TIMESTAMP) >= '{start}'""",
-    }
+    for table, sql in _shifted_month_sql().items():
+        used = {name: value for name, value in params.items() if f"${name}" in sql}
+        con.execute(f"CREATE TEMP TABLE new_{table} AS {sql}", used)
+    for table, time_column in (
+        ("events", "event_time"),
+        ("payments", "payment_date"),
+        ("tickets", "created_at"),
+    ):  # nothing happens after a customer's cancel date
+        con.execute(
+            f"DELETE FROM new_{table} t USING new_cancellations x WHERE "
+            f"t.customer_id = x.customer_id AND CAST(t.{time_column} AS DATE) >= x.cancel_date"
+        )
+    tables = ["events", "payments", "tickets", "cancellations"]
     if kind == "price_rise":
-        tables["customers"] = f"""
-            SELECT customer_id, signup_date, region, plan,
-                round(monthly_fee * {factor}, 2) AS monthly_fee, contract, payment_method, age,
-                acquisition_channel
-            FROM active WHERE region = '{region}'"""
+        tables.insert(0, "customers")
     written = []
-    for table, sql in tables.items():
+    for table in tables:
         final = out_dir / f"{table}_{month}_{kind}.parquet"
         partial = final.with_name(final.name + ".part")
-        con.execute(f"COPY ({sql}) TO {_q(partial)} (FORMAT parquet)")
+        con.execute(f"COPY (SELECT * FROM new_{table}) TO {_q(partial)} (FORMAT parquet)")
         partial.rename(final)
         written.append(final)
     con.close()
     return written
+
+
+def _shifted_month_sql() -> dict[str, str]:
+    """The new month's tables, in creation order, over ``active`` and the ``src_*`` views.
+
+    Values arrive as bound parameters (``$region``, ``$pct``...), never spliced into the SQL.
+    Cancellations: as many as the last month had, among the active customers least engaged in
+    the new month (the generator's churn hazard is driven by engagement decay), so the month
+    before keeps a plausible label rate once it matures; their activity stops at the cancel
+    date."""
+    return {
+        "events": """
+            SELECT e.event_id || '_' || $month AS event_id, e.customer_id,
+                e.session_id || '_' || $month AS session_id,
+                CAST(e.event_time AS TIMESTAMP) + INTERVAL 1 MONTH AS event_time,
+                e.event_type, e.duration_seconds
+            FROM src_events e JOIN active c USING (customer_id)
+            WHERE CAST(e.event_time AS TIMESTAMP) >= $start
+                AND NOT ($kind = 'usage_drop' AND c.region = $region
+                         AND hash(e.event_id) % 100 < $pct)""",
+        "payments": """
+            SELECT p.payment_id || '_' || $month AS payment_id, p.customer_id,
+                CAST(CAST(p.payment_date AS DATE) + INTERVAL 1 MONTH AS DATE) AS payment_date,
+                CASE WHEN $kind = 'price_rise' AND c.region = $region
+                    THEN round(p.amount * $factor, 2) ELSE p.amount END AS amount,
+                CASE WHEN $kind = 'payment_failure' AND p.payment_method = $method
+                    THEN 'failed' ELSE p.status END AS status,
+                p.payment_method, p.attempt
+            FROM src_payments p JOIN active c USING (customer_id)
+            WHERE CAST(p.payment_date AS DATE) >= $start""",
+        "tickets": """
+            SELECT t.ticket_id || '_' || $month AS ticket_id, t.customer_id,
+                CAST(t.created_at AS TIMESTAMP) + INTERVAL 1 MONTH AS created_at,
+                t.category, t.priority
+            FROM src_tickets t JOIN active c USING (customer_id)
+            WHERE CAST(t.created_at AS TIMESTAMP) >= $start""",
+        "cancellations": """
+            WITH engagement AS (
+                SELECT c.customer_id, count(e.event_id) AS events
+                FROM active c LEFT JOIN new_events e USING (customer_id)
+                GROUP BY c.customer_id
+            )
+            SELECT customer_id,
+                CAST($end + to_days(CAST(hash(customer_id || $month) % 28 AS INTEGER)) AS DATE)
+                    AS cancel_date,
+                CASE WHEN $kind = 'payment_failure' THEN 'involuntary' ELSE 'voluntary' END
+                    AS churn_type,
+                CASE $kind WHEN 'price_rise' THEN 'price'
+                    WHEN 'payment_failure' THEN 'payment_failed' ELSE 'not_using' END AS reason
+            FROM engagement
+            ORDER BY events, hash(customer_id || $month)
+            LIMIT (SELECT count(*) FROM src_cancellations
+                   WHERE CAST(cancel_date AS DATE) >= $start
+                       AND CAST(cancel_date AS DATE) < $end)""",
+        "customers": """
+            SELECT customer_id, signup_date, region, plan,
+                round(monthly_fee * $factor, 2) AS monthly_fee, contract, payment_method, age,
+                acquisition_channel
+            FROM active WHERE region = $region""",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for path in written:
         sys.stdout.write(f"{path}\n")
-    month = date.fromisoformat(_month_of(written[0], "events") + "-01")
+    events = next(path for path in written if path.name.startswith("events_"))
+    month = date.fromisoformat(_month_of(events, "events") + "-01")
     sys.stderr.write(calendar_hint(month, settings.synthetic.start_date) + "\n")
     return 0
 

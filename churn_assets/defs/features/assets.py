@@ -6,23 +6,16 @@ large query than on many small ones) and replaced in one transaction, so a kille
 leaves a half-written month behind.
 """
 
+from datetime import date
+
 import dagster as dg
 
-from churn.features import (
-    FEATURE_NAMES,
-    FEATURES,
-    KEY_COLUMNS,
-    Feature,
-    SourceTables,
-    feature_sql,
-    flat,
-)
-from churn.features.labels import data_end, labels_sql
-from churn.features.leakage import leakage_differences
-from churn.features.snapshots import active_customers_sql
+from churn.features import FEATURES, KEY_COLUMNS, Feature
+from churn.features.labels import data_end
+from churn.features.shape import SourceShape, resolve_shape
 from churn.ingest.flat import inferred_columns
-from churn.ingest.sources import active_source
 from churn.settings import load_settings
+from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, observation_partitions
@@ -48,7 +41,10 @@ def _window(context: dg.AssetExecutionContext) -> tuple[str, str]:
 
 
 def _in_window(start: str, end: str) -> str:
-    return f"observation_date >= DATE '{start}' AND observation_date < DATE '{end}'"
+    """The partition window as SQL; the keys are parsed as dates first, so only a date's ISO
+    text can reach the statement."""
+    first, last = (quote_literal(date.fromisoformat(key).isoformat()) for key in (start, end))
+    return f"observation_date >= DATE {first} AND observation_date < DATE {last}"
 
 
 def _rows_per_date(con, table: str, start: str, end: str) -> dict[str, int]:
@@ -85,8 +81,9 @@ def _partitioned_spec_kwargs(group: str = "features") -> dict:
 
 
 @dg.asset(
-    deps=["stg_customers", "stg_cancellations"],
-    description="One row per customer active at each monthly observation date.",
+    deps=["stg_customers", "stg_cancellations", "stg_events"],
+    description="One row per customer observed at each monthly observation date: active "
+    "(signed up, not cancelled, and for an inactivity definition not already lapsed).",
     **_partitioned_spec_kwargs(),
 )
 def customer_snapshots(
@@ -95,11 +92,12 @@ def customer_snapshots(
     start, end = _window(context)
     compute = engine.engine()
     with warehouse.connect(context) as con:
+        sql, params = resolve_shape(con).snapshots_query(start, end)
         compute.compute(
             con,
             "_new_snapshots",
-            _snapshot_sql(con),
-            [start, end],
+            sql,
+            params,
             table="customer_snapshots",
             window=(start, end),
         )
@@ -117,20 +115,9 @@ def customer_snapshots(
     )
 
 
-def _is_flat(con) -> bool:
-    source, _ = active_source(con)
-    return source is not None and source.is_flat
-
-
-def _snapshot_sql(con) -> str:
-    """Who is observed in ``[?, ?)``: active customers, or a flat table's every customer."""
-    return flat.snapshots_sql() if _is_flat(con) else active_customers_sql()
-
-
 def model_features(con) -> list[Feature]:
-    """The features of the source the raw layer holds: the event schema's declared ones, or
-    the ones a flat table's staging inferred (``flat_columns``)."""
-    return flat.flat_features(con) if _is_flat(con) else list(FEATURES)
+    """The features of the source the raw layer holds (see :class:`SourceShape`)."""
+    return list(resolve_shape(con).features)
 
 
 def _per_date_table(per_date: dict[str, int]) -> str:
@@ -170,8 +157,9 @@ class FeatureCheckConfig(dg.Config):
 
 @dg.asset(
     deps=["customer_snapshots", "stg_events", "stg_payments", "stg_tickets"],
-    description="Point-in-time features (usage, billing, support, profile) per snapshot row, "
-    "computed by the SQL in churn.features that the scoring service also runs.",
+    description="Point-in-time features per snapshot row: generated from the event log's own "
+    "vocabulary (plus the hand-written usage, billing, support and profile family for the "
+    "subscription schema), by the SQL in churn.features that the scoring service also runs.",
     check_specs=FEATURE_CHECKS,
     **_partitioned_spec_kwargs(),
 )
@@ -188,17 +176,12 @@ def customer_features(
             "CREATE OR REPLACE TEMP VIEW _window_snapshots AS SELECT * FROM customer_snapshots "
             f"WHERE {_in_window(start, end)}"
         )
-        is_flat = _is_flat(con)
-        declared = model_features(con)
-        if is_flat:
-            sql = flat.features_sql(declared, "_window_snapshots")
-            # The table's columns follow the source: a new flat table must not inherit old ones.
-            if _columns(con, "customer_features") != [*KEY_COLUMNS, *(f.name for f in declared)]:
-                con.execute("DROP TABLE IF EXISTS customer_features")
-        else:
-            sql = feature_sql(SourceTables(snapshots="_window_snapshots"))
-            if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *FEATURE_NAMES]):
-                con.execute("DROP TABLE IF EXISTS customer_features")
+        shape = resolve_shape(con)
+        declared = list(shape.features)
+        # The table's columns follow the source: a new source must not inherit old columns.
+        if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *shape.feature_names]):
+            con.execute("DROP TABLE IF EXISTS customer_features")
+        sql = shape.feature_sql("_window_snapshots")
         compute.compute(con, "_new_features", sql, table="customer_features", window=(start, end))
         _replace_window(con, "customer_features", "_new_features", start, end)
         features = _rows_per_date(con, "customer_features", start, end)
@@ -206,21 +189,22 @@ def customer_features(
         metadata = table_metadata(
             con, "customer_features", descriptions, where=_in_window(start, end)
         )
-        checks = list(
-            _feature_checks(con, start, end, features, config, declared)
-            if not is_flat
-            else _flat_feature_checks(con, start, end, features, declared)
-        )
+        checks = list(_feature_checks(con, shape, start, end, features, config))
+    extra = {}
+    if shape.spec is not None:
+        extra = {
+            "event_types": dg.MetadataValue.json(list(shape.spec.event_types)),
+            "churn_definition": dg.MetadataValue.json(shape.spec.churn.to_dict()),
+        }
     yield dg.MaterializeResult(
         metadata=metadata
         | {
             "feature_count": len(declared),
-            "feature_source": "inferred from the flat customer table (flat_columns)"
-            if is_flat
-            else "declared in churn.features (point-in-time SQL over the event tables)",
+            "feature_source": shape.description,
             "rows_per_date": dg.MetadataValue.md(_per_date_table(features)),
             "engine": compute.name,
         }
+        | extra
     )
     yield from checks
 
@@ -233,50 +217,6 @@ def _columns(con, table: str) -> list[str]:
     return [row[0] for row in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def _flat_feature_checks(con, start: str, end: str, features: dict[str, int], declared):
-    """The same three checks, meaningful for a flat table: one row per staged customer, no
-    feature that is entirely missing, and no identifier, label or time column among them."""
-    staged = dict(
-        con.execute(
-            f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({flat.snapshots_sql()}) "
-            "GROUP BY ALL",
-            [start, end],
-        ).fetchall()
-    )
-    mismatched = {d: (features.get(d, 0), n) for d, n in staged.items() if features.get(d, 0) != n}
-    yield dg.AssetCheckResult(
-        check_name="rows_match_active_customers",
-        passed=not mismatched and bool(staged),
-        description=None if not mismatched else f"feature rows vs staged customers: {mismatched}",
-        metadata={"dates_checked": len(staged), "mismatched_dates": len(mismatched)},
-    )
-    empty = [
-        f.name
-        for f in declared
-        if con.execute(
-            f'SELECT count("{f.name}") FROM customer_features WHERE {_in_window(start, end)}'
-        ).fetchone()[0]
-        == 0
-    ]
-    yield dg.AssetCheckResult(
-        check_name="required_features_present",
-        passed=bool(declared) and not empty,
-        description=f"features with no value at all: {empty}"
-        if empty
-        else (None if declared else "type inference kept no feature"),
-        metadata={"features_checked": len(declared), "features_all_null": len(empty)},
-    )
-    roles = {c.name: c.role for c in inferred_columns(con)}
-    leaking = [f.name for f in declared if roles.get(f.name) not in ("feature",)]
-    yield dg.AssetCheckResult(
-        check_name="no_future_leakage",
-        passed=not leaking,
-        description="flat table: no event history to cut; checked instead that no id, label or "
-        "time column is a feature" + (f" (found: {leaking})" if leaking else ""),
-        metadata={"features_checked": len(declared), "history_cut": False},
-    )
-
-
 def _spread(items: list[str], count: int) -> list[str]:
     """Up to ``count`` items evenly spread from first to last."""
     if len(items) <= count:
@@ -287,44 +227,91 @@ def _spread(items: list[str], count: int) -> list[str]:
 
 def _feature_checks(
     con,
+    shape: SourceShape,
     start: str,
     end: str,
     features: dict[str, int],
     config: FeatureCheckConfig,
-    declared=FEATURES,
 ):
-    active = dict(
+    """The three checks, for any shape: one row per observed customer; no NULL in a feature
+    declared non-nullable (nor, for a flat table, a feature with no value at all); and no future
+    leakage (recomputed with the future cut away, or for a flat table, which has no history to
+    cut, no id, label or time column among the features)."""
+    sql, params = shape.snapshots_query(start, end)
+    observed = dict(
         con.execute(
-            f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({active_customers_sql()}) "
-            "GROUP BY ALL",
-            [start, end],
+            f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({sql}) GROUP BY ALL",
+            params,
         ).fetchall()
     )
-    mismatched = {d: (features.get(d, 0), n) for d, n in active.items() if features.get(d, 0) != n}
+    mismatched = {
+        d: (features.get(d, 0), n) for d, n in observed.items() if features.get(d, 0) != n
+    }
     yield dg.AssetCheckResult(
         check_name="rows_match_active_customers",
-        passed=not mismatched,
-        description=None if not mismatched else f"feature rows vs active customers: {mismatched}",
-        metadata={"dates_checked": len(active), "mismatched_dates": len(mismatched)},
+        # A flat table's window is its one date: no row at all means nothing was staged.
+        passed=not mismatched and (bool(observed) or not shape.is_flat),
+        description=None if not mismatched else f"feature rows vs observed customers: {mismatched}",
+        metadata={"dates_checked": len(observed), "mismatched_dates": len(mismatched)},
     )
-    required = [f.name for f in declared if not f.nullable]
-    null_counts = con.execute(
-        "SELECT "
-        + ", ".join(f'count(*) FILTER (WHERE "{name}" IS NULL)' for name in required)
-        + f" FROM customer_features WHERE {_in_window(start, end)}"
-    ).fetchone()
-    nulls = {name: count for name, count in zip(required, null_counts, strict=True) if count}
+    declared = list(shape.features)
+    counts = (
+        con.execute(
+            "SELECT "
+            + ", ".join(
+                f"count(*) FILTER (WHERE {quote_identifier(f.name)} IS NULL), "
+                f"count({quote_identifier(f.name)})"
+                for f in declared
+            )
+            + f" FROM customer_features WHERE {_in_window(start, end)}"
+        ).fetchone()
+        if declared
+        else ()
+    )
+    nulls = {
+        f.name: counts[2 * i] for i, f in enumerate(declared) if not f.nullable and counts[2 * i]
+    }
+    empty = [
+        f.name
+        for i, f in enumerate(declared)
+        if counts[2 * i + 1] == 0 and shape.every_feature_has_values
+    ]
+    problems = []
+    if nulls:
+        problems.append(f"NULLs in required features: {nulls}")
+    if empty:
+        problems.append(f"features with no value at all: {empty}")
+    if not declared:
+        problems.append("no feature was kept")
     yield dg.AssetCheckResult(
         check_name="required_features_present",
-        passed=not nulls,
-        description=None if not nulls else f"NULLs in required features: {nulls}",
-        metadata={"features_checked": len(required), "features_with_nulls": len(nulls)},
+        passed=not problems,
+        description="; ".join(problems) or None,
+        metadata={
+            "features_checked": len(declared),
+            "features_with_nulls": len(nulls),
+            "features_all_null": len(empty),
+        },
     )
+    yield _leakage_check(con, shape, features, config)
+
+
+def _leakage_check(con, shape: SourceShape, features: dict[str, int], config):
+    if shape.is_flat:
+        roles = {c.name: c.role for c in inferred_columns(con)}
+        leaking = [f.name for f in shape.features if roles.get(f.name) != "feature"]
+        return dg.AssetCheckResult(
+            check_name="no_future_leakage",
+            passed=not leaking,
+            description="flat table: no event history to cut; checked instead that no id, "
+            "label or time column is a feature" + (f" (found: {leaking})" if leaking else ""),
+            metadata={"features_checked": len(shape.features), "history_cut": False},
+        )
     sample = config.leakage_sample_size
     checked = _spread(sorted(features), max(config.leakage_dates, 2))
-    differing = {d: leakage_differences(con, d, sample_size=sample) for d in checked}
+    differing = {d: shape.leakage_differences(con, d, sample) for d in checked}
     leaking = {d: n for d, n in differing.items() if n}
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         check_name="no_future_leakage",
         passed=not leaking,
         description=None
@@ -335,7 +322,7 @@ def _feature_checks(
 
 
 @dg.asset(
-    deps=["customer_snapshots", "stg_cancellations"],
+    deps=["customer_snapshots", "stg_cancellations", "stg_events"],
     description="Whether each snapshot's customer churned within the horizon; NULL for the "
     "newest snapshot(s), whose horizon runs past the data.",
     check_specs=[
@@ -352,23 +339,11 @@ def churn_labels(
 ):
     start, end = _window(context)
     compute = engine.engine()
-    horizon = load_settings().horizon_days
     with warehouse.connect(context) as con:
         end_of_data = data_end(con)
-        if _is_flat(con):  # the label column is known for every row: nothing to mature
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE _new_labels AS {flat.labels_sql()}",
-                {"start": start, "end": end},
-            )
-        else:
-            compute.compute(
-                con,
-                "_new_labels",
-                labels_sql(),
-                {"horizon": horizon, "data_end": end_of_data, "start": start, "end": end},
-                table="churn_labels",
-                window=(start, end),
-            )
+        shape = resolve_shape(con)
+        sql, params = shape.labels_query(start, end, end_of_data)
+        compute.compute(con, "_new_labels", sql, params, table="churn_labels", window=(start, end))
         _replace_window(con, "churn_labels", "_new_labels", start, end)
         rates = con.execute(
             "SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), "
@@ -386,7 +361,10 @@ def churn_labels(
     yield dg.MaterializeResult(
         metadata=metadata
         | {
-            "horizon_days": horizon,
+            "horizon_days": shape.label_days,
+            "churn_definition": dg.MetadataValue.json(
+                shape.spec.churn.to_dict() if shape.spec else {"kind": "label column"}
+            ),
             "data_end": str(end_of_data),
             "label_rate_per_month": dg.MetadataValue.md(table),
             "engine": compute.name,

@@ -19,12 +19,12 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from churn.ingest.sources import active_source
+from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
+from churn.modeling.card import json_safe
 from churn.settings import load_settings
 from churn.warehouse import transaction
-from churn_assets.defs.features.assets import model_features
-from churn_assets.metadata import json_safe, markdown_table, table_value
+from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -79,6 +79,8 @@ class EvaluationConfig(dg.Config):
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
+    backtest_months: int = 4
+    """Origin months of the rolling backtest of the winner's recipe (0 turns it off)."""
 
 
 def _model_spec_kwargs() -> dict:
@@ -110,21 +112,16 @@ def candidate_models(
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        source, _ = active_source(con)
-        declared = model_features(con)
-    flat = source.flat if source is not None and source.is_flat else None
-    stratified = None
-    if flat is not None and not flat.time_column:
-        stratified = StratifiedOptions(
-            flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
-        )
+        shape = resolve_shape(con)
+    row_split = shape.stratified()
+    stratified = StratifiedOptions(*row_split) if row_split is not None else None
     data = prepare(
         frame,
-        [f.name for f in declared],
+        shape.feature_names,
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=0 if flat is not None else load_settings().horizon_days,
-        features=declared,
+        horizon_days=shape.label_days,
+        features=list(shape.features),
         stratified=stratified,
     )
     split_kind = data.window()["kind"]
@@ -156,7 +153,9 @@ def candidate_models(
             )
         )
         metadata["cv_folds"] = stratified.cv_folds
-    return dg.Output({"data": data, "models": models}, metadata=metadata)
+    return dg.Output(
+        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+    )
 
 
 def _image(png: bytes, title: str) -> str:
@@ -178,9 +177,11 @@ def _save_plots(evaluation, data, models, folder: Path) -> dict[str, bytes]:
             [name for name, _ in ranked], [value for _, value in ranked]
         ),
         "confusion_matrix": plots.confusion_matrix(
-            data.test.y, winner.test_scores, evaluation.thresholds["default"]
+            data.test.y, winner.test_scores, evaluation.thresholds["decision"]
         ),
     }
+    if evaluation.backtest:
+        images["backtest"] = plots.backtest_plot(evaluation.backtest)
     folder.mkdir(parents=True, exist_ok=True)
     for name, png in images.items():
         (folder / f"{name}.png").write_bytes(png)
@@ -262,7 +263,9 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
             asset="model_evaluation",
             blocking=True,
             description="The winner is promoted only above the AUC floor, below the leakage "
-            "ceiling, and not worse than the champion on the same test rows.",
+            "ceiling, and not worse than the champion on the same test rows: neither "
+            "significantly (paired bootstrap interval of the AUC difference below 0) nor on the "
+            "point estimate (beyond champion_tolerance, default 0).",
         )
     ],
     **_model_spec_kwargs(),
@@ -312,6 +315,8 @@ def model_evaluation(
         versus=versus,
     )
     context.log.info(f"quality gate: {decision.reason}")
+    if data.window()["kind"] == "time" and config.backtest_months > 0:
+        evaluation.backtest = _backtest(context, warehouse, evaluation, models, config)
     folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
     images = _save_plots(evaluation, data, models, folder)
     with warehouse.connect(context) as con, transaction(con):
@@ -324,6 +329,9 @@ def model_evaluation(
         "auc_to_oracle": evaluation.auc_to_oracle if evaluation.auc_to_oracle else "n/a",
         "metrics": _metrics_table(evaluation),
         "thresholds": dg.MetadataValue.json(json_safe(evaluation.thresholds)),
+        "economics": dg.MetadataValue.json(asdict(evaluation.economics)),
+        "decision_threshold": evaluation.thresholds["decision"],
+        "at_decision_threshold": dg.MetadataValue.md(_decision_table(evaluation)),
         "risk_tier_cuts": dg.MetadataValue.json(json_safe(evaluation.risk_tier_cuts)),
         "gate": decision.reason,
         "gate_rule": decision.rule,
@@ -334,6 +342,8 @@ def model_evaluation(
     metadata |= {
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
     }
+    if evaluation.backtest:
+        metadata["backtest"] = dg.MetadataValue.md(_backtest_table(evaluation.backtest))
     yield dg.Output(
         {
             "data": data,
@@ -346,6 +356,7 @@ def model_evaluation(
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
             },
+            "card_fields": candidate_models.get("card_fields", {}),
         },
         metadata=metadata,
     )
@@ -376,6 +387,47 @@ def _gate_table(decision) -> dg.MetadataValue:
             )
         ],
     )
+
+
+def _decision_table(evaluation) -> str:
+    """Precision and recall where the model draws the line, on validation (where the line was
+    chosen) and on test (untouched by the choice)."""
+    keys = ["threshold", "contacted", "contacted_share", "precision", "recall"]
+    keys.append("expected_value_per_customer")
+    blocks = evaluation.decision_metrics
+    return markdown_table(
+        ["block", *keys],
+        [(block, *[_cell(blocks[block].get(key)) for key in keys]) for block in blocks],
+    )
+
+
+def _cell(value):
+    return "n/a" if value is None else value
+
+
+def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
+    """Refit the winner's recipe at each of the last matured months on what was known then."""
+    from churn.modeling.backtest import backtest, recipe_of
+
+    with warehouse.connect(context, read_only=True) as con:
+        frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
+        shape = resolve_shape(con)
+    recipe = recipe_of(models[evaluation.winner])
+    context.log.info(f"backtest of {recipe.describe()} over {config.backtest_months} months")
+    months = backtest(
+        frame,
+        list(shape.features),
+        recipe,
+        horizon_days=shape.label_days,
+        months=config.backtest_months,
+    )
+    return [month.to_dict() for month in months]
+
+
+def _backtest_table(months: list[dict]) -> str:
+    keys = ["observation_date", "train_months", "train_rows", "rows", "positives"]
+    keys += ["roc_auc", "top_decile_lift", "top_decile_capture"]
+    return markdown_table(keys, [[_cell(month[key]) for key in keys] for month in months])
 
 
 class ChampionConfig(dg.Config):
@@ -413,6 +465,7 @@ def champion_model(
         source=settings.source,
         horizon_days=settings.horizon_days,
         gate_settings=model_evaluation["gate_settings"],
+        shape_fields=model_evaluation.get("card_fields"),
     )
     reference = data.train.frame[list(card["feature_order"])].sample(
         n=min(REFERENCE_ROWS, data.train.rows), random_state=0

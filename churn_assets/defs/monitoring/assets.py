@@ -4,16 +4,24 @@ The logic lives in :mod:`churn.monitoring` (Dagster-free); these assets open the
 it and turn the results into metadata and checks. ``drift_check`` is deliberately *not*
 blocking: drift is a reason to retrain (``drift_retrain_sensor`` reacts to its failure), not a
 reason to stop refreshing the monitoring assets downstream.
+
+The drift report is reachable from the UI three ways: the per-feature verdicts as an inline
+table (``drift_by_feature``), the HTML's ``file://`` URL (``report_url``: opens when the browser
+runs on the machine that wrote it; most browsers refuse to follow a ``file://`` link from an
+``http://`` page, so paste it into the address bar), and its path with a copy button
+(``report_html``).
 """
 
+import base64
 import time
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from churn.features import FEATURE_NAMES
+from churn.modeling.card import json_safe
+from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
-from churn_assets.metadata import markdown_table
+from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -55,16 +63,17 @@ def prediction_logs(
             "rows_loaded": summary.rows_loaded,
             "duplicate_files_skipped": len(summary.skipped_duplicates),
             "files_failed": dg.MetadataValue.json(summary.failed),
-            "per_model_version": dg.MetadataValue.md(
-                markdown_table(VERSION_COLUMNS, per_version) if per_version else "no traffic yet"
+            "per_model_version": (
+                table_value(VERSION_COLUMNS, per_version) if per_version else "no traffic yet"
             ),
         }
     )
 
 
 class DriftConfig(dg.Config):
-    max_drift_share: float = 0.2
-    """drift_check fails when more than this share of features drifted."""
+    max_drift_share: float = DEFAULT_DRIFT_SHARE
+    """drift_check fails when more than this share of features drifted (Evidently's report
+    header shows the same limit)."""
     traffic_days: int = 30
     """Logged requests of the last N days form the traffic sample, when there are enough."""
     min_rows: int = 200
@@ -101,21 +110,28 @@ def drift_report(
 
     started = time.perf_counter()
     champion = registry.load_model()
+    kinds = drift.kinds_from_card(champion.card)  # the model's own features, whatever the source
     reference = pd.read_parquet(champion.reference_path)
     with warehouse.connect(context, read_only=True) as con:
         newest = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
         current = con.execute(
             "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
         ).df()
-        traffic = _recent_traffic(con, config.traffic_days, champion.card.get("feature_order"))
+        traffic = _recent_traffic(con, config.traffic_days, list(kinds))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
-    result, snapshot = drift.run_report(reference, current)
+    result, snapshot = drift.run_report(
+        reference, current, kinds, drift_share=config.max_drift_share
+    )
     html, payload = drift.save_report(snapshot, result, folder, stem)
     (folder / "latest.html").write_bytes(html.read_bytes())
     metadata = {
+        "drift_summary": f"{len(result.drifted_columns)}/{len(result.columns)} features drifted "
+        f"({result.share:.0%}; drift_check limit {config.max_drift_share:.0%})",
         "drift_share": result.share,
         "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+        "compared_columns": len(result.columns),
+        "not_compared_columns": dg.MetadataValue.json(result.not_compared),
         "reference_rows": result.reference_rows,
         "current_rows": result.current_rows,
         "current_observation_date": str(newest),
@@ -123,10 +139,12 @@ def drift_report(
         "report_html": dg.MetadataValue.path(str(html)),
         "report_url": dg.MetadataValue.url(html.resolve().as_uri()),
         "report_json": dg.MetadataValue.path(str(payload)),
-        "top_columns": dg.MetadataValue.md(_top_columns(result)),
+        "drift_by_feature": _drift_table(result),
     }
     if len(traffic) >= config.min_rows:
-        traffic_result, traffic_snapshot = drift.run_report(reference, traffic)
+        traffic_result, traffic_snapshot = drift.run_report(
+            reference, traffic, kinds, drift_share=config.max_drift_share
+        )
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
         )
@@ -163,15 +181,15 @@ def drift_report(
     )
 
 
-def _recent_traffic(con, days: int, feature_order=None):
-    """Features of requests logged in the last ``days`` days (JSON expanded to columns)."""
+def _recent_traffic(con, days: int, names: list[str]):
+    """The champion's features (``names``) of requests logged in the last ``days`` days, JSON
+    expanded to columns."""
     import json
 
     import pandas as pd
 
     from churn.warehouse import table_exists
 
-    names = list(feature_order or FEATURE_NAMES)
     if not table_exists(con, "prediction_logs"):
         return pd.DataFrame(columns=names)
     rows = con.execute(
@@ -182,9 +200,10 @@ def _recent_traffic(con, days: int, feature_order=None):
     return frame[[c for c in names if c in frame.columns]] if len(frame) else frame
 
 
-def _top_columns(result, limit: int = 12) -> str:
-    ranked = sorted(result.columns, key=lambda c: -c.score)[:limit]
-    return markdown_table(
+def _drift_table(result) -> dg.MetadataValue:
+    """Every feature's verdict, most drifted first: the report's summary, inline in the UI."""
+    ranked = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
+    return table_value(
         ["feature", "kind", "method", "score", "threshold", "drifted"],
         [(c.column, c.kind, c.method, c.score, c.threshold, c.drifted) for c in ranked],
     )
@@ -201,10 +220,11 @@ class PerformanceConfig(dg.Config):
 
 
 @dg.asset(
-    deps=["prediction_logs", "churn_labels", "training_set", "champion_model"],
+    deps=["prediction_logs", "churn_labels", "training_set", "champion_model", "customer_scores"],
     description="Realized ROC AUC, PR AUC and calibration per model version once labels "
     "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
-    "matured snapshots after its test window; compared with the model card.",
+    "matured snapshots after its test window; compared with the model card. Also, per month, "
+    "how the list customer_scores wrote did (AUC, top-decile lift and capture).",
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -232,6 +252,7 @@ def model_performance(
             card = _card_for(version, champion)
             results.append(perf.realized("logged", version, y, scores, card))
         unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
+        stored = perf.stored_scores_realized(con)
         comparisons, promotion_check = challenger_evaluation(
             con,
             champion,
@@ -250,13 +271,17 @@ def model_performance(
     degraded = [r for r in judged if r.auc_drop > config.auc_tolerance]
     columns = ["source", "model_version", "rows", "positives", "roc_auc", "expected_roc_auc"]
     columns += ["pr_auc", "expected_pr_auc", "brier", "mean_score", "observed_rate"]
-    table = markdown_table(columns, [[r.to_dict()[c] for c in columns] for r in results])
+    table = table_value(columns, [[r.to_dict()[c] for c in columns] for r in results])
+    stored_metadata = _stored_scores_metadata(stored, champion)
     yield dg.MaterializeResult(
-        metadata={
+        metadata=stored_metadata
+        | {
             "champion": champion.tag,
-            "evaluations": dg.MetadataValue.md(table if results else "no matured scored rows yet"),
-            "results": dg.MetadataValue.json([r.to_dict() for r in results]),
-            "challenger_comparisons": dg.MetadataValue.json([c.to_dict() for c in comparisons]),
+            "evaluations": table if results else "no matured scored rows yet",
+            "results": dg.MetadataValue.json(json_safe([r.to_dict() for r in results])),
+            "challenger_comparisons": dg.MetadataValue.json(
+                json_safe([c.to_dict() for c in comparisons])
+            ),
         }
     )
     yield dg.AssetCheckResult(
@@ -275,6 +300,39 @@ def model_performance(
         metadata={"evaluations": len(judged), "degraded": len(degraded)},
     )
     yield promotion_check
+
+
+def _stored_scores_metadata(months, champion) -> dict:
+    """A table and a plot of the stored lists' realized quality, each month marked with the
+    block of the scoring model's data window it fell in (only ``unseen`` is out of sample)."""
+    from churn.monitoring.performance import window_of
+
+    if not months:
+        return {"customer_scores_realized": "no matured month of customer_scores yet"}
+    cards: dict[str, dict | None] = {}
+    rows = []
+    for month in months:
+        if month.model_version not in cards:
+            cards[month.model_version] = _card_for(month.model_version, champion)
+        window = window_of(month.observation_date, cards[month.model_version])
+        rows.append(month.to_dict() | {"window": window})
+    columns = ["observation_date", "model_version", "window", "rows", "positives", "roc_auc"]
+    columns += ["top_decile_lift", "top_decile_capture", "contacted", "precision_at_threshold"]
+    columns.append("recall_at_threshold")
+    table = markdown_table(
+        columns, [["n/a" if row[c] is None else row[c] for c in columns] for row in rows]
+    )
+    from churn.modeling.plots import backtest_plot
+
+    png = backtest_plot(rows, title="customer_scores: realized quality per month")
+    image = base64.b64encode(png).decode()
+    return {
+        "customer_scores_realized": dg.MetadataValue.md(table),
+        "customer_scores_realized_results": dg.MetadataValue.json(rows),
+        "plot_customer_scores_realized": dg.MetadataValue.md(
+            f"**stored scores, realized**\n\n![realized](data:image/png;base64,{image})"
+        ),
+    }
 
 
 def _card_for(version: str, champion) -> dict | None:

@@ -17,8 +17,14 @@ import dagster as dg
 from churn_assets.check_events import evaluation_metadata, failed, new_check_evaluation
 
 MONITORING = dg.AssetSelection.groups("monitoring")
-RETRAIN_SELECTION = dg.AssetSelection.assets("candidate_models").downstream() - MONITORING
-"""candidate_models, model_evaluation, champion_model and whatever packages it (churn_bento)."""
+RETRAIN_SELECTION = (
+    dg.AssetSelection.assets("candidate_models").downstream()
+    - MONITORING
+    - dg.AssetSelection.groups("scoring")
+)
+"""candidate_models, model_evaluation, champion_model and whatever packages it (churn_bento).
+Not the monthly-partitioned customer_scores: scoring_automation re-scores its newest month once
+the new champion has landed."""
 DRIFT_CHECK = dg.AssetCheckKey(dg.AssetKey("drift_report"), "drift_check")
 
 

@@ -14,18 +14,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import append_incoming, replay_landed
-from churn.ingest.landing import (
-    SourceFileError,
-    create_empty_raw,
-    find_source_file,
-    land_file,
-    land_flat,
-)
-from churn.ingest.schema import CUSTOMERS, RAW_TABLES, TABLES_BY_NAME
+from churn.ingest.incoming import append_incoming, quarantine, replay_landed
+from churn.ingest.landing import SourceFileError, find_source_file
+from churn.ingest.layout import land_table, layout_name
+from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.ingest.sources import (
     SOURCE_TABLE,
     SourceConfigError,
+    active_source,
     flat_observation_date,
     load_source,
     record_source,
@@ -137,35 +133,18 @@ def raw_tables(
         absent = [t.name for t in RAW_TABLES if find_source_file(raw_dir, t) is None]
         if config.regenerate or absent:
             _generate_synthetic(context, churn_home)
-    shape = "synthetic" if source is None else source.shape
+    shape = layout_name(source)
     # One transaction for the whole reload: a run killed after some tables were replaced (or
     # before the incoming files were replayed) leaves every raw table as it was.
     with warehouse.connect(context) as con, transaction(con):
         loaded = []
         observation_date = None
+        if source is not None and source.is_flat:
+            observation_date = flat_observation_date(source)
         for table in RAW_TABLES:
             started = time.perf_counter()
             try:
-                if source is not None and source.is_flat:
-                    path = source.flat.path if table is CUSTOMERS else None
-                    if path is None:
-                        create_empty_raw(con, table)
-                        rows = 0
-                    else:
-                        rows = land_flat(con, path)
-                        observation_date = flat_observation_date(source)
-                elif source is not None:
-                    mapped = source.tables[table.name]
-                    path = mapped.path
-                    rows = land_file(con, path, table, replace=True, renames=mapped.columns)
-                else:
-                    path = find_source_file(raw_dir, table)
-                    if path is None:
-                        raise dg.Failure(
-                            description=f"No source file for '{table.name}' in {raw_dir}: "
-                            f"expected {table.name}.parquet or {table.name}.csv.",
-                        )
-                    rows = land_file(con, path, table, replace=True)
+                path, rows = land_table(con, source, table, raw_dir)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
             origin = path.name if path is not None else f"nothing (a {shape} source has none)"
@@ -173,7 +152,8 @@ def raw_tables(
             loaded.append((table, path, round(time.perf_counter() - started, 3)))
         _forget_other_source(con, context, source_name)
         record_source(con, source_name, source, observation_date)
-        if source is None or not source.is_flat:
+        if source is None or not (source.is_flat or source.is_event_log):
+            # incoming/ files follow the five-table contract; an event log has its own columns
             replay_landed(con, context.log.info, context.log.warning)
         for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
@@ -196,9 +176,19 @@ def _land_incoming(
     warehouse: WarehouseResource,
     churn_home: ChurnHomeResource,
 ):
-    """Append the sensor's validated files; every raw table reports its (possibly new) size."""
+    """Append the sensor's files one by one, each validated and landed in its own transaction:
+    a file that fails is quarantined with its own error and the others still land. An error
+    that is not the file's (the warehouse, the disk) fails the run, and the sensor retries."""
     landed: dict[str, list[str]] = {}
+    quarantined: list[str] = []
     with warehouse.connect(context) as con:
+        source, _ = active_source(con)
+        if source is not None and source.is_event_log:
+            raise dg.Failure(
+                description=f"incoming/ files follow the five-table contract; the {source.name} "
+                "source is an event log: add the rows to its own files and "
+                "re-materialize raw_tables"
+            )
         for name in config.incoming_files:
             path = Path(name)
             if not path.exists():
@@ -207,7 +197,10 @@ def _land_incoming(
             try:
                 outcome = append_incoming(con, path, churn_home.folder("landed"))
             except SourceFileError as error:
-                raise dg.Failure(description=str(error)) from error
+                target = quarantine(path, str(error), churn_home.folder("quarantine"))
+                quarantined.append(f"{path.name}: {error}")
+                context.log.warning(f"quarantined {target}: {error}")
+                continue
             if outcome is None:
                 context.log.info(f"{path.name}: same content landed before; skipped")
                 continue
@@ -219,5 +212,8 @@ def _land_incoming(
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
                 metadata=metadata
-                | {"incoming_files": dg.MetadataValue.json(landed.get(table.name, []))},
+                | {
+                    "incoming_files": dg.MetadataValue.json(landed.get(table.name, [])),
+                    "quarantined_files": dg.MetadataValue.json(quarantined),
+                },
             )

@@ -8,13 +8,19 @@ everything downstream, because it means the source itself is broken.
 
 import dagster as dg
 
-from churn.ingest.flat import InferredColumn, stage_flat
-from churn.ingest.schema import CUSTOMERS, RAW_TABLES, Table
-from churn.ingest.sources import active_source
-from churn.ingest.staging import StagingResult, raw_name, rejects_name, stage_table, staged_name
+from churn.features.events import features, vocabulary_rows
+from churn.features.shape import build_event_spec, save_spec
+from churn.ingest.eventlog import profile_features, staged_measures
+from churn.ingest.flat import InferredColumn
+from churn.ingest.landing import SourceFileError
+from churn.ingest.layout import layout_name, stage
+from churn.ingest.schema import CUSTOMERS, EVENTS, RAW_TABLES, Table
+from churn.ingest.sources import SourceConfigError, active_source
+from churn.ingest.staging import StagingResult, raw_name, rejects_name, staged_name
+from churn.settings import load_settings
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
-from churn_assets.partitions import SINGLE_RUN
+from churn_assets.partitions import SINGLE_RUN, last_observation_date
 from churn_assets.resources import WAREHOUSE_POOL, WarehouseResource
 
 RULE_CHECKS: dict[str, tuple[str, ...]] = {
@@ -138,6 +144,36 @@ def _flat_metadata(inferred: list[InferredColumn]) -> dict:
     }
 
 
+def _decide_event_features(con, source) -> dict:
+    """Fix the generated feature family (vocabulary, measures, profile, churn definition) from
+    the staged events: every later step, and the model card, reads this decision."""
+    settings = load_settings()
+    events = source.tables.get("events") if source is not None else None
+    spec = build_event_spec(
+        con,
+        source,
+        last_observation_date=last_observation_date(settings),
+        horizon_days=settings.horizon_days,
+        measures=tuple(staged_measures(events.measures)) if events is not None else (),
+        profile=tuple(profile_features(con)) if source is not None and source.is_event_log else (),
+    )
+    save_spec(con, spec)
+    top = source.top_event_types if source is not None else 10
+    return {
+        "event_vocabulary_rule": f"the {top} most frequent event types before "
+        f"{last_observation_date(settings)} (the last observation date), by count alone: no "
+        "label is read"
+        + (", the cancellation event excluded" if spec.churn.cancellation_event else ""),
+        "event_vocabulary": dg.MetadataValue.md(
+            markdown_table(["event_type", "code", "feature_slug"], vocabulary_rows(spec))
+            if spec.event_types
+            else "No event types (the log has no event_type column)."
+        ),
+        "churn_definition": dg.MetadataValue.json(spec.churn.to_dict()),
+        "generated_features": len(features(spec)),
+    }
+
+
 def build_staging_asset(table: Table) -> dg.AssetsDefinition:
     descriptions = column_descriptions(table.name)
     deps = [raw_name(table)] + ([staged_name(CUSTOMERS)] if table.references_customers else [])
@@ -175,17 +211,20 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
     ):
         with warehouse.connect(context) as con:
             source, observation_date = active_source(con)
-            flat = source is not None and source.is_flat
-            extra: dict = {}
-            if flat and table is CUSTOMERS:
-                result, inferred = stage_flat(con, source.flat, observation_date)
-                key = "customer_id, observation_date"
-                extra = _flat_metadata(inferred)
-            else:
-                result = stage_table(con, table)
-                key = ", ".join(table.key)
-            if flat:
-                extra["source_shape"] = "flat"
+            try:
+                staged = stage(con, source, table, observation_date)
+            except SourceFileError as error:
+                raise dg.Failure(description=str(error)) from error
+            except SourceConfigError as error:
+                raise dg.Failure(description=f"{source.config_path.name}: {error}") from error
+            result, key = staged.result, staged.key
+            extra: dict = {"source_shape": layout_name(source)}
+            if staged.inferred is not None:
+                extra |= _flat_metadata(staged.inferred)
+            if staged.time_formats:
+                extra["time_format"] = dg.MetadataValue.json(staged.time_formats)
+            if table is EVENTS and not (source is not None and source.is_flat):
+                extra |= _decide_event_features(con, source)
             duplicate_keys_left = con.execute(
                 f"SELECT count(*) - count(DISTINCT ({key})) FROM {staged_name(table)}"
             ).fetchone()[0]

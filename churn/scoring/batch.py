@@ -1,0 +1,144 @@
+"""Every customer of a feature table scored by the service's own :class:`Scorer`, in chunks.
+
+The result is one row per customer and observation date, shaped for the people who use it:
+a CRM imports flat columns, and a SQL user filters them without unnesting, so the top reasons
+are three column triples (``reason_1_feature``, ``reason_1_value``, ``reason_1_contribution``,
+...) rather than a list of structs. ``reason_k_value`` is text because a reason may be a
+category or a number; numbers keep their shortest exact form (``234.0``, ``0.1``).
+
+Speed: encoding is one vectorized pass over the frame (:func:`~churn.modeling.spec.
+encode_frame`, the same codes as the service's ``encode_records``), the model call per chunk is
+the service's vectorized path (TreeSHAP tables for LightGBM). Chunks bound memory: the tables
+gather ``rows x trees x features-per-tree`` values, ~20 MB at 2,000 rows of a 200-tree model.
+Larger chunks bought nothing: over 100k rows the TreeSHAP step took 1.0-2.0 CPU s at every
+chunk size from 1,000 to 10,000 rows (measured on the default model, 194 trees), and the gather
+of a 10,000-row chunk no longer fits in cache.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from churn.modeling.spec import encode_frame
+from churn.scoring.scorer import TOP_REASONS, Scorer
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from churn.modeling.training import Economics
+
+CHUNK_ROWS = 2_000
+
+REASON_COLUMNS = [
+    f"reason_{k}_{part}"
+    for k in range(1, TOP_REASONS + 1)
+    for part in ("feature", "value", "contribution")
+]
+SCORE_COLUMNS = [
+    "customer_id",
+    "observation_date",
+    "churn_probability",
+    "churn_label",
+    "threshold",
+    "risk_tier",
+    *REASON_COLUMNS,
+    "expected_value",
+    "model_version",
+]
+COLUMN_DESCRIPTIONS = {
+    "customer_id": "Customer scored.",
+    "observation_date": "Observation date: the features saw only data strictly before it.",
+    "churn_probability": "Probability of churning within the horizon (the champion's, 0-1).",
+    "churn_label": "1 when churn_probability >= threshold: the customers worth contacting.",
+    "threshold": "The model's decision threshold (expected value, chosen on validation).",
+    "risk_tier": "low / medium / high, at the cut points calibrated at training.",
+    "expected_value": "Expected value of contacting the customer: p * success_rate * "
+    "retained_value - intervention_cost (the model card's economics).",
+    "model_version": "Version of churn_model in the BentoML store that scored the row.",
+    "risk_rank": "1 = the riskiest customer of the observation date.",
+    "scored_at": "When the row was scored (UTC).",
+}
+for _k in range(1, TOP_REASONS + 1):
+    COLUMN_DESCRIPTIONS |= {
+        f"reason_{_k}_feature": f"Reason {_k}: the feature with the {_k}. largest contribution "
+        "(either direction).",
+        f"reason_{_k}_value": f"Reason {_k}: the feature's value for this customer, as text.",
+        f"reason_{_k}_contribution": f"Reason {_k}: its push on the log-odds of churn "
+        "(positive: riskier).",
+    }
+
+
+def expected_value(probabilities: np.ndarray, economics: Economics) -> np.ndarray:
+    """What contacting each customer is worth on average, given the card's economics."""
+    gain = economics.success_rate * economics.retained_value
+    return probabilities * gain - economics.intervention_cost
+
+
+def score_frame(
+    scorer: Scorer,
+    features: pd.DataFrame,
+    economics: Economics,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+) -> pd.DataFrame:
+    """Score every row of ``features`` (``customer_id``, ``observation_date`` and the model's
+    features) at the model's decision threshold; one output row per input row, same order."""
+    import pandas as pd
+
+    X = encode_frame(features, scorer.specs)
+    n = len(features)
+    probabilities = np.empty(n)
+    labels = np.empty(n, dtype=np.int64)
+    tiers = np.empty(n, dtype=object)
+    top = np.empty((n, TOP_REASONS), dtype=np.intp)
+    pushes = np.empty((n, TOP_REASONS))
+    threshold = scorer.default_threshold
+    for start in range(0, n, max(chunk_rows, 1)):
+        chunk = slice(start, min(start + chunk_rows, n))
+        explained = scorer.explain(X[chunk])
+        probabilities[chunk] = explained.probabilities
+        labels[chunk] = explained.labels
+        tiers[chunk] = explained.tiers
+        top[chunk] = explained.top_features
+        pushes[chunk] = explained.top_contributions
+    columns: dict[str, object] = {
+        "customer_id": features["customer_id"].to_numpy(),
+        "observation_date": features["observation_date"].to_numpy(),
+        "churn_probability": probabilities,
+        "churn_label": labels,
+        "threshold": np.full(n, threshold),
+        "risk_tier": tiers,
+    }
+    names = np.asarray(scorer.feature_order, dtype=object)
+    for k in range(TOP_REASONS):
+        columns[f"reason_{k + 1}_feature"] = names[top[:, k]]
+        columns[f"reason_{k + 1}_value"] = _values_as_text(features, scorer, top[:, k])
+        columns[f"reason_{k + 1}_contribution"] = pushes[:, k]
+    columns["expected_value"] = expected_value(probabilities, economics)
+    columns["model_version"] = np.full(n, scorer.model_version, dtype=object)
+    return pd.DataFrame(columns, columns=SCORE_COLUMNS)
+
+
+def _values_as_text(features: pd.DataFrame, scorer: Scorer, feature_index: np.ndarray):
+    """Each row's value of the feature ``feature_index`` names, as text (None when missing):
+    one masked pass per feature that appears, not one lookup per row."""
+    import pandas as pd
+
+    values = np.full(len(features), None, dtype=object)
+    for j in np.unique(feature_index):
+        rows = feature_index == j
+        column = features[scorer.feature_order[j]].to_numpy()[rows]
+        spec = scorer.specs[j]
+        if spec.kind == "numeric":
+            numbers = np.asarray(column, dtype=np.float64)
+            missing = np.isnan(numbers)
+            if spec.dtype == "integer":  # 234, as the service echoes it, not 234.0
+                numbers = np.where(missing, 0, numbers).astype(np.int64)
+            text = numbers.astype(str).astype(object)
+            text[missing] = None
+        else:
+            text = np.array([None if pd.isna(v) else str(v) for v in column], dtype=object)
+        values[rows] = text
+    return values

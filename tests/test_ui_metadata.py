@@ -1,0 +1,56 @@
+"""What the Dagster UI shows for the data and monitoring assets: per-partition row counts, the drift
+report's inline summary, and Evidently's report stating the same drift limit as drift_check."""
+
+import json
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+
+from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
+from tests.graph import GraphRun, materialize_graph
+from tests.test_models import copy_home, materialization
+
+
+def test_each_partition_of_a_range_reports_its_own_row_count(
+    materialized: GraphRun, tmp_path: Path
+):
+    home = copy_home(materialized, tmp_path)
+    run = materialize_graph(home, "customer_snapshots", first="2025-05-01", last="2025-06-01")
+    events = [
+        e.event_specific_data.materialization for e in run.result.get_asset_materialization_events()
+    ]
+    counts = {e.partition: e.metadata["dagster/row_count"].value for e in events}
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        expected = dict(
+            con.execute(
+                "SELECT strftime(observation_date, '%Y-%m-%d'), count(*) FROM customer_snapshots "
+                "WHERE observation_date BETWEEN DATE '2025-05-01' AND DATE '2025-06-01' "
+                "GROUP BY 1"
+            ).fetchall()
+        )
+    assert set(counts) == {"2025-05-01", "2025-06-01"}
+    assert counts == expected
+    assert all(0 < n < sum(counts.values()) for n in counts.values())  # not the range's total
+
+
+def test_the_drift_report_summary_is_inline_and_evidently_states_the_check_limit(
+    materialized: GraphRun,
+):
+    metadata = materialization(materialized, "drift_report").metadata
+    table = metadata["drift_by_feature"]
+    assert isinstance(table, dg.TableMetadataValue)
+    verdicts = {record.data["feature"]: record.data["drifted"] for record in table.records}
+    assert sorted(f for f, drifted in verdicts.items() if drifted) == sorted(
+        metadata["drifted_columns"].value
+    )
+    assert f"limit {DEFAULT_DRIFT_SHARE:.0%}" in metadata["drift_summary"].value
+    assert metadata["report_url"].value.startswith("file://")
+    assert Path(metadata["report_html"].value).exists()
+    payload = json.loads(Path(metadata["report_json"].value).read_text())
+    limits = {
+        m["config"]["drift_share"]
+        for m in payload["evidently"]["metrics"]
+        if "drift_share" in m["config"]
+    }
+    assert limits == {DEFAULT_DRIFT_SHARE}  # the report header's threshold, not Evidently's 0.5
