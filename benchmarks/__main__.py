@@ -7,9 +7,11 @@
 2. Generator rows/s; the customer_features SQL at 10k and 100k customers x 12 months, with and
    without its leakage check; the generated event-log features over a minimal purchase log of
    100k customers x 12 months (~5M events).
-3. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
+3. The feature SQL on DuckDB and on local Spark (``benchmarks/engines.py``): a minimal source
+   at 10k and 100k customers x 12 months, the same SQL on both engines, rows compared.
+4. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
    at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
-4. Offline scoring: ``customer_scores``' code path over 100k customers with reasons
+5. Offline scoring: ``customer_scores``' code path over 100k customers with reasons
    (``benchmarks/batch_scoring.py``), and its ratio to ``/score_batch`` rows/s.
 
 Durations: ``BENCH_SECONDS`` (default 20) of load per system and concurrency, cut into
@@ -34,7 +36,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks import pipeline, serving
+from benchmarks import engines, pipeline, serving
 from benchmarks.servers import REPO_ROOT
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -60,6 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-serving", action="store_true")
     parser.add_argument("--skip-ui", action="store_true", help="no UI-launched pipeline run")
     parser.add_argument("--skip-scores", action="store_true", help="no offline scoring run")
+    parser.add_argument("--skip-engines", action="store_true", help="no DuckDB vs Spark run")
     parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     return parser.parse_args(argv)
@@ -144,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
             results["event_log_features"] = _guarded(
                 results, "event_log_features", pipeline.event_log_features, size, 12, scratch
             )
+        if not args.skip_engines:
+            results["engines"] = []
+            for size in [10_000] if args.quick else [10_000, 100_000]:
+                _say(f"engines: features on DuckDB and Spark, {size:,} customers x 12 ...")
+                figures = _guarded(
+                    results, f"engines_{size}", engines.measure, size, 12, scratch, engines.ENGINES
+                )
+                if figures:
+                    results["engines"].append(figures)
+            engines.stop_sessions()
         if not args.skip_serving:
             _say(f"serving: {seconds:g} s per cell in {slices} alternating slices ...")
             settings = {
@@ -312,6 +325,9 @@ def render(results: dict) -> str:
         add(f"{'  snapshot rows':52} {figures['snapshot_rows']:>12,}")
         if figures.get("materialize_error"):
             add(f"  materialize FAILED: {figures['materialize_error'][-300:]}")
+    if results.get("engines"):
+        add("\nfeature SQL, DuckDB vs local Spark (minimal source, same SQL; seconds)")
+        add(engines.render(results["engines"]))
     log = results.get("event_log_features")
     if log:
         label = f"event-log features {log['customers']:,} x 12: SQL only (s)"

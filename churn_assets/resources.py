@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from churn import warehouse
+from churn.engine import Engine, EngineConfig, engine_config_from_env
 from churn.settings import Settings
 
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -61,8 +62,42 @@ class ChurnHomeResource(dg.ConfigurableResource):
         return path
 
 
+class EngineResource(dg.ConfigurableResource):
+    """Where snapshots, features and labels are computed: ``duckdb`` (in the warehouse) or
+    ``spark`` (the same SQL transpiled, see :mod:`churn.engine`). Either way the results land in
+    the warehouse, so the checks and everything downstream are the same.
+
+    From the environment: ``CHURN_ENGINE``, ``CHURN_SPARK_MASTER`` (default ``local[2]``),
+    ``CHURN_SPARK_REMOTE`` (a Spark Connect URL, instead of a master) and ``CHURN_LAKE``
+    (default ``$CHURN_HOME/lake``), where Spark exchanges Parquet with the warehouse.
+    """
+
+    name: str = "duckdb"
+    spark_master: str = "local[2]"
+    spark_remote: str = ""
+    lake: str = ""
+    home: str = "."
+
+    def engine(self) -> Engine:
+        config = EngineConfig(
+            name=self.name,  # type: ignore[arg-type]
+            spark_master=self.spark_master,
+            spark_remote=self.spark_remote,
+            lake=self.lake,
+        )
+        return config.build(Path(self.home))
+
+
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
+    engine = engine_config_from_env()
     return {
         "warehouse": WarehouseResource(path=settings.warehouse_location),
         "churn_home": ChurnHomeResource(home=str(settings.home)),
+        "engine": EngineResource(
+            name=engine.name,
+            spark_master=engine.spark_master,
+            spark_remote=engine.spark_remote,
+            lake=engine.lake,
+            home=str(settings.home),
+        ),
     }

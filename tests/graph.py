@@ -13,7 +13,7 @@ from churn_assets.partitions import (
     first_observation_date,
     last_observation_date,
 )
-from churn_assets.resources import ChurnHomeResource, WarehouseResource
+from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
 
 @dataclass
@@ -56,6 +56,7 @@ def materialize_graph(
         resources={
             "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
             "churn_home": ChurnHomeResource(home=str(home)),
+            "engine": EngineResource(home=str(home)),
         },
         instance=dg.DagsterInstance.ephemeral(),
         tags={PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last},

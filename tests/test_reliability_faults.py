@@ -279,7 +279,7 @@ def test_a_warehouse_held_too_long_fails_with_the_hint(tmp_path):
 
 def test_an_asset_waits_for_a_held_warehouse_and_says_why(materialized, tmp_path):
     from churn_assets.definitions import defs
-    from churn_assets.resources import ChurnHomeResource, WarehouseResource
+    from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
     home = copy_home(materialized, tmp_path / "home")
     warehouse = home / "warehouse.duckdb"
@@ -294,6 +294,7 @@ def test_an_asset_waits_for_a_held_warehouse_and_says_why(materialized, tmp_path
             resources={
                 "warehouse": WarehouseResource(path=str(warehouse)),
                 "churn_home": ChurnHomeResource(home=str(home)),
+                "engine": EngineResource(home=str(home)),
             },
             instance=instance,
         )

@@ -14,7 +14,7 @@ from churn_assets.definitions import defs
 from churn_assets.defs.monitoring import sensors as monitoring_sensors
 from churn_assets.defs.monitoring.assets import REFRESH
 from churn_assets.defs.raw import sensors as raw_sensors
-from churn_assets.resources import ChurnHomeResource, WarehouseResource
+from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
 RAW_TABLES = ("raw_customers", "raw_events", "raw_payments", "raw_tickets", "raw_cancellations")
 
@@ -192,6 +192,7 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
         resources={
             "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
             "churn_home": ChurnHomeResource(home=str(home)),
+            "engine": EngineResource(home=str(home)),
         },
         instance=instance,
         tags=full_range_tags(settings),

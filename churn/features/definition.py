@@ -172,14 +172,15 @@ usage AS (
         sum(d.n_sessions) FILTER (WHERE d.day >= s.observation_date - 30) AS sessions_30d,
         sum(d.n_sessions) AS sessions_90d,
         -- Integer weights (per mille) keep the weighted sums exact, hence order-independent.
-        sum(d.n_events * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 7.0))
-            AS BIGINT)) AS weighted_events_7d,
-        sum(d.n_events * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 30.0))
-            AS BIGINT)) AS weighted_events_30d,
-        sum(d.n_sessions * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 7.0))
-            AS BIGINT)) AS weighted_sessions_7d,
-        sum(d.n_sessions * CAST(round(1000 * pow(0.5, (s.observation_date - d.day) / 30.0))
-            AS BIGINT)) AS weighted_sessions_30d,
+        sum(d.n_events * CAST(round(1000 * pow(0.5,
+            date_diff('day', d.day, s.observation_date) / 7.0)) AS BIGINT)) AS weighted_events_7d,
+        sum(d.n_events * CAST(round(1000 * pow(0.5,
+            date_diff('day', d.day, s.observation_date) / 30.0)) AS BIGINT)) AS weighted_events_30d,
+        sum(d.n_sessions * CAST(round(1000 * pow(0.5,
+            date_diff('day', d.day, s.observation_date) / 7.0)) AS BIGINT)) AS weighted_sessions_7d,
+        sum(d.n_sessions * CAST(round(1000 * pow(0.5,
+            date_diff('day', d.day, s.observation_date) / 30.0)) AS BIGINT))
+            AS weighted_sessions_30d,
         sum(d.milliseconds) FILTER (WHERE d.day >= s.observation_date - 30) AS milliseconds_30d
     FROM snap s
     JOIN daily d ON d.customer_id = s.customer_id
@@ -187,23 +188,37 @@ usage AS (
         AND d.day >= s.observation_date - 90
     GROUP BY ALL
 ),
-history AS (
-    -- Running totals per active day; the as-of join below reads them at the last day before T.
-    -- first_day is the earliest day overall, which is never after any day before T.
-    SELECT customer_id, day,
-        sum(n_events) OVER (PARTITION BY customer_id ORDER BY day) AS cumulative_events,
-        sum(n_sessions) OVER (PARTITION BY customer_id ORDER BY day) AS cumulative_sessions,
-        min(day) OVER (PARTITION BY customer_id) AS first_day
+timeline AS (
+    -- Snapshot rows and active days of a customer in one sequence, a snapshot before an active
+    -- day of the same date: running totals read at a snapshot row cover exactly the days
+    -- strictly before it. An as-of join in plain window SQL, so every engine runs it.
+    SELECT customer_id, observation_date AS day, 0 AS is_day, observation_date,
+        0 AS n_events, 0 AS n_sessions
+    FROM snap
+    UNION ALL
+    SELECT customer_id, day, 1 AS is_day, NULL AS observation_date, n_events, n_sessions
     FROM daily
 ),
+history AS (
+    -- first_day is the earliest day overall, which is never after any day before T.
+    SELECT customer_id, observation_date, is_day,
+        max(CASE WHEN is_day = 1 THEN day END) OVER running AS last_event_day,
+        sum(n_events) OVER running AS cumulative_events,
+        sum(n_sessions) OVER running AS cumulative_sessions,
+        min(CASE WHEN is_day = 1 THEN day END) OVER (PARTITION BY customer_id) AS first_day
+    FROM timeline
+    WINDOW running AS (PARTITION BY customer_id ORDER BY day, is_day
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
 last_activity AS (
-    SELECT s.customer_id, s.observation_date, h.day AS last_event_day,
-        h.cumulative_events / greatest(date_diff('day', h.first_day, s.observation_date), 1)
-            AS lifetime_rate,
-        h.cumulative_sessions / greatest(date_diff('day', h.first_day, s.observation_date), 1)
+    SELECT customer_id, observation_date, last_event_day,
+        CASE WHEN last_event_day IS NOT NULL THEN cumulative_events
+            / greatest(date_diff('day', first_day, observation_date), 1) END AS lifetime_rate,
+        CASE WHEN last_event_day IS NOT NULL THEN cumulative_sessions
+            / greatest(date_diff('day', first_day, observation_date), 1) END
             AS lifetime_session_rate
-    FROM snap s
-    ASOF LEFT JOIN history h ON h.customer_id = s.customer_id AND s.observation_date > h.day
+    FROM history
+    WHERE is_day = 0
 ),
 billing AS (
     SELECT s.customer_id, s.observation_date,

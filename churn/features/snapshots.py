@@ -8,8 +8,13 @@ the label (:mod:`churn.features.labels`) are computed for exactly these rows.
 from __future__ import annotations
 
 OBSERVATION_DATES_SQL = """
-SELECT CAST(range AS DATE) AS observation_date
-FROM range(CAST(? AS DATE), CAST(? AS DATE), INTERVAL 1 MONTH)
+SELECT CAST(month_start AS DATE) AS observation_date
+FROM (
+    -- The first day of each month in [start, end): generate_series and unnest rather than
+    -- DuckDB's range table function, so that Spark runs it too (as sequence and explode).
+    SELECT unnest(generate_series(CAST(? AS DATE), CAST(? AS DATE) - 1, INTERVAL 1 MONTH))
+        AS month_start
+)
 """
 
 ACTIVE_CUSTOMERS_SQL = """

@@ -19,7 +19,7 @@ from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, observation_partitions
-from churn_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from churn_assets.resources import WAREHOUSE_POOL, EngineResource, WarehouseResource
 
 PARTITIONS = observation_partitions(load_settings())
 
@@ -86,11 +86,21 @@ def _partitioned_spec_kwargs(group: str = "features") -> dict:
     "(signed up, not cancelled, and for an inactivity definition not already lapsed).",
     **_partitioned_spec_kwargs(),
 )
-def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def customer_snapshots(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+):
     start, end = _window(context)
+    compute = engine.engine()
     with warehouse.connect(context) as con:
         sql, params = resolve_shape(con).snapshots_query(start, end)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_snapshots AS {sql}", params)
+        compute.compute(
+            con,
+            "_new_snapshots",
+            sql,
+            params,
+            table="customer_snapshots",
+            window=(start, end),
+        )
         _replace_window(con, "customer_snapshots", "_new_snapshots", start, end)
         per_date = _rows_per_date(con, "customer_snapshots", start, end)
         metadata = table_metadata(
@@ -98,7 +108,10 @@ def customer_snapshots(context: dg.AssetExecutionContext, warehouse: WarehouseRe
         )
     return dg.MaterializeResult(
         metadata=metadata
-        | {"active_customers_per_date": dg.MetadataValue.md(_per_date_table(per_date))}
+        | {
+            "active_customers_per_date": dg.MetadataValue.md(_per_date_table(per_date)),
+            "engine": compute.name,
+        }
     )
 
 
@@ -151,9 +164,13 @@ class FeatureCheckConfig(dg.Config):
     **_partitioned_spec_kwargs(),
 )
 def customer_features(
-    context: dg.AssetExecutionContext, config: FeatureCheckConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: FeatureCheckConfig,
+    warehouse: WarehouseResource,
+    engine: EngineResource,
 ):
     start, end = _window(context)
+    compute = engine.engine()
     with warehouse.connect(context) as con:
         con.execute(
             "CREATE OR REPLACE TEMP VIEW _window_snapshots AS SELECT * FROM customer_snapshots "
@@ -165,7 +182,7 @@ def customer_features(
         if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *shape.feature_names]):
             con.execute("DROP TABLE IF EXISTS customer_features")
         sql = shape.feature_sql("_window_snapshots")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_features AS {sql}")
+        compute.compute(con, "_new_features", sql, table="customer_features", window=(start, end))
         _replace_window(con, "customer_features", "_new_features", start, end)
         features = _rows_per_date(con, "customer_features", start, end)
         descriptions = KEY_DESCRIPTIONS | {f.name: f.description for f in declared}
@@ -185,6 +202,7 @@ def customer_features(
             "feature_count": len(declared),
             "feature_source": shape.description,
             "rows_per_date": dg.MetadataValue.md(_per_date_table(features)),
+            "engine": compute.name,
         }
         | extra
     )
@@ -316,13 +334,16 @@ def _leakage_check(con, shape: SourceShape, features: dict[str, int], config):
     ],
     **_partitioned_spec_kwargs(),
 )
-def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+def churn_labels(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, engine: EngineResource
+):
     start, end = _window(context)
+    compute = engine.engine()
     with warehouse.connect(context) as con:
         end_of_data = data_end(con)
         shape = resolve_shape(con)
         sql, params = shape.labels_query(start, end, end_of_data)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _new_labels AS {sql}", params)
+        compute.compute(con, "_new_labels", sql, params, table="churn_labels", window=(start, end))
         _replace_window(con, "churn_labels", "_new_labels", start, end)
         rates = con.execute(
             "SELECT CAST(observation_date AS VARCHAR), count(*), count(churned), "
@@ -346,6 +367,7 @@ def churn_labels(context: dg.AssetExecutionContext, warehouse: WarehouseResource
             ),
             "data_end": str(end_of_data),
             "label_rate_per_month": dg.MetadataValue.md(table),
+            "engine": compute.name,
         }
     )
     yield dg.AssetCheckResult(

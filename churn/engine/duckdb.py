@@ -1,0 +1,26 @@
+"""The default engine: the query runs in the warehouse connection itself."""
+
+from __future__ import annotations
+
+import duckdb
+
+from churn.engine import Params
+from churn.sql import quote_identifier
+
+
+class DuckDBEngine:
+    """One DuckDB file, one machine: the query becomes a temp table directly."""
+
+    name = "duckdb"
+
+    def compute(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        into: str,
+        sql: str,
+        params: Params = None,
+        *,
+        table: str,
+        window: tuple[str, str],
+    ) -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS {sql}", params)

