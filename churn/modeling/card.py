@@ -99,6 +99,7 @@ def build_card(
                 "test": winner.test,
                 "validation": winner.validation,
                 "oracle_auc": evaluation.oracle_auc,
+                "baselines": evaluation.baselines,
                 "at_decision_threshold": evaluation.decision_metrics,
             },
             "backtest": evaluation.backtest,

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from churn.features import Feature
 
 LABEL = "churned"
+RECENCY_FEATURE = "days_since_last_event"
+"""The generated (and subscription) families' recency: days since a customer's last event."""
 
 
 @dataclass
@@ -231,6 +233,9 @@ class Evaluation:
     decision_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     """The winner at its decision threshold, per block (validation, test): see
     :func:`at_threshold`."""
+    baselines: dict[str, float] = field(default_factory=dict)
+    """Test AUC of one-feature scores on the winner's test rows (``recency_auc``): the bar a model
+    must clear to be worth more than "who has been quiet longest"."""
     backtest: list[dict[str, Any]] | None = None
     """Rolling-origin results of the winner's recipe (:mod:`churn.modeling.backtest`), set by
     the caller that has the whole matured history."""
@@ -258,6 +263,19 @@ def oracle_auc(test: Part, truth: pd.DataFrame | None) -> float | None:
     if known.sum() < 0.99 * len(keys):
         return None
     return auc(test.y[known], joined["true_churn_probability"].to_numpy()[known])
+
+
+def recency_baseline_auc(data: TrainingData) -> float | None:
+    """Test AUC of ranking by days since the last event alone, or None without that feature.
+
+    Why: on an event log, recency is the obvious rule of thumb; a model's AUC means little
+    until it is compared with that rule on the same test rows. Flat sources have no recency.
+    """
+    names = {spec.name for spec in data.specs}
+    if RECENCY_FEATURE not in names or data.test.rows == 0 or len(set(data.test.y)) < 2:
+        return None
+    recency = data.test.frame[RECENCY_FEATURE].astype("float64").fillna(0.0).to_numpy()
+    return auc(data.test.y, recency)
 
 
 def evaluate_candidates(
@@ -292,6 +310,9 @@ def evaluate_candidates(
         results=results,
         winner=winner,
         oracle_auc=oracle_auc(data.test, truth),
+        baselines=(
+            {"recency_auc": recency} if (recency := recency_baseline_auc(data)) is not None else {}
+        ),
         thresholds={
             "default": default_threshold,
             "expected_value": ev_threshold,

@@ -341,6 +341,10 @@ def model_evaluation(
         "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
     }
+    if "recency_auc" in evaluation.baselines:
+        recency_auc = evaluation.baselines["recency_auc"]
+        metadata["baseline_recency_auc"] = recency_auc
+        metadata["auc_over_recency"] = evaluation.winning.test["roc_auc"] - recency_auc
     metadata |= _figure_tables(evaluation, data, models)
     metadata |= {
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
