@@ -90,9 +90,7 @@ def run_log(folder: Path, first: str, last: str) -> LogRun:
         "--partition-range",
         f"{first}...{last}",
         "-m",
-        "churn_assets.definitions",
-        "--config-json",
-        json.dumps({"execution": {"config": {"in_process": {}}}}),
+        "churn_assets.definitions",  # its executor runs in process (defs/resources.py)
     ]
     env = example_env(home, home / "dagster_home", home / "bentoml", source)
     completed = subprocess.run(
@@ -196,6 +194,15 @@ def test_purchase_log_card_records_the_generated_family(purchases):
     )
     columns = [r[0] for r in run.query("DESCRIBE customer_features")]
     assert columns[2:] == card["feature_order"]
+
+
+def test_purchase_log_reports_the_model_against_recency_alone(purchases):
+    _, run = purchases
+    evaluation = run.metadata("model_evaluation")
+    recency = evaluation["baseline_recency_auc"]
+    assert 0.0 < recency < 1.0
+    assert evaluation["auc_over_recency"] == pytest.approx(evaluation["test_roc_auc"] - recency)
+    assert run.card()["metrics"]["baselines"]["recency_auc"] == pytest.approx(recency)
 
 
 # --- a streaming log ------------------------------------------------------------------------
