@@ -90,6 +90,17 @@ def bounded_location(loc: Any) -> list[Any]:
     return [_clip(part, MAX_LOC_TEXT) if isinstance(part, str) else part for part in loc]
 
 
+def _envelope_first(detail: list[Any]) -> list[Any]:
+    """Shallow locations first, in their order: a bad ``threshold`` or an unknown top-level key
+    must survive the cut even when every one of a model's many features is also missing."""
+
+    def depth(item: Any) -> int:
+        loc = item.get("loc") if isinstance(item, dict) else None
+        return len(loc) if isinstance(loc, list | tuple) else 0
+
+    return sorted(detail, key=depth)
+
+
 def bound_refusal(payload: Any) -> Any:
     """The refusal body with every ``loc`` part, message and the list itself cut to size."""
     if not isinstance(payload, dict):
@@ -100,7 +111,7 @@ def bound_refusal(payload: Any) -> Any:
     detail = bounded.get("detail")
     if isinstance(detail, list):
         items = []
-        for item in detail[:MAX_DETAILS]:
+        for item in _envelope_first(detail)[:MAX_DETAILS]:
             if isinstance(item, dict):
                 item = dict(item)
                 if "loc" in item:
