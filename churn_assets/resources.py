@@ -63,7 +63,7 @@ class ChurnHomeResource(dg.ConfigurableResource):
 
 
 class EngineResource(dg.ConfigurableResource):
-    """Where snapshots, features and labels are computed: ``duckdb`` (in the warehouse) or
+    """Where staging, snapshots, features and labels are computed: ``duckdb`` (in the warehouse) or
     ``spark`` (the same SQL transpiled, see :mod:`churn.engine`). Either way the results land in
     the warehouse, so the checks and everything downstream are the same.
 

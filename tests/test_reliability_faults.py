@@ -153,7 +153,7 @@ def test_sigkill_mid_write_leaves_no_half_written_table_and_a_rerun_succeeds(
     window's rows of customer_features were deleted but before the new ones were inserted."""
     cases = {
         "raw": (RAW, "CREATE OR REPLACE TABLE raw_payments"),
-        "staging": (STAGING, "CREATE OR REPLACE TABLE stg_events"),
+        "staging": (STAGING, 'CREATE OR REPLACE TABLE "stg_events"'),
         "features": (FEATURES, "DELETE FROM customer_features"),
     }
     homes = {name: copy_home(materialized, tmp_path / name) for name in cases}

@@ -1,12 +1,15 @@
 """One feature definition, two engines: Spark computes what DuckDB computes, value for value.
 
-The same staged warehouse is copied into two homes; the real ``customer_snapshots``,
-``customer_features`` and ``churn_labels`` assets materialize a range of months in each, once
-with ``CHURN_ENGINE=duckdb`` and once with ``spark`` (local[2], the SQL transpiled by
-:mod:`churn.engine.dialect`, tables exchanged as Parquet through the lake). Every row of the
-three tables is compared: keys, integers, strings, dates and booleans exactly, DOUBLEs within a
-relative 1e-9 (in practice they are bit-identical: the blocking leakage check, which recomputes a
-sample on DuckDB and compares with ``EXCEPT``, passes on the Spark-computed features).
+The same landed (raw) warehouse is copied into two homes; the real staging assets and the
+``customer_snapshots``, ``customer_features`` and ``churn_labels`` assets materialize a range of
+months in each, once with ``CHURN_ENGINE=duckdb`` and once with ``spark`` (local[2], the SQL
+transpiled by :mod:`churn.engine.dialect`, tables exchanged as Parquet through the lake). Every
+row of the staged tables and of the three feature-side tables is compared: keys, integers,
+strings, dates, timestamps and booleans exactly, DOUBLEs within a relative 1e-9 (in practice
+they are bit-identical: the blocking leakage check, which recomputes a sample on DuckDB and
+compares with ``EXCEPT``, passes on the Spark-computed features). Staging's rules are compared
+again on dirty raw rows (bad numbers, categories, dates, offsets, duplicates, unknown
+customers), rejects and reasons included.
 
 A minimal purchase log runs the generated event-feature family the same way. One Spark session
 serves the whole module; the data is small (a few hundred customers, three
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -29,17 +32,14 @@ from churn.engine.dialect import referenced_tables, to_spark
 from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, stop_sessions
 from churn.features import FEATURE_NAMES
-from churn.features.shape import build_event_spec, save_spec
 from churn.ingest.landing import find_source_file, land_file
 from churn.ingest.schema import RAW_TABLES
 from churn.ingest.staging import stage_table
-from churn.settings import load_settings
 from churn.synthetic import GeneratorConfig, generate
 from churn_assets.definitions import defs
 from churn_assets.partitions import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    last_observation_date,
 )
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
@@ -51,27 +51,24 @@ TABLES = {  # and their least number of columns besides the keys
     "customer_features": len(FEATURE_NAMES),  # + the generated extras of the event vocabulary
     "churn_labels": 3,
 }
+STAGED = {  # and their least number of rows
+    "stg_customers": 300,
+    "stg_events": 10_000,
+    "stg_payments": 1_000,
+    "stg_tickets": 50,
+    "stg_cancellations": 20,
+}
 RELATIVE_TOLERANCE = 1e-9
 
 
-def _stage(folder: Path) -> Path:
+def _land(folder: Path) -> Path:
+    """The synthetic source's files landed in a warehouse: what the raw assets leave."""
     generate(SOURCE, folder / "raw", folder / "truth")
-    path = folder / "staged.duckdb"
+    path = folder / "landed.duckdb"
     con = duckdb.connect(str(path))
     try:
         for table in RAW_TABLES:
             land_file(con, find_source_file(folder / "raw", table), table, replace=True)
-        for table in RAW_TABLES:
-            stage_table(con, table)
-        # What the stg_events asset decides: the generated family's vocabulary and churn rule.
-        settings = load_settings()
-        spec = build_event_spec(
-            con,
-            None,
-            last_observation_date=last_observation_date(settings),
-            horizon_days=settings.horizon_days,
-        )
-        save_spec(con, spec)
     finally:
         con.close()
     return path
@@ -80,9 +77,8 @@ def _stage(folder: Path) -> Path:
 def _materialize(home: Path, engine: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         assets=list(defs.assets or []),
-        selection=dg.AssetSelection.assets(
-            "customer_snapshots", "customer_features", "churn_labels"
-        ),
+        selection=dg.AssetSelection.groups("staging")
+        | dg.AssetSelection.assets("customer_snapshots", "customer_features", "churn_labels"),
         resources={
             "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
             "churn_home": ChurnHomeResource(home=str(home)),
@@ -103,12 +99,12 @@ def _one_spark_session():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, tuple[Path, dg.ExecuteInProcessResult]]:
     root = tmp_path_factory.mktemp("spark-parity")
-    staged = _stage(root / "source")
+    landed = _land(root / "source")
     found = {}
     for engine in ("duckdb", "spark"):
         home = root / engine
         home.mkdir()
-        shutil.copy(staged, home / "warehouse.duckdb")
+        shutil.copy(landed, home / "warehouse.duckdb")
         found[engine] = (home, _materialize(home, engine))
     return found
 
@@ -117,9 +113,7 @@ def _rows(home: Path, table: str) -> tuple[list[tuple], list[tuple[str, str]]]:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
         schema = [(name, kind) for name, kind, *_ in con.execute(f"DESCRIBE {table}").fetchall()]
-        rows = con.execute(
-            f"SELECT * FROM {table} ORDER BY observation_date, customer_id"
-        ).fetchall()
+        rows = con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
     finally:
         con.close()
     return rows, schema
@@ -128,7 +122,7 @@ def _rows(home: Path, table: str) -> tuple[list[tuple], list[tuple[str, str]]]:
 def _same(left, right, kind: str) -> bool:
     if left is None or right is None:
         return left is None and right is None
-    if kind == "DOUBLE":
+    if kind in ("DOUBLE", "FLOAT"):
         return math.isclose(left, right, rel_tol=RELATIVE_TOLERANCE, abs_tol=0.0)
     return left == right
 
@@ -156,6 +150,18 @@ def test_spark_rows_equal_duckdb_rows(runs, table):
     assert dates == {date(2025, 5, 1), date(2025, 6, 1), date(2025, 7, 1)}
 
 
+@pytest.mark.parametrize("table", list(STAGED))
+def test_spark_staging_equals_duckdb_staging(runs, table):
+    for name in (table, f"{table}_rejects"):
+        duck_rows, duck_schema = _rows(runs["duckdb"][0], name)
+        spark_rows, spark_schema = _rows(runs["spark"][0], name)
+        assert spark_schema == duck_schema, name
+        assert len(spark_rows) == len(duck_rows), name
+        differing = _differing(duck_rows, spark_rows, duck_schema)
+        assert not differing, f"{name}: {len(differing)} values differ, e.g. {differing[:5]}"
+    assert len(_rows(runs["duckdb"][0], table)[0]) >= STAGED[table]
+
+
 def test_the_comparison_is_not_vacuous(runs):
     """Most features vary across rows and labels hold both outcomes, so equal means equal."""
     rows, schema = _rows(runs["duckdb"][0], "customer_features")
@@ -175,10 +181,12 @@ def test_spark_run_reports_its_engine_and_passes_every_check(runs):
         for m in result.get_asset_materialization_events()
         for m in [m.materialization]
     }
-    assert engines == dict.fromkeys(TABLES, "spark")
+    staged = [name for table in STAGED for name in (table, f"{table}_rejects")]
+    assert engines == dict.fromkeys([*staged, *TABLES], "spark")
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     assert checks["no_future_leakage"] and checks["rows_match_active_customers"], checks
     assert all(checks.values()), checks
+    assert list((home / "lake" / "stg_events").glob("*.parquet"))
     partitions = sorted(p.name for p in (home / "lake" / "customer_features").iterdir())
     assert partitions[:3] == [
         f"observation_date={d}" for d in ("2025-05-01", "2025-06-01", "2025-07-01")
@@ -305,3 +313,127 @@ def test_engine_is_chosen_by_configuration():
     assert (chosen.name, chosen.spark_master) == ("spark", "local[4]")
     with pytest.raises(ValueError, match="CHURN_ENGINE"):
         engine_config_from_env({"CHURN_ENGINE": "polars"})
+
+
+DIRTY_ROWS = {  # overrides of a valid row: what a hand-kept CSV source sends
+    "customers": [
+        {"customer_id": "d-1", "region": " NORTH ", "age": "34.0", "signup_date": "2025/01/03"},
+        {"customer_id": "d-2", "region": "mars", "plan": "Gold"},
+        {"customer_id": "d-3", "age": "12"},
+        {"customer_id": "d-4", "age": "abc", "monthly_fee": "1.5d"},
+        {"customer_id": "d-5", "signup_date": "2025"},
+        {"customer_id": "d-6", "age": "12.5e1", "monthly_fee": "-3"},
+        {"customer_id": "", "contract": "weekly"},
+        {"customer_id": "d-7", "age": "40.5", "signup_date": "2025-02-30"},
+    ],
+    "events": [
+        {"event_id": "d-e1", "event_time": "2025-03-01 22:00:00-05:00"},
+        {"event_id": "d-e2", "event_time": "2025-03-01T23:30:00Z", "event_type": " Login"},
+        {"event_id": "d-e3", "event_time": "2025-13-01 10:00:00"},
+        {"event_id": "d-e4", "customer_id": "nobody", "event_type": "dance"},
+        {"event_id": "d-e5", "event_time": "2025-03-02", "session_id": ""},
+        {"event_id": "d-e6", "event_time": "2025"},
+    ],
+    "payments": [
+        {"payment_id": "d-p1", "amount": "-5"},
+        {"payment_id": "d-p2", "amount": "12.50", "status": "FAILED"},
+        {"payment_id": "d-p3", "payment_date": "2025-02-30", "attempt": "2.0"},
+        {"payment_id": "d-p4", "customer_id": "nobody", "amount": "1e3"},
+        {"payment_id": "d-p5", "amount": "", "attempt": "x"},
+    ],
+}
+
+
+def _dirty_warehouse(folder: Path) -> Path:
+    """The synthetic customers, events and payments as text (as a CSV source lands them), with
+    dirty rows and a newer, conflicting version of a few customers."""
+    from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS
+
+    generate(SOURCE, folder / "raw", folder / "truth")
+    path = folder / "dirty.duckdb"
+    con = duckdb.connect(str(path))
+    try:
+        for table in (CUSTOMERS, EVENTS, PAYMENTS):
+            land_file(con, find_source_file(folder / "raw", table), table, replace=True)
+            text = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in table.column_names)
+            con.execute(
+                f"CREATE OR REPLACE TABLE raw_{table.name} AS "
+                f"SELECT {text}, _loaded_at, _source_file FROM raw_{table.name}"
+            )
+            if table is CUSTOMERS:  # a newer, conflicting version of five customers
+                first, second = next(c.allowed for c in CUSTOMERS.columns if c.name == "plan")[:2]
+                con.execute(
+                    "INSERT INTO raw_customers SELECT * REPLACE ("
+                    "CASE WHEN plan = ? THEN ? ELSE ? END AS plan, "
+                    "_loaded_at + INTERVAL 1 HOUR AS _loaded_at) FROM raw_customers "
+                    "ORDER BY customer_id LIMIT 5",
+                    [first, second, first],
+                )
+            template = con.execute(
+                f"SELECT * FROM raw_{table.name} ORDER BY ALL LIMIT 1"
+            ).fetchone()
+            names = [d[0] for d in con.description]
+            for overrides in DIRTY_ROWS[table.name]:
+                row = dict(zip(names, template, strict=True)) | overrides
+                con.execute(
+                    f"INSERT INTO raw_{table.name} VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
+    finally:
+        con.close()
+    return path
+
+
+def test_staging_rules_equal_on_spark_for_dirty_rows(tmp_path):
+    """Every value rule (types, ranges, categories, dates with offsets, required fields, unknown
+    customers, the newest version of a key) decides the same on Spark: the same rows staged, the
+    same rows rejected with the same reasons."""
+    from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS
+
+    dirty = _dirty_warehouse(tmp_path / "source")
+    results = {}
+    for name, engine in (("duckdb", DuckDBEngine()), ("spark", SparkEngine(tmp_path / "lake"))):
+        (tmp_path / name).mkdir()
+        shutil.copy(dirty, tmp_path / name / "warehouse.duckdb")
+        con = duckdb.connect(str(tmp_path / name / "warehouse.duckdb"))
+        try:
+            results[name] = [stage_table(con, t, engine) for t in (CUSTOMERS, EVENTS, PAYMENTS)]
+        finally:
+            con.close()
+    assert results["spark"] == results["duckdb"]
+    customers, events, _ = results["duckdb"]
+    assert customers.conflicting_keys == 5 and customers.duplicates_dropped == 5
+    assert events.rejects_by_rule["unknown_customer"] == 1
+    broken = {rule for r in results["duckdb"] for rule, n in r.rejects_by_rule.items() if n}
+    assert broken == {
+        "missing_required",
+        "invalid_type",
+        "not_allowed",
+        "out_of_range",
+        "unknown_customer",
+    }
+    for table in ("customers", "events", "payments"):
+        for name in (f"stg_{table}", f"stg_{table}_rejects"):
+            duck_rows, duck_schema = _rows(tmp_path / "duckdb", name)
+            spark_rows, spark_schema = _rows(tmp_path / "spark", name)
+            assert spark_schema == duck_schema, name
+            differing = _differing(duck_rows, spark_rows, duck_schema)
+            assert not differing, f"{name}: {len(differing)} differ, e.g. {differing[:5]}"
+    con = duckdb.connect(str(tmp_path / "spark" / "warehouse.duckdb"), read_only=True)
+    try:  # the offsets were converted to UTC, the accepted spellings normalized
+        assert con.execute("SELECT event_time FROM stg_events WHERE event_id = 'd-e1'").fetchone()[
+            0
+        ] == datetime(2025, 3, 2, 3, 0)
+        assert con.execute(
+            "SELECT region, age, signup_date FROM stg_customers WHERE customer_id = 'd-1'"
+        ).fetchone() == ("north", 34, date(2025, 1, 3))
+        reasons = dict(
+            con.execute(
+                "SELECT customer_id, reject_reason FROM stg_customers_rejects "
+                "WHERE customer_id LIKE 'd-%'"
+            ).fetchall()
+        )
+    finally:
+        con.close()
+    assert reasons["d-4"].startswith("invalid_type: monthly_fee=1.5d is not a valid DOUBLE")
+    assert "d-1" not in reasons and "d-7" in reasons

@@ -1,9 +1,9 @@
 """[engine] Where the snapshot, feature and label SQL runs: DuckDB (default) or Apache Spark.
 
-The SQL is written once, in DuckDB's dialect (:mod:`churn.features`); an :class:`Engine` runs a
-query over the warehouse's relations and leaves its rows in a temp table of the warehouse
-connection, so everything downstream (checks, training, scoring, monitoring) reads the same
-tables whichever engine computed them.
+The SQL is written once, in DuckDB's dialect (:mod:`churn.ingest.staging`, :mod:`churn.features`);
+an :class:`Engine` runs a query over the warehouse's relations and leaves its rows in a table of
+the warehouse connection, so everything downstream (checks, training, scoring, monitoring) reads
+the same tables whichever engine computed them.
 
 * :class:`~churn.engine.duckdb.DuckDBEngine` runs it in the warehouse itself.
 * :class:`~churn.engine.spark.SparkEngine` exports the relations the query reads to Parquet in
@@ -43,10 +43,14 @@ class Engine(Protocol):
         params: Params = None,
         *,
         table: str,
-        window: tuple[str, str],
+        window: tuple[str, str] | None = None,
+        persist: bool = False,
     ) -> None:
-        """``CREATE TEMP TABLE into AS sql`` for the rows of ``table`` (the asset's table, which
-        names its folder in the lake) whose observation date is in ``window`` = [start, end)."""
+        """``CREATE [TEMP] TABLE into AS sql``, ``into`` a temp table unless ``persist``.
+
+        ``table`` is the asset's table, which names its folder in the lake. With a ``window`` =
+        [start, end) the rows are one partitioned asset's observation dates (the lake keeps the
+        table's other months); without, the query is the whole table (staging)."""
         ...
 
 

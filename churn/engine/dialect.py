@@ -16,6 +16,11 @@ rewritten here first, so there is still one definition and no hand-written Spark
   IEEE operations in the same order, hence the same bits. (A long decimal literal *multiplied*
   by a large integer before a division is exact in DuckDB and rounded on Spark: equal to a few
   units in the last place, which is why the parity tests compare DOUBLEs to 1e-9 relative.)
+* Time zones: ``timezone('UTC', instant)`` (an instant as naive UTC wall time) becomes a cast
+  to ``TIMESTAMP_NTZ`` and ``make_timestamp(micros)`` (naive in DuckDB, an instant in Spark) is
+  cast to it too; both read the session zone, which the engine sets to UTC.
+* ``list_distinct`` drops NULLs in DuckDB; Spark's ``array_distinct`` keeps one, so it
+  becomes ``array_distinct(array_compact(...))``.
 * CTEs of subqueries get unique names: SQLGlot lifts them to the top for Spark, where two
   subqueries' CTEs of the same name would clash.
 * ``?`` placeholders become named ``:p1, :p2, ...``: SQLGlot may repeat an expression that holds
@@ -89,7 +94,113 @@ def _decimal_as_double(node: exp.Literal) -> exp.Expression | None:
     return exp.Cast(this=node.copy(), to=exp.DataType.build("DOUBLE"))
 
 
+NAIVE_TIMESTAMP = exp.DataType.build("TIMESTAMP_NTZ", dialect=WRITE)
+
+
+def _utc_wall_time(node: exp.Anonymous) -> exp.Expression | None:
+    """DuckDB's ``timezone('UTC', instant)`` (an instant as naive UTC wall time) is Spark's cast
+    to ``TIMESTAMP_NTZ``, which reads the wall time in the session zone: UTC by construction."""
+    if node.name.lower() != "timezone" or len(node.expressions) != 2:
+        return None
+    zone, value = node.expressions
+    if not (isinstance(zone, exp.Literal) and zone.is_string and zone.this.upper() == "UTC"):
+        return None
+    return exp.Cast(this=value.copy(), to=NAIVE_TIMESTAMP.copy())
+
+
+INTEGER_TYPES = (
+    exp.DataType.Type.TINYINT,
+    exp.DataType.Type.SMALLINT,
+    exp.DataType.Type.INT,
+    exp.DataType.Type.BIGINT,
+)
+TIME_TYPES = (
+    exp.DataType.Type.DATE,
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPNTZ,
+    exp.DataType.Type.TIMESTAMPTZ,
+    exp.DataType.Type.TIMESTAMPLTZ,
+)
+FULL_DATE = r"^\s*[0-9]{4}[-/][0-9]{1,2}[-/][0-9]{1,2}"
+"""DuckDB reads a date only with year, month and day (``-`` or ``/``); Spark also takes
+``2025`` and ``2025-03``, which staging must reject as DuckDB does."""
+JAVA_SUFFIX = r"[0-9.][dDfF]\s*$"
+"""Java's number parser, behind Spark's, takes ``1.5d``; DuckDB does not."""
+
+
+def _is_text(node: exp.Expression) -> bool:
+    """Whether a cast's operand is text by construction: the staging rules only ever cast
+    ``nullif(trim(...), '')``, a ``CAST(... AS VARCHAR)`` or a ``<column>__text``."""
+    if isinstance(node, exp.Nullif | exp.Trim):
+        return True
+    if isinstance(node, exp.Cast):
+        return node.to.is_type(*exp.DataType.TEXT_TYPES)
+    if isinstance(node, exp.Literal):
+        return node.is_string
+    return isinstance(node, exp.Column) and node.name.endswith("__text")
+
+
+def _try_cast(this: exp.Expression, to: exp.DataType) -> exp.TryCast:
+    cast = exp.TryCast(this=this, to=to, safe=True)
+    cast.set("_duckdb_kept", True)
+    return cast
+
+
+def _try_cast_like_duckdb(node: exp.TryCast) -> exp.Expression | None:
+    """``TRY_CAST`` keeping DuckDB's reading of text (and its rounding of DOUBLEs):
+
+    * text to an integer: DuckDB reads ``12.5`` as 13 and ``1e3`` as 1000, Spark as NULL; the
+      text goes through a DECIMAL and is rounded half away from zero, as DuckDB does;
+    * a DOUBLE to an integer: DuckDB rounds half to even, Spark truncates: ``bround`` first;
+    * text to a date or timestamp: only a full year-month-day (``/`` read as ``-``);
+    * text to a DOUBLE: no Java ``d``/``f`` suffix.
+    """
+    value, to = node.this, node.to
+    text = _is_text(value)
+    if to.is_type(*INTEGER_TYPES):
+        if text:
+            decimal = _try_cast(this=value.copy(), to=exp.DataType.build("DECIMAL(38, 18)"))
+            rounded: exp.Expression = exp.Round(this=decimal)
+        else:
+            rounded = exp.Anonymous(this="BROUND", expressions=[value.copy()])
+        return _try_cast(this=rounded, to=to.copy())
+    if not text:
+        return None
+    if to.is_type(*TIME_TYPES):
+        slashes = exp.RegexpReplace(
+            this=value.copy(),
+            expression=exp.Literal.string(r"^(\s*[0-9]{4})/([0-9]{1,2})/"),
+            replacement=exp.Literal.string("$1-$2-"),
+        )
+        guarded = exp.If(
+            this=exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(FULL_DATE)),
+            true=slashes,
+        )
+        return _try_cast(this=exp.Case(ifs=[guarded]), to=to.copy())
+    if to.is_type(exp.DataType.Type.DOUBLE, exp.DataType.Type.FLOAT):
+        guarded = exp.If(
+            this=exp.Not(
+                this=exp.RegexpLike(this=value.copy(), expression=exp.Literal.string(JAVA_SUFFIX))
+            ),
+            true=value.copy(),
+        )
+        return _try_cast(this=exp.Case(ifs=[guarded]), to=to.copy())
+    return None
+
+
 def _rewrite_values(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.TryCast) and not node.args.get("_duckdb_kept"):
+        return _try_cast_like_duckdb(node) or node
+    if isinstance(node, exp.Anonymous):
+        return _utc_wall_time(node) or node
+    if isinstance(node, exp.UnixToTime) and node.parent is not None:
+        # make_timestamp(micros) is a naive TIMESTAMP in DuckDB, an instant in Spark.
+        if not (isinstance(node.parent, exp.Cast) and node.parent.is_type("timestamp_ntz")):
+            return exp.Cast(this=node.copy(), to=NAIVE_TIMESTAMP.copy())
+        return node
+    if isinstance(node, exp.ArrayDistinct) and not isinstance(node.this, exp.ArrayCompact):
+        # DuckDB's list_distinct drops NULLs; Spark's array_distinct keeps one.
+        return exp.ArrayDistinct(this=exp.ArrayCompact(this=node.this.copy()))
     if isinstance(node, exp.DateDiff):
         return _calendar_diff(node) or node
     if isinstance(node, exp.Literal) and not isinstance(node.parent, exp.Interval):
@@ -137,8 +248,18 @@ def to_spark(sql: str) -> str:
     tree = sqlglot.parse_one(_name_placeholders(sql), read=READ)
     _unique_nested_ctes(tree)
     # Two passes: the second copies subtrees the first has already rewritten.
-    tree = tree.transform(_rewrite_values).transform(_rewrite_intervals)
+    tree = _bottom_up(_bottom_up(tree, _rewrite_values), _rewrite_intervals)
     return tree.sql(dialect=WRITE)
+
+
+def _bottom_up(node: exp.Expression, rewrite) -> exp.Expression:
+    """``rewrite`` applied to every node, children first: a rewritten node may copy its
+    operands (a cast wrapped in ``bround``), and those must already be rewritten."""
+    for child in list(node.iter_expressions()):
+        new = _bottom_up(child, rewrite)
+        if new is not child:
+            child.replace(new)
+    return rewrite(node)
 
 
 def spark_args(params: Sequence[Any] | Mapping[str, Any] | None) -> dict[str, Any]:

@@ -21,6 +21,8 @@ class DuckDBEngine:
         params: Params = None,
         *,
         table: str,
-        window: tuple[str, str],
+        window: tuple[str, str] | None = None,
+        persist: bool = False,
     ) -> None:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS {sql}", params)
+        kind = "TABLE" if persist else "TEMP TABLE"
+        con.execute(f"CREATE OR REPLACE {kind} {quote_identifier(into)} AS {sql}", params)

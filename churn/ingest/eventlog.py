@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -31,9 +32,18 @@ from churn.ingest.landing import (
 )
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, Column, Table
 from churn.ingest.sources import SourceConfig
-from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult, stage_table
+from churn.ingest.staging import (
+    LINEAGE_COLUMNS,
+    RULES,
+    StagingResult,
+    Violation,
+    split_rows,
+    stage_table,
+)
 from churn.sql import quote_identifier, quote_literal
-from churn.warehouse import transaction
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
 
 EVENT_COLUMNS = ("event_id", "customer_id", "session_id", "event_time", "event_type")
 PROFILE_COLUMNS_TABLE = "profile_columns"
@@ -251,22 +261,22 @@ def cancellations_table(time: TimeFormat) -> Table:
 
 
 def stage_events(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, engine: Engine | None = None
 ) -> tuple[StagingResult, TimeFormat]:
     """``stg_events`` and its rejects from ``raw_events``, with the time format decided."""
     time = detect_time_format(con, "raw_events", "event_time")
     measures = staged_measures(source.tables["events"].measures)
-    return stage_table(con, events_table(time, measures)), time
+    return stage_table(con, events_table(time, measures), engine), time
 
 
 def stage_cancellations(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, engine: Engine | None = None
 ) -> tuple[StagingResult, TimeFormat | None]:
     if "cancellations" not in source.tables:
         _empty_staged(con, CANCELLATIONS)
         return _nothing(), None
     time = detect_time_format(con, "raw_cancellations", "cancel_date")
-    return stage_table(con, cancellations_table(time)), time
+    return stage_table(con, cancellations_table(time), engine), time
 
 
 def _nothing() -> StagingResult:
@@ -284,7 +294,7 @@ def _empty_staged(con: duckdb.DuckDBPyConnection, table: Table, columns: str | N
 
 
 def stage_customers(
-    con: duckdb.DuckDBPyConnection, source: SourceConfig
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, engine: Engine | None = None
 ) -> tuple[StagingResult, list[flat.InferredColumn], TimeFormat | None]:
     """``stg_customers`` (customer_id, signup_date, typed profile columns by feature name) and
     ``profile_columns``; an empty ``stg_customers`` when the log has no customers table."""
@@ -315,7 +325,11 @@ def stage_customers(
     profile = [c for c in inferred if c.role == "feature"]
     text = flat._text
     violations = [
-        (f"{text(id_column)} IS NULL", quote_literal(f"missing_required: {id_column} is missing"))
+        Violation(
+            "missing_required",
+            f"{text(id_column)} IS NULL",
+            f"{quote_literal(id_column)} || ' is missing'",
+        )
     ]
     time = None
     signup_value = "CAST(NULL AS DATE)"
@@ -323,73 +337,42 @@ def stage_customers(
         time = detect_time_format(con, "raw_customers", signup)
         signup_value = time.parse(as_date=True).format(text=text(signup))
         violations.append(
-            (
+            Violation(
+                "invalid_type",
                 f"{text(signup)} IS NOT NULL AND {signup_value} IS NULL",
-                f"{quote_literal(f'invalid_type: {signup}=')} || {text(signup)} || "
+                f"{quote_literal(f'{signup}=')} || {text(signup)} || "
                 f"{quote_literal(f' is not a valid {time.kind}')}",
             )
         )
     for column in profile:
         if column.kind == "numeric":
             violations.append(
-                (
+                Violation(
+                    "invalid_type",
                     f"{text(column.source)} IS NOT NULL AND TRY_CAST({text(column.source)} "
                     "AS DOUBLE) IS NULL",
-                    f"{quote_literal('invalid_type: ' + column.source + '=')} || "
+                    f"{quote_literal(column.source + '=')} || "
                     f"{text(column.source)} || ' is not a number'",
                 )
             )
-    reasons = (
-        "list_filter(["
-        + ", ".join(f"CASE WHEN coalesce({c}, false) THEN {r} END" for c, r in violations)
-        + "], lambda r: r IS NOT NULL)"
-    )
-    is_valid = " AND ".join(f"NOT coalesce({c}, false)" for c, _ in violations)
-    typed = "".join(f", {flat._typed(c)} AS {quote_identifier(c.name)}" for c in profile)
-    lineage = ", ".join(LINEAGE_COLUMNS)
-    shown = ", ".join(
-        f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
-        for c in inferred
-    )
-    with transaction(con):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE stg_customers_rejects AS
-            SELECT {shown}, array_to_string(reasons, '; ') AS reject_reason,
-                list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
-                    AS reject_rules, {lineage}
-            FROM (SELECT *, {reasons} AS reasons FROM raw_customers WHERE NOT ({is_valid}))
-            """
-        )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _valid AS
-            SELECT {text(id_column)} AS customer_id, {signup_value} AS signup_date{typed},
-                {lineage}
-            FROM raw_customers WHERE {is_valid}
-            """
-        )
-        con.execute(
-            """
-            CREATE OR REPLACE TABLE stg_customers AS SELECT * FROM _valid
-            QUALIFY row_number() OVER (
-                PARTITION BY customer_id ORDER BY _loaded_at DESC, _source_file DESC) = 1
-            """
-        )
-        valid = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
-        con.execute("DROP TABLE _valid")
-        _write_profile_columns(con, inferred)
-    raw_rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
-    staged = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
-    rejected = con.execute("SELECT count(*) FROM stg_customers_rejects").fetchone()[0]
-    by_rule = dict(
-        con.execute(
-            "SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule "
-            "FROM stg_customers_rejects) GROUP BY rule"
-        ).fetchall()
-    )
-    result = StagingResult(
-        raw_rows, staged, rejected, valid - staged, 0, {r: by_rule.get(r, 0) for r in RULES}
+    result = split_rows(
+        con,
+        engine,
+        "customers",
+        raw="raw_customers",
+        relation="SELECT * FROM raw_customers",
+        violations=violations,
+        shown=[
+            f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
+            for c in inferred
+        ],
+        staged=[
+            (text(id_column), "customer_id"),
+            (signup_value, "signup_date"),
+            *((flat._typed(c), c.name) for c in profile),
+        ],
+        key=["customer_id"],
+        before_commit=lambda: _write_profile_columns(con, inferred),
     )
     return result, inferred, time
 

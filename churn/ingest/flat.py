@@ -22,14 +22,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import duckdb
 
 from churn.ingest.sources import FlatSource, SourceConfigError
-from churn.ingest.staging import LINEAGE_COLUMNS, RULES, StagingResult
+from churn.ingest.staging import LINEAGE_COLUMNS, StagingResult, Violation, split_rows
 from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
-from churn.warehouse import transaction
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
 
 NUMERIC_SHARE = 0.9
 """A text column is numeric when at least this share of its non-blank values parse."""
@@ -192,37 +195,44 @@ def _instant(text: str) -> str:
     return typed_value(text, "TIMESTAMP")
 
 
-def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple[str, str]]:
-    """(condition TRUE when broken, SQL text of the reason), over raw_customers."""
+def _violations(columns: list[InferredColumn], source: FlatSource) -> list[Violation]:
+    """The rules of a flat table, over raw_customers."""
     found = [
-        (
+        Violation(
+            "missing_required",
             f"{_text(source.id_column)} IS NULL",
-            quote_literal(f"missing_required: {source.id_column} is missing"),
+            quote_literal(f"{source.id_column} is missing"),
         ),
-        (
+        Violation(
+            "missing_required",
             f"{_text(source.label_column)} IS NULL",
-            quote_literal(f"missing_required: {source.label_column} (the label) is missing"),
+            quote_literal(f"{source.label_column} (the label) is missing"),
         ),
     ]
     if source.time_column:
         text = _text(source.time_column)
         found.append(
-            (
+            Violation(
+                "invalid_type",
                 f"{text} IS NOT NULL AND {_instant(text)} IS NULL",
-                f"{quote_literal(f'invalid_type: {source.time_column}=')} || {text} "
-                "|| ' is not a valid DATE'",
+                f"{quote_literal(f'{source.time_column}=')} || {text} || ' is not a valid DATE'",
             )
         )
         found.append(
-            (f"{text} IS NULL", quote_literal(f"missing_required: {source.time_column} is missing"))
+            Violation(
+                "missing_required",
+                f"{text} IS NULL",
+                quote_literal(f"{source.time_column} is missing"),
+            )
         )
     for column in columns:
         if column.role == "feature" and column.kind == "numeric":
             text = _text(column.source)
             found.append(
-                (
+                Violation(
+                    "invalid_type",
                     f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
-                    f"{quote_literal(f'invalid_type: {column.source}={QUOTE}')} || {text} "
+                    f"{quote_literal(f'{column.source}={QUOTE}')} || {text} "
                     "|| ''' is not a number'",
                 )
             )
@@ -230,7 +240,10 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[tuple
 
 
 def stage_flat(
-    con: duckdb.DuckDBPyConnection, source: FlatSource, observation_date: date
+    con: duckdb.DuckDBPyConnection,
+    source: FlatSource,
+    observation_date: date,
+    engine: Engine | None = None,
 ) -> tuple[StagingResult, list[InferredColumn]]:
     """Rebuild ``stg_customers``, its rejects and ``flat_columns`` from ``raw_customers``.
 
@@ -239,93 +252,54 @@ def stage_flat(
     """
     columns = infer_columns(con, source)
     features = [c for c in columns if c.role == "feature"]
-    violations = _violations(columns, source)
-    reasons = (
-        "list_filter(["
-        + ", ".join(
-            f"CASE WHEN coalesce({cond}, false) THEN {reason} END" for cond, reason in violations
-        )
-        + "], lambda r: r IS NOT NULL)"
-    )
-    is_valid = " AND ".join(f"NOT coalesce({cond}, false)" for cond, _ in violations)
     positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
     if source.time_column:
         instant = _instant(_text(source.time_column))
         when = f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
     else:
         when = f"DATE {quote_literal(observation_date.isoformat())}"
-    typed = ", ".join(f"{_typed(c)} AS {quote_identifier(c.name)}" for c in features)
-    lineage = ", ".join(LINEAGE_COLUMNS)
-    shown = ", ".join(
-        f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
-        for c in columns
-    )
-    with transaction(con):
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE stg_customers_rejects AS
-            SELECT {shown}, array_to_string(reasons, '; ') AS reject_reason,
-                list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
-                    AS reject_rules,
-                {lineage}
-            FROM (SELECT *, {reasons} AS reasons FROM raw_customers WHERE NOT ({is_valid}))
-            """
-        )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TEMP TABLE _valid AS
-            SELECT {_text(source.id_column)} AS customer_id, {when} AS observation_date,
-                {typed}{"," if typed else ""}
-                lower({_text(source.label_column)}) IN ({positives}) AS churned, {lineage}
-            FROM raw_customers WHERE {is_valid}
-            """
-        )
-        key = "customer_id, observation_date"
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE stg_customers AS SELECT * FROM _valid
-            QUALIFY row_number() OVER (
-                PARTITION BY {key} ORDER BY _loaded_at DESC, _source_file DESC) = 1
-            """
-        )
-        valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
-        staged_rows = con.execute("SELECT count(*) FROM stg_customers").fetchone()[0]
+
+    def before_commit() -> None:
         _check_label_classes(con, source)
-        value_columns = ", ".join(["churned", *(quote_identifier(c.name) for c in features)])
-        conflicting = con.execute(
-            f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
-            f"HAVING count(DISTINCT ({value_columns})) > 1)"
-        ).fetchone()[0]
-        con.execute("DROP TABLE _valid")
-        con.execute(
-            f"CREATE OR REPLACE TABLE {COLUMNS_TABLE} (source_column VARCHAR, name VARCHAR, "
-            "role VARCHAR, kind VARCHAR, sql_type VARCHAR, text_numbers BOOLEAN, reason VARCHAR, "
-            "position INTEGER)"
-        )
-        con.executemany(
-            f"INSERT INTO {COLUMNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [c.source, c.name, c.role, c.kind, c.sql_type, c.text_numbers, c.reason, i]
-                for i, c in enumerate(columns)
-            ],
-        )
-    raw_rows = con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
-    rejected = con.execute("SELECT count(*) FROM stg_customers_rejects").fetchone()[0]
-    by_rule = dict(
-        con.execute(
-            "SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule "
-            "FROM stg_customers_rejects) GROUP BY rule"
-        ).fetchall()
-    )
-    result = StagingResult(
-        raw_rows=raw_rows,
-        staged_rows=staged_rows,
-        rejected_rows=rejected,
-        duplicates_dropped=valid_rows - staged_rows,
-        conflicting_keys=conflicting,
-        rejects_by_rule={rule: by_rule.get(rule, 0) for rule in RULES},
+        _write_columns(con, columns)
+
+    result = split_rows(
+        con,
+        engine,
+        "customers",
+        raw="raw_customers",
+        relation="SELECT * FROM raw_customers",
+        violations=_violations(columns, source),
+        shown=[
+            f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
+            for c in columns
+        ],
+        staged=[
+            (_text(source.id_column), "customer_id"),
+            (when, "observation_date"),
+            *((_typed(c), c.name) for c in features),
+            (f"lower({_text(source.label_column)}) IN ({positives})", "churned"),
+        ],
+        key=["customer_id", "observation_date"],
+        before_commit=before_commit,
     )
     return result, columns
+
+
+def _write_columns(con: duckdb.DuckDBPyConnection, columns: list[InferredColumn]) -> None:
+    """``flat_columns``: what inference decided, which training, the card and the UI read."""
+    con.execute(
+        f"CREATE OR REPLACE TABLE {COLUMNS_TABLE} (source_column VARCHAR, name VARCHAR, "
+        "role VARCHAR, kind VARCHAR, sql_type VARCHAR, text_numbers BOOLEAN, reason VARCHAR, "
+        "position INTEGER)"
+    )
+    con.executemany(
+        f"INSERT INTO {COLUMNS_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [c.source, c.name, c.role, c.kind, c.sql_type, c.text_numbers, c.reason, i]
+            for i, c in enumerate(columns)
+        ],
+    )
 
 
 def _check_label_classes(con: duckdb.DuckDBPyConnection, source: FlatSource) -> None:

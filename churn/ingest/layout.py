@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -28,6 +29,9 @@ from churn.ingest.landing import (
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, EVENTS, Table
 from churn.ingest.sources import SourceConfig
 from churn.ingest.staging import StagingResult, stage_table
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
 
 
 def layout_name(source: SourceConfig | None) -> str:
@@ -79,22 +83,24 @@ def stage(
     source: SourceConfig | None,
     table: Table,
     flat_observation_date: date | None,
+    engine: Engine | None = None,
 ) -> Staged:
-    """Rebuild ``stg_<table>`` and its rejects for the source's layout."""
+    """Rebuild ``stg_<table>`` and its rejects for the source's layout, the staging SQL run by
+    ``engine`` (DuckDB in the warehouse when None)."""
     key = ", ".join(table.key)
     if source is not None and source.is_flat and table is CUSTOMERS:
-        result, inferred = stage_flat(con, source.flat, flat_observation_date)
+        result, inferred = stage_flat(con, source.flat, flat_observation_date, engine)
         return Staged(result, "customer_id, observation_date", inferred)
     if source is not None and source.is_event_log:
         if table is CUSTOMERS:
-            result, inferred, time = eventlog.stage_customers(con, source)
+            result, inferred, time = eventlog.stage_customers(con, source, engine)
             formats = {"signup_date": f"{time.kind} ({time.reason})"} if time else {}
             return Staged(result, "customer_id", inferred, formats)
         if table is EVENTS:
-            result, time = eventlog.stage_events(con, source)
+            result, time = eventlog.stage_events(con, source, engine)
             return Staged(result, key, None, {"event_time": f"{time.kind} ({time.reason})"})
         if table is CANCELLATIONS:
-            result, time = eventlog.stage_cancellations(con, source)
+            result, time = eventlog.stage_cancellations(con, source, engine)
             formats = {"cancel_date": f"{time.kind} ({time.reason})"} if time else {}
             return Staged(result, key, None, formats)
-    return Staged(stage_table(con, table), key)
+    return Staged(stage_table(con, table, engine), key)

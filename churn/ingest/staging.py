@@ -8,8 +8,9 @@ reasons and the raw values exactly as they arrived, so nothing is silently dropp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -17,6 +18,9 @@ from churn.ingest.schema import CUSTOMERS, Column, Table
 from churn.ingest.values import typed_value
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
 
 RULES = ("missing_required", "invalid_type", "not_allowed", "out_of_range", "unknown_customer")
 """Rule names, in the order a data engineer would fix them."""
@@ -154,32 +158,34 @@ def _violations(column: Column, raw_types: Mapping[str, str]) -> list[tuple[str,
     return found
 
 
-def _all_violations(table: Table, raw_types: Mapping[str, str]) -> list[tuple[str, str, str]]:
-    found = [item for column in table.columns for item in _violations(column, raw_types)]
+def _all_violations(table: Table, raw_types: Mapping[str, str]) -> list[Violation]:
+    found = [
+        Violation(*item) for column in table.columns for item in _violations(column, raw_types)
+    ]
     if table.references_customers:
         found.append(
-            (
+            Violation(
                 "unknown_customer",
-                '"customer_id" IS NOT NULL AND "customer_id" NOT IN '
-                f"(SELECT customer_id FROM {staged_name(CUSTOMERS)})",
+                f'"customer_id" IS NOT NULL AND {KNOWN_CUSTOMER} IS NULL',
                 f"'customer_id=' || \"customer_id\" || ' is not in {staged_name(CUSTOMERS)}'",
             )
         )
     return found
 
 
-def _reasons_expression(table: Table, raw_types: Mapping[str, str]) -> str:
-    items = [
-        f"CASE WHEN coalesce({condition}, false) THEN '{rule}: ' || {reason} END"
-        for rule, condition, reason in _all_violations(table, raw_types)
-    ]
-    return "list_filter([" + ",\n    ".join(items) + "], lambda reason: reason IS NOT NULL)"
+KNOWN_CUSTOMER = "_known_customer_id"
+"""A staged customer's id joined to each row: a join, not ``NOT IN (subquery)``, because the
+rule is also read in the reason's projection, where Spark takes no subquery."""
 
 
-def _is_valid_expression(table: Table, raw_types: Mapping[str, str]) -> str:
-    return " AND ".join(
-        f"NOT coalesce({condition}, false)" for _, condition, _ in _all_violations(table, raw_types)
-    )
+@dataclass(frozen=True)
+class Violation:
+    """One rule a row can break: its name, the SQL condition TRUE when broken, and the SQL text
+    of the reason (``'age=' || age || ' is below 16'``; the rule name is prefixed)."""
+
+    rule: str
+    condition: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -198,65 +204,115 @@ class StagingResult:
         return self.rejected_rows / self.raw_rows if self.raw_rows else 0.0
 
 
-def stage_table(con: duckdb.DuckDBPyConnection, table: Table) -> StagingResult:
-    """Rebuild ``stg_<table>`` and its rejects from ``raw_<table>`` in one transaction."""
-    raw, staged, rejects = raw_name(table), staged_name(table), rejects_name(table)
+def stage_table(
+    con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None
+) -> StagingResult:
+    """Rebuild ``stg_<table>`` and its rejects from ``raw_<table>``."""
+    raw = raw_name(table)
     raw_types = {name: str(kind) for name, kind, *_ in con.execute(f"DESCRIBE {raw}").fetchall()}
-    key = ", ".join(quote_identifier(column) for column in table.key)
-    columns = ", ".join(quote_identifier(column) for column in table.column_names)
-    as_arrived = ", ".join(
-        f"{_as_text(column, raw_types)} AS {quote_identifier(column.name)}"
-        for column in table.columns
+    relation = _normalized_relation(table, raw_types)
+    if table.references_customers:
+        relation = (
+            f"SELECT * FROM ({relation}) AS normalized LEFT JOIN (SELECT DISTINCT customer_id "
+            f"AS {KNOWN_CUSTOMER} FROM {staged_name(CUSTOMERS)}) AS known "
+            f'ON known.{KNOWN_CUSTOMER} = normalized."customer_id"'
+        )
+    return split_rows(
+        con,
+        engine,
+        table.name,
+        raw=raw,
+        relation=relation,
+        violations=_all_violations(table, raw_types),
+        shown=[
+            f"{_as_text(column, raw_types)} AS {quote_identifier(column.name)}"
+            for column in table.columns
+        ],
+        staged=[(quote_identifier(column), column) for column in table.column_names],
+        key=list(table.key),
     )
+
+
+def split_rows(
+    con: duckdb.DuckDBPyConnection,
+    engine: Engine | None,
+    name: str,
+    *,
+    raw: str,
+    relation: str,
+    violations: Sequence[Violation],
+    shown: Sequence[str],
+    staged: Sequence[tuple[str, str]],
+    key: Sequence[str],
+    before_commit: Callable[[], None] | None = None,
+) -> StagingResult:
+    """Rebuild ``stg_<name>`` and ``stg_<name>_rejects`` from ``relation`` (SQL over the table
+    ``raw``, one row per raw row, with every column the rules, ``shown`` and ``staged`` read),
+    in one transaction.
+
+    Every row lands in exactly one of the two: a row breaking any rule goes to the rejects with
+    ``shown`` (the values as they arrived), all its reasons and rule names; the others are
+    ``staged`` ((SQL expression, column name) pairs), one version per ``key`` (the newest load
+    wins). The queries are portable SQL (no lambdas, no QUALIFY), so the
+    :mod:`churn.engine` chosen by configuration runs them: DuckDB in the warehouse, or Spark
+    over the lake. ``before_commit`` may still refuse the result (raise), keeping the old tables.
+    """
+    from churn.engine.duckdb import DuckDBEngine
+
+    engine = engine or DuckDBEngine()
+    staged_table, rejects_table = f"stg_{name}", f"stg_{name}_rejects"
     lineage = ", ".join(LINEAGE_COLUMNS)
-    is_valid = _is_valid_expression(table, raw_types)
+    broken = [f"coalesce({v.condition}, false)" for v in violations]
+    is_valid = " AND ".join(f"NOT {condition}" for condition in broken)
+    reasons = ", ".join(
+        f"CASE WHEN {condition} THEN {quote_literal(v.rule + ': ')} || {v.reason} END"
+        for condition, v in zip(broken, violations, strict=True)
+    )
+    rules = ", ".join(
+        f"CASE WHEN {condition} THEN {quote_literal(v.rule)} END"
+        for condition, v in zip(broken, violations, strict=True)
+    )
+    rejects_sql = (
+        f"SELECT {', '.join(shown)}, concat_ws('; ', {reasons}) AS reject_reason, "
+        f"list_sort(list_distinct([{rules}])) AS reject_rules, {lineage} "
+        f"FROM ({relation}) AS checked WHERE NOT ({is_valid})"
+    )
+    columns = ", ".join(
+        f"{expression} AS {quote_identifier(column)}" for expression, column in staged
+    )
+    valid_sql = f"SELECT {columns}, {lineage} FROM ({relation}) AS checked WHERE {is_valid}"
+    keys = ", ".join(quote_identifier(column) for column in key)
+    names = ", ".join(quote_identifier(column) for _, column in staged)
+    staged_sql = (
+        f"SELECT {names}, {lineage} FROM (SELECT *, row_number() OVER (PARTITION BY {keys} "
+        "ORDER BY _loaded_at DESC, _source_file DESC) AS _version "
+        f"FROM ({valid_sql}) AS valid) AS versions WHERE _version = 1"
+    )
     with transaction(con):
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW _normalized AS {_normalized_relation(table, raw_types)}"
+        engine.compute(con, rejects_table, rejects_sql, table=rejects_table, persist=True)
+        engine.compute(con, staged_table, staged_sql, table=staged_table, persist=True)
+        if before_commit is not None:
+            before_commit()
+    raw_rows = con.execute(f"SELECT count(*) FROM {quote_identifier(raw)}").fetchone()[0]
+    rejected_rows = con.execute(f"SELECT count(*) FROM {rejects_table}").fetchone()[0]
+    staged_rows = con.execute(f"SELECT count(*) FROM {staged_table}").fetchone()[0]
+    valid_rows = raw_rows - rejected_rows  # every row is rejected or valid, never both
+    conflicting = 0
+    if valid_rows > staged_rows:  # only then can two versions of a key disagree
+        engine.compute(
+            con,
+            "_conflicting_keys",
+            f"SELECT count(*) AS keys FROM (SELECT {keys} FROM (SELECT DISTINCT {names} "
+            f"FROM ({valid_sql}) AS valid) AS versions GROUP BY {keys} HAVING count(*) > 1) "
+            "AS conflicting",
+            table=f"{staged_table}_conflicts",
         )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE {rejects} AS
-            SELECT {as_arrived},
-                array_to_string(reasons, '; ') AS reject_reason,
-                list_distinct(list_transform(reasons, lambda r: split_part(r, ':', 1)))
-                    AS reject_rules,
-                {lineage}
-            FROM (
-                SELECT *, {_reasons_expression(table, raw_types)} AS reasons
-                FROM _normalized WHERE NOT ({is_valid})
-            )
-            """
-        )
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE _valid AS "
-            f"SELECT {columns}, {lineage} FROM _normalized WHERE {is_valid}"
-        )
-        con.execute(
-            f"""
-            CREATE OR REPLACE TABLE {staged} AS
-            SELECT * FROM _valid
-            QUALIFY row_number() OVER (
-                PARTITION BY {key} ORDER BY _loaded_at DESC, _source_file DESC
-            ) = 1
-            """
-        )
-        valid_rows = con.execute("SELECT count(*) FROM _valid").fetchone()[0]
-        staged_rows = con.execute(f"SELECT count(*) FROM {staged}").fetchone()[0]
-        conflicting = 0
-        if valid_rows > staged_rows:  # only then can two versions of a key disagree
-            conflicting = con.execute(
-                f"SELECT count(*) FROM (SELECT {key} FROM _valid GROUP BY {key} "
-                f"HAVING count(DISTINCT ({columns})) > 1)"
-            ).fetchone()[0]
-        con.execute("DROP TABLE _valid")
-        con.execute("DROP VIEW _normalized")
-    raw_rows = con.execute(f"SELECT count(*) FROM {raw}").fetchone()[0]
-    rejected_rows = con.execute(f"SELECT count(*) FROM {rejects}").fetchone()[0]
+        conflicting = con.execute("SELECT keys FROM _conflicting_keys").fetchone()[0]
+        con.execute("DROP TABLE _conflicting_keys")
     by_rule = dict(
         con.execute(
-            f"SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule FROM {rejects}) "
-            "GROUP BY rule"
+            "SELECT rule, count(*) FROM (SELECT unnest(reject_rules) AS rule "
+            f"FROM {rejects_table}) GROUP BY rule"
         ).fetchall()
     )
     return StagingResult(

@@ -21,7 +21,7 @@ from churn.settings import load_settings
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, last_observation_date
-from churn_assets.resources import WAREHOUSE_POOL, WarehouseResource
+from churn_assets.resources import WAREHOUSE_POOL, EngineResource, WarehouseResource
 
 RULE_CHECKS: dict[str, tuple[str, ...]] = {
     "required_fields_present": ("missing_required",),
@@ -207,18 +207,22 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
     )
     def _stage(
-        context: dg.AssetExecutionContext, config: StagingConfig, warehouse: WarehouseResource
+        context: dg.AssetExecutionContext,
+        config: StagingConfig,
+        warehouse: WarehouseResource,
+        engine: EngineResource,
     ):
+        compute = engine.engine()
         with warehouse.connect(context) as con:
             source, observation_date = active_source(con)
             try:
-                staged = stage(con, source, table, observation_date)
+                staged = stage(con, source, table, observation_date, compute)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
             except SourceConfigError as error:
                 raise dg.Failure(description=f"{source.config_path.name}: {error}") from error
             result, key = staged.result, staged.key
-            extra: dict = {"source_shape": layout_name(source)}
+            extra: dict = {"source_shape": layout_name(source), "engine": compute.name}
             if staged.inferred is not None:
                 extra |= _flat_metadata(staged.inferred)
             if staged.time_formats:
@@ -247,7 +251,10 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 metadata=table_metadata(
                     con, rejects_name(table), descriptions | REJECT_DESCRIPTIONS
                 )
-                | {"reasons": dg.MetadataValue.md(_reject_summary(con, table))},
+                | {
+                    "reasons": dg.MetadataValue.md(_reject_summary(con, table)),
+                    "engine": compute.name,
+                },
             )
         yield from _check_results(table, result, duplicate_keys_left, config.max_reject_share)
 
