@@ -6,6 +6,10 @@ small machine): per customer about two events a month, a monthly payment (5% fai
 ticket for one in ten, a cancellation for one in fifty. The schema and types are the staged
 tables', so the real ``customer_snapshots`` / ``customer_features`` SQL runs unchanged.
 
+The query is the one the ``customer_features`` asset runs for such a source: the hand-written
+subscription family joined to the generated family of its event vocabulary (decided from the
+staged events as the ``stg_events`` asset decides it).
+
 Timed per engine: the feature query over every observation date (Spark: export of the inputs to
 Parquet, the transpiled query, the partitioned write and the read-back into DuckDB, i.e. what
 the asset step pays); Spark's session start is timed apart. Then the two results are compared
@@ -30,7 +34,9 @@ import duckdb
 
 from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, spark_session, stop_sessions
-from churn.features import SourceTables, feature_sql
+from churn.features import SourceTables
+from churn.features.events import feature_sql
+from churn.features.shape import VOCABULARY_TABLE, build_event_spec, load_spec, save_spec
 from churn.features.snapshots import active_customers_sql
 
 ENGINES = ("duckdb", "spark")
@@ -103,6 +109,8 @@ def build_source(path: Path, customers: int, months: int) -> dict[str, int]:
             f"CREATE OR REPLACE TABLE customer_snapshots AS {active_customers_sql()}",
             [first, end],
         )
+        # What the stg_events asset decides: the event vocabulary of the generated family.
+        save_spec(con, build_event_spec(con, None, last_observation_date=end, horizon_days=30))
         return {
             table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("stg_customers", "stg_events", "stg_payments", "customer_snapshots")
@@ -136,6 +144,9 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
     }
     con = duckdb.connect(str(path))
     window = (START.isoformat(), _add_months(START, months + 1).isoformat())
+    spec = load_spec(con)
+    asset_sql = feature_sql(spec, SourceTables(vocabulary=VOCABULARY_TABLE))
+    figures["features"] = len(con.execute(f"DESCRIBE {asset_sql}").fetchall()) - 2
     try:
         for name in engines:
             engine = DuckDBEngine() if name == "duckdb" else SparkEngine(folder / "lake")
@@ -147,7 +158,7 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
             engine.compute(
                 con,
                 f"features_{name}",
-                feature_sql(SourceTables()),
+                asset_sql,
                 table="customer_features",
                 window=window,
             )

@@ -40,10 +40,12 @@ def materialize_graph(
     last: str | None = None,
     raise_on_error: bool = True,
     run_config: dict | None = None,
+    engine: str = "duckdb",
 ) -> GraphRun:
     """Run ``selection`` over the observation range [first, last] with resources in ``home``.
 
-    A string selection is comma-separated asset keys, or ``*`` for the whole graph.
+    A string selection is comma-separated asset keys, or ``*`` for the whole graph; ``engine``
+    is the engine resource's choice (``duckdb`` or ``spark``).
     """
     if isinstance(selection, str) and selection != "*":
         selection = dg.AssetSelection.assets(*selection.split(","))
@@ -56,7 +58,7 @@ def materialize_graph(
         resources={
             "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
             "churn_home": ChurnHomeResource(home=str(home)),
-            "engine": EngineResource(home=str(home)),
+            "engine": EngineResource(name=engine, home=str(home)),
         },
         instance=dg.DagsterInstance.ephemeral(),
         tags={PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last},

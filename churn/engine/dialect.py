@@ -13,9 +13,9 @@ rewritten here first, so there is still one definition and no hand-written Spark
 * Decimal literals (``1000.0``) are DECIMAL on both engines, but DuckDB divides decimals as
   DOUBLE while Spark divides them as DECIMAL, rounding to its result scale. Every such literal in
   the subscription SQL meets a division or a DOUBLE, so on Spark it is cast to DOUBLE: the same
-  IEEE operations in the same order, hence the same bits. (A long decimal literal *multiplied*
-  by a large integer before a division is exact in DuckDB and rounded on Spark: equal to a few
-  units in the last place, which is why the parity tests compare DOUBLEs to 1e-9 relative.)
+  IEEE operations in the same order, hence the same bits. A long decimal literal *multiplied*
+  by an integer before a division would be exact in DuckDB and rounded on Spark, so the SQL
+  has none: the generated trend ratios are integer arithmetic above a single division.
 * Time zones: ``timezone('UTC', instant)`` (an instant as naive UTC wall time) becomes a cast
   to ``TIMESTAMP_NTZ`` and ``make_timestamp(micros)`` (naive in DuckDB, an instant in Spark) is
   cast to it too; both read the session zone, which the engine sets to UTC.

@@ -167,6 +167,21 @@ class SparkEngine:
         window: tuple[str, str] | None = None,
         persist: bool = False,
     ) -> None:
+        try:
+            self._compute(con, into, sql, params, table, window, persist)
+        finally:  # the exported inputs are spent, whatever happened
+            shutil.rmtree(self.lake / "exchange" / table, ignore_errors=True)
+
+    def _compute(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        into: str,
+        sql: str,
+        params: Params,
+        table: str,
+        window: tuple[str, str] | None,
+        persist: bool,
+    ) -> None:
         frame = self.run(con, sql, params, exchange=table)
         target = self.lake / table
         if window is None:  # the whole table, replaced

@@ -292,8 +292,11 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
                 f"Smoothed ratio of the {short}-day event rate to the {long}-day rate "
                 "(1 = steady, <1 = decaying).",
             ),
-            f"CAST((coalesce(a.events_{short}d, 0) * {long / short!r} + 1) "
-            f"/ (coalesce(a.events_{long}d, 0) + 1) AS DOUBLE)",
+            # (s * L/S + 1) / (l + 1) written (s * L + S) / (S * (l + 1)): integers above one
+            # division, rounded once and alike by every engine (L/S as a decimal literal is
+            # exact in DuckDB but a rounded DOUBLE in Spark, which the leakage check catches).
+            f"CAST(coalesce(a.events_{short}d, 0) * {long} + {short} AS DOUBLE) "
+            f"/ ({short} * (coalesce(a.events_{long}d, 0) + 1))",
         )
     for half_life in EWM_HALF_LIVES:
         add(
