@@ -8,7 +8,8 @@
    without its leakage check; the generated event-log features over a minimal purchase log of
    100k customers x 12 months (~5M events).
 3. The feature SQL on DuckDB and on local Spark (``benchmarks/engines.py``): a minimal source
-   at 10k and 100k customers x 12 months, the same SQL on both engines, rows compared.
+   at 10k, 100k and 1M customers x 12 months (``--engine-sizes``), the same SQL on both engines,
+   rows compared. The 1M size alone takes the better part of an hour on two cores.
 4. Serving: the Bento vs a bare Starlette app vs a typical FastAPI+pandas service on ``/score``
    at concurrency 1, 8, 32, plus ``/score_batch`` rows/s and ``/score_events`` latency.
 5. Offline scoring: ``customer_scores``' code path over 100k customers with reasons
@@ -63,6 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--skip-ui", action="store_true", help="no UI-launched pipeline run")
     parser.add_argument("--skip-scores", action="store_true", help="no offline scoring run")
     parser.add_argument("--skip-engines", action="store_true", help="no DuckDB vs Spark run")
+    parser.add_argument(
+        "--engine-sizes",
+        type=int,
+        nargs="+",
+        default=[10_000, 100_000, 1_000_000],
+        help="customers (x 12 months) of the DuckDB vs Spark feature runs",
+    )
     parser.add_argument("--driver", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     return parser.parse_args(argv)
@@ -149,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         if not args.skip_engines:
             results["engines"] = []
-            for size in [10_000] if args.quick else [10_000, 100_000]:
+            for size in [10_000] if args.quick else args.engine_sizes:
                 _say(f"engines: features on DuckDB and Spark, {size:,} customers x 12 ...")
                 figures = _guarded(
                     results, f"engines_{size}", engines.measure, size, 12, scratch, engines.ENGINES

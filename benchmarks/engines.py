@@ -40,6 +40,9 @@ from churn.features.shape import VOCABULARY_TABLE, build_event_spec, load_spec, 
 from churn.features.snapshots import active_customers_sql
 
 ENGINES = ("duckdb", "spark")
+DRIVER_MEMORY = "6g"
+"""A local session's memory unless ``CHURN_SPARK_DRIVER_MEMORY`` says otherwise: at 1M customers
+the window's joins hold tens of millions of rows, which the engine's default of 2g would spill."""
 START = date(2024, 1, 1)
 BURN_IN_MONTHS = 3
 
@@ -142,6 +145,12 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
         "source_seconds": round(time.perf_counter() - started, 1),
         "seconds": {},
     }
+    print(
+        f"[engines]   source: {rows['stg_events']:,} events, {rows['customer_snapshots']:,} "
+        f"snapshot rows in {figures['source_seconds']} s",
+        file=sys.stderr,
+        flush=True,
+    )
     con = duckdb.connect(str(path))
     window = (START.isoformat(), _add_months(START, months + 1).isoformat())
     spec = load_spec(con)
@@ -151,6 +160,7 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
         for name in engines:
             engine = DuckDBEngine() if name == "duckdb" else SparkEngine(folder / "lake")
             if name == "spark":
+                os.environ.setdefault("CHURN_SPARK_DRIVER_MEMORY", DRIVER_MEMORY)
                 started = time.perf_counter()
                 spark_session()
                 figures["spark_session_start_seconds"] = round(time.perf_counter() - started, 1)
@@ -163,6 +173,7 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
                 window=window,
             )
             figures["seconds"][name] = round(time.perf_counter() - started, 1)
+            print(f"[engines]   {name}: {figures['seconds'][name]} s", file=sys.stderr, flush=True)
         if len(engines) == 2:
             figures["rows_differing"] = con.execute(
                 "SELECT count(*) FROM ("

@@ -344,17 +344,7 @@ def stage_customers(
                 f"{quote_literal(f' is not a valid {time.kind}')}",
             )
         )
-    for column in profile:
-        if column.kind == "numeric":
-            violations.append(
-                Violation(
-                    "invalid_type",
-                    f"{text(column.source)} IS NOT NULL AND TRY_CAST({text(column.source)} "
-                    "AS DOUBLE) IS NULL",
-                    f"{quote_literal(column.source + '=')} || "
-                    f"{text(column.source)} || ' is not a number'",
-                )
-            )
+    violations += [flat.not_a_number(c.source) for c in profile if c.kind == "numeric"]
     result = split_rows(
         con,
         engine,
@@ -362,10 +352,7 @@ def stage_customers(
         raw="raw_customers",
         relation="SELECT * FROM raw_customers",
         violations=violations,
-        shown=[
-            f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
-            for c in inferred
-        ],
+        shown=flat.as_arrived(inferred),
         staged=[
             (text(id_column), "customer_id"),
             (signup_value, "signup_date"),

@@ -195,6 +195,24 @@ def _instant(text: str) -> str:
     return typed_value(text, "TIMESTAMP")
 
 
+def not_a_number(column: str) -> Violation:
+    """A numeric column's value that is present but not a number: ``x='n/a' is not a number``."""
+    text = _text(column)
+    return Violation(
+        "invalid_type",
+        f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
+        f"{quote_literal(f'{column}={QUOTE}')} || {text} || ''' is not a number'",
+    )
+
+
+def as_arrived(columns: list[InferredColumn]) -> list[str]:
+    """Every column of ``raw_customers`` as the text that arrived: what a rejects table shows."""
+    return [
+        f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
+        for c in columns
+    ]
+
+
 def _violations(columns: list[InferredColumn], source: FlatSource) -> list[Violation]:
     """The rules of a flat table, over raw_customers."""
     found = [
@@ -225,17 +243,9 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[Viola
                 quote_literal(f"{source.time_column} is missing"),
             )
         )
-    for column in columns:
-        if column.role == "feature" and column.kind == "numeric":
-            text = _text(column.source)
-            found.append(
-                Violation(
-                    "invalid_type",
-                    f"{text} IS NOT NULL AND TRY_CAST({text} AS DOUBLE) IS NULL",
-                    f"{quote_literal(f'{column.source}={QUOTE}')} || {text} "
-                    "|| ''' is not a number'",
-                )
-            )
+    found += [
+        not_a_number(c.source) for c in columns if c.role == "feature" and c.kind == "numeric"
+    ]
     return found
 
 
@@ -270,10 +280,7 @@ def stage_flat(
         raw="raw_customers",
         relation="SELECT * FROM raw_customers",
         violations=_violations(columns, source),
-        shown=[
-            f"CAST({quote_identifier(c.source)} AS VARCHAR) AS {quote_identifier(c.source)}"
-            for c in columns
-        ],
+        shown=as_arrived(columns),
         staged=[
             (_text(source.id_column), "customer_id"),
             (when, "observation_date"),
