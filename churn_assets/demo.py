@@ -87,16 +87,19 @@ def start(command: list[str]) -> subprocess.Popen:
     return subprocess.Popen(command, env=cli_environment(), start_new_session=True)
 
 
-def stop(process: subprocess.Popen, seconds: float = STOP_SECONDS) -> None:
-    """SIGINT (both servers' graceful shutdown), then the whole group if it lingers."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=seconds)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+def stop(*processes: subprocess.Popen | None, seconds: float = STOP_SECONDS) -> None:
+    """SIGINT to each (the servers' graceful shutdown) at once, then, after ``seconds`` in all,
+    the whole group of any that lingers: stopping two servers takes no longer than one."""
+    running = [p for p in processes if p is not None and p.poll() is None]
+    for process in running:
+        process.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + seconds
+    for process in running:
+        try:
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ class BentoSupervisor:
         self.serving: BuiltBento | None = None
         self.refused: BuiltBento | None = None
         self.process: subprocess.Popen | None = None
+        self.retiring: subprocess.Popen | None = None
+        """The replaced server while it shuts down."""
 
     def _serve(self, bento: BuiltBento) -> tuple[subprocess.Popen, int, bool]:
         """Start ``bento`` on a private port; (process, port, ready)."""
@@ -172,7 +177,9 @@ class BentoSupervisor:
         self.process, self.serving = process, bento
         if old_process is not None and previous is not None:
             log(f"switched :{self.port} from {previous.tag} to {bento.tag} without a gap")
+            self.retiring = old_process  # a Ctrl-C during its shutdown must still end it
             stop(old_process)  # graceful: requests in flight on it finish first
+            self.retiring = None
         else:
             log(f"serving {bento.tag} on :{self.port}")
         return True
@@ -182,8 +189,7 @@ class BentoSupervisor:
 
     def stop(self) -> None:
         self.relay.target = None
-        if self.process is not None:
-            stop(self.process)
+        stop(self.process, self.retiring)
         self.relay.stop()
 
 
