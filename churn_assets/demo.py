@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -208,7 +209,13 @@ def banner(dagster_port: int | None, bento_port: int, body: Path, ready: bool) -
     )
 
 
+STOP_REQUESTED = threading.Event()
+"""Set by Ctrl-C or SIGTERM. The KeyboardInterrupt raised with it can land inside library code
+that swallows it (a Bento store scan runs every poll); the main loop also checks the flag."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
+    STOP_REQUESTED.set()
     raise KeyboardInterrupt
 
 
@@ -221,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     bento_port = int(os.environ.get("CHURN_BENTO_PORT", "3001"))
     settings = load_settings()
     body = sample_request(settings.home / "sample_request.json")
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops as cleanly as Ctrl-C
     ui: subprocess.Popen | None = None
     supervisor = BentoSupervisor(bento_port)
@@ -240,9 +248,11 @@ def main(argv: list[str] | None = None) -> int:
         banner(None if args.no_ui else dagster_port, bento_port, body, ready)
         while supervisor.alive() and (ui is None or ui.poll() is None):
             time.sleep(args.poll)
-            if supervisor.follow():
+            if not STOP_REQUESTED.is_set() and supervisor.follow():
                 body = sample_request(settings.home / "sample_request.json")  # new features?
                 banner(None if args.no_ui else dagster_port, bento_port, body, True)
+            if STOP_REQUESTED.is_set():
+                raise KeyboardInterrupt
         log("a server exited on its own; stopping")
         return 1
     except KeyboardInterrupt:

@@ -174,6 +174,11 @@ def test_demo_serves_a_newly_promoted_champion_without_a_restart(
             after = promoted.split(":")[1]
             assert after != before
             _wait_for_version(url, after, demo, log)
+            # The poller's request in flight at the switch may still be answered by the old
+            # server (it finishes its requests); stop polling once the poller, too, sees the new.
+            deadline = time.monotonic() + 30
+            while after not in answers and time.monotonic() < deadline:
+                time.sleep(0.2)
         finally:
             polling.set()
             poller.join()
