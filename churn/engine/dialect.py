@@ -141,9 +141,8 @@ def _is_text(node: exp.Expression) -> bool:
 
 
 def _try_cast(this: exp.Expression, to: exp.DataType) -> exp.TryCast:
-    cast = exp.TryCast(this=this, to=to, safe=True)
-    cast.set("_duckdb_kept", True)
-    return cast
+    """A ``TRY_CAST`` as the parser builds one (``safe``, or Spark prints a plain ``CAST``)."""
+    return exp.TryCast(this=this, to=to, safe=True)
 
 
 def _try_cast_like_duckdb(node: exp.TryCast) -> exp.Expression | None:
@@ -189,7 +188,7 @@ def _try_cast_like_duckdb(node: exp.TryCast) -> exp.Expression | None:
 
 
 def _rewrite_values(node: exp.Expression) -> exp.Expression:
-    if isinstance(node, exp.TryCast) and not node.args.get("_duckdb_kept"):
+    if isinstance(node, exp.TryCast):  # bottom-up: a rewritten cast is never visited again
         return _try_cast_like_duckdb(node) or node
     if isinstance(node, exp.Anonymous):
         return _utc_wall_time(node) or node
