@@ -221,3 +221,21 @@ def test_importing_the_service_changes_nothing_a_test_must_undo(materialized):
     assert completed.returncode == 0, completed.stderr[-3000:]
     states = json.loads(completed.stdout.strip().splitlines()[-1])
     assert states["after"] == states["before"]
+
+
+@pytest.mark.slow
+def test_a_served_bento_still_caps_the_request_head(materialized, tmp_path):
+    """The head cap is installed by the ``bentoml serve`` worker when it imports the service,
+    not by any other import: a real server must still answer an oversized head with 431."""
+    import socket
+
+    from serving.http_limits import MAX_HEAD_BYTES
+    from tests.serving_support import bento_tag, serving, start
+
+    with serving({"s": start(bento_tag(materialized), tmp_path / "h", None)}) as servers:
+        host, port = servers["s"].url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (2 * MAX_HEAD_BYTES)
+            sock.sendall(head + b"\r\n\r\n")
+            answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
