@@ -227,15 +227,14 @@ def test_importing_the_service_changes_nothing_a_test_must_undo(materialized):
 def test_a_served_bento_still_caps_the_request_head(materialized, tmp_path):
     """The head cap is installed by the ``bentoml serve`` worker when it imports the service,
     not by any other import: a real server must still answer an oversized head with 431."""
-    import socket
-
     from serving.http_limits import MAX_HEAD_BYTES
     from tests.serving_support import bento_tag, serving, start
+    from tests.test_reliability_limits import raw_request
 
     with serving({"s": start(bento_tag(materialized), tmp_path / "h", None)}) as servers:
-        host, port = servers["s"].url.removeprefix("http://").split(":")
-        with socket.create_connection((host, int(port)), timeout=30) as sock:
-            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (2 * MAX_HEAD_BYTES)
-            sock.sendall(head + b"\r\n\r\n")
-            answer = sock.recv(65536)
+        address = servers["s"].url.removeprefix("http://")
+        big = b"a" * (4 * MAX_HEAD_BYTES)
+        answer = raw_request(
+            address, b"POST /score HTTP/1.1\r\nHost: x\r\nX-Junk: " + big + b"\r\n"
+        )
     assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
