@@ -158,11 +158,15 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
     figures["features"] = len(con.execute(f"DESCRIBE {asset_sql}").fetchall()) - 2
     try:
         for name in engines:
-            engine = DuckDBEngine() if name == "duckdb" else SparkEngine(folder / "lake")
+            memory = os.environ.get("CHURN_SPARK_DRIVER_MEMORY") or DRIVER_MEMORY
+            engine = (
+                DuckDBEngine()
+                if name == "duckdb"
+                else SparkEngine(folder / "lake", driver_memory=memory)
+            )
             if name == "spark":
-                os.environ.setdefault("CHURN_SPARK_DRIVER_MEMORY", DRIVER_MEMORY)
                 started = time.perf_counter()
-                spark_session()
+                spark_session(driver_memory=memory)
                 figures["spark_session_start_seconds"] = round(time.perf_counter() - started, 1)
             started = time.perf_counter()
             engine.compute(

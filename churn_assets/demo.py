@@ -224,9 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ui", action="store_true", help="serve only the Bento")
     parser.add_argument("--poll", type=float, default=POLL_SECONDS, help="seconds between polls")
     args = parser.parse_args(argv)
-    dagster_port = int(os.environ.get("CHURN_DAGSTER_PORT", "3000"))
-    bento_port = int(os.environ.get("CHURN_BENTO_PORT", "3001"))
     settings = load_settings()
+    dagster_port, bento_port = settings.dagster_port, settings.bento_port
     body = sample_request(settings.home / "sample_request.json")
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops as cleanly as Ctrl-C

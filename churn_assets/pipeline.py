@@ -16,12 +16,11 @@ anyway, and the multiprocess executor's process launch and code-location import 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 
-from churn.settings import load_settings
+from churn.settings import Settings, bentoml_home, child_environment, load_settings
 from churn_assets.partitions import partition_range_argument
 
 QUIET_DAGSTER_CLI = "ignore::FutureWarning:click.core"
@@ -32,10 +31,10 @@ any churn code can filter it; the contract names these commands, so the notice i
 
 def cli_environment() -> dict[str, str]:
     """This process's environment with the CLI's supersession notice silenced."""
-    known = os.environ.get("PYTHONWARNINGS")
-    return os.environ | {
-        "PYTHONWARNINGS": f"{known},{QUIET_DAGSTER_CLI}" if known else QUIET_DAGSTER_CLI
-    }
+    known = child_environment().get("PYTHONWARNINGS")
+    return child_environment(
+        PYTHONWARNINGS=f"{known},{QUIET_DAGSTER_CLI}" if known else QUIET_DAGSTER_CLI
+    )
 
 
 def materialize_command(selection: str = "*") -> list[str]:
@@ -53,10 +52,10 @@ def materialize_command(selection: str = "*") -> list[str]:
     ]
 
 
-def release_stale_claims() -> None:
+def release_stale_claims(settings: Settings) -> None:
     """Before launching: a run a killed process left STARTED would hold the warehouse pool
     forever and block this one; mark such runs failed and free their slots, saying so."""
-    if not os.environ.get("DAGSTER_HOME"):
+    if settings.dagster_home is None:
         return  # an ephemeral instance per run: nothing can be left over
     import dagster as dg
 
@@ -69,7 +68,7 @@ def release_stale_claims() -> None:
 
 def main() -> int:
     settings = load_settings()
-    release_stale_claims()
+    release_stale_claims(settings)
     command = materialize_command()
     print(f"$ {' '.join(command)}", flush=True)
     started = time.perf_counter()
@@ -84,9 +83,8 @@ def main() -> int:
         f"  warehouse: {settings.warehouse_location}\n"
         f"  raw files: {settings.raw_dir if settings.is_synthetic else settings.source}\n"
         f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/)\n"
-        f"  models:    BentoML store {os.environ.get('BENTOML_HOME', '(BentoML default)')}"
-        " (churn_model, churn_service)\n"
-        f"  dagster:   {os.environ.get('DAGSTER_HOME', '(DAGSTER_HOME unset)')}"
+        f"  models:    BentoML store {bentoml_home()} (churn_model, churn_service)\n"
+        f"  dagster:   {settings.dagster_home or '(DAGSTER_HOME unset)'}"
     )
     _write_sample(settings)
     return 0

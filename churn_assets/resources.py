@@ -12,7 +12,7 @@ import dagster as dg
 import duckdb
 
 from churn import warehouse
-from churn.engine import Engine, EngineConfig, engine_config_from_env
+from churn.engine import Engine, EngineConfig
 from churn.settings import Settings
 
 WAREHOUSE_POOL = "duckdb_warehouse"
@@ -67,15 +67,17 @@ class EngineResource(dg.ConfigurableResource):
     ``spark`` (the same SQL transpiled, see :mod:`churn.engine`). Either way the results land in
     the warehouse, so the checks and everything downstream are the same.
 
-    From the environment: ``CHURN_ENGINE``, ``CHURN_SPARK_MASTER`` (default ``local[2]``),
-    ``CHURN_SPARK_REMOTE`` (a Spark Connect URL, instead of a master) and ``CHURN_LAKE``
-    (default ``$CHURN_HOME/lake``), where Spark exchanges Parquet with the warehouse.
+    From the settings (``Settings.engine``): ``CHURN_ENGINE``, ``CHURN_SPARK_MASTER`` (default
+    ``local[2]``), ``CHURN_SPARK_REMOTE`` (a Spark Connect URL, instead of a master),
+    ``CHURN_LAKE`` (default ``$CHURN_HOME/lake``), where Spark exchanges Parquet with the
+    warehouse, and ``CHURN_SPARK_DRIVER_MEMORY`` (default ``2g``).
     """
 
     name: str = "duckdb"
     spark_master: str = "local[2]"
     spark_remote: str = ""
     lake: str = ""
+    spark_driver_memory: str = "2g"
     home: str = "."
 
     def engine(self) -> Engine:
@@ -84,12 +86,13 @@ class EngineResource(dg.ConfigurableResource):
             spark_master=self.spark_master,
             spark_remote=self.spark_remote,
             lake=self.lake,
+            spark_driver_memory=self.spark_driver_memory,
         )
         return config.build(Path(self.home))
 
 
 def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
-    engine = engine_config_from_env()
+    engine = settings.engine
     return {
         "warehouse": WarehouseResource(path=settings.warehouse_location),
         "churn_home": ChurnHomeResource(home=str(settings.home)),
@@ -98,6 +101,7 @@ def build_resources(settings: Settings) -> dict[str, dg.ConfigurableResource]:
             spark_master=engine.spark_master,
             spark_remote=engine.spark_remote,
             lake=engine.lake,
+            spark_driver_memory=engine.spark_driver_memory,
             home=str(settings.home),
         ),
     }

@@ -11,10 +11,10 @@ message or response.
 from __future__ import annotations
 
 import hmac
-import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from serving.config import API_KEYS_ENV
 from serving.errors import send_error
 
 Scope = MutableMapping[str, Any]
@@ -23,15 +23,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-API_KEYS_ENV = "CHURN_API_KEYS"
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics", "/docs.json", "/"})
 OPEN_PREFIXES = ("/static_content/",)
-
-
-def configured_keys(env: MutableMapping[str, str] | None = None) -> tuple[bytes, ...]:
-    """Non-empty keys from ``CHURN_API_KEYS``; an empty tuple means authentication is off."""
-    raw = (os.environ if env is None else env).get(API_KEYS_ENV, "")
-    return tuple(key.strip().encode() for key in raw.split(",") if key.strip())
 
 
 def key_matches(presented: bytes, keys: tuple[bytes, ...]) -> bool:
@@ -56,25 +49,14 @@ def bearer_token(scope: Scope) -> bytes | None:
 class ApiKeyMiddleware:
     """Refuses unauthenticated requests to protected paths with 401 and a JSON body.
 
-    With ``keys`` given they are fixed; otherwise ``CHURN_API_KEYS`` is read on each request
-    (a dict lookup, re-parsed only when the value changes), so the variable is the single source
-    of truth even for an app object built before it was set (as in-process tests do).
+    ``keys`` are the service's settings (``ServingSettings.api_keys``, parsed once at startup);
+    empty means authentication is off. They are fixed for the app's life: changing
+    ``CHURN_API_KEYS`` takes a restart, like every other setting.
     """
 
-    def __init__(self, app: ASGIApp, keys: tuple[bytes, ...] | None = None) -> None:
+    def __init__(self, app: ASGIApp, keys: tuple[bytes, ...] = ()) -> None:
         self.app = app
-        self._fixed = keys
-        self._raw: str | None = None
-        self._parsed: tuple[bytes, ...] = ()
-
-    @property
-    def keys(self) -> tuple[bytes, ...]:
-        if self._fixed is not None:
-            return self._fixed
-        raw = os.environ.get(API_KEYS_ENV, "")
-        if raw != self._raw:
-            self._parsed, self._raw = configured_keys({API_KEYS_ENV: raw}), raw
-        return self._parsed
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or _is_open(scope.get("path", "")):

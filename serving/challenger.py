@@ -25,12 +25,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import queue
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -39,17 +37,39 @@ import numpy as np
 from churn.modeling.spec import encode_records
 from churn.monitoring.prediction_log import PredictionLogWriter
 from churn.scoring.scorer import Scorer
-from serving.config import SettingError
+from serving.config import (
+    CANARY,
+    CHALLENGER_TAG_ENV,
+    DEFAULT_CANARY_FRACTION,
+    FRACTION_ENV,
+    MODE_ENV,
+    MODES,
+    OFF,
+    SHADOW,
+    ServingConfigError,
+    ServingMode,
+    serving_mode,
+)
 from serving.prediction_logging import prediction_records
+
+__all__ = [
+    "CANARY",
+    "CHALLENGER_TAG_ENV",
+    "DEFAULT_CANARY_FRACTION",
+    "FRACTION_ENV",
+    "MODES",
+    "MODE_ENV",
+    "OFF",
+    "SHADOW",
+    "Router",
+    "ServingConfigError",
+    "ServingMode",
+    "ShadowScorer",
+    "serving_mode",
+]
 
 logger = logging.getLogger("churn.serving")
 
-MODE_ENV = "CHURN_SERVING_MODE"
-FRACTION_ENV = "CHURN_CANARY_FRACTION"
-CHALLENGER_TAG_ENV = "CHURN_CHALLENGER_TAG"
-SHADOW, CANARY, OFF = "shadow", "canary", "off"
-MODES = (SHADOW, CANARY, OFF)
-DEFAULT_CANARY_FRACTION = 0.1
 SHADOW_QUEUE_REQUESTS = 4096
 """Requests waiting for their off-path score; beyond this the shadow is shed, never the answer."""
 SHADOW_MAX_ROWS_PER_CALL = 4096
@@ -60,46 +80,6 @@ per-request wake-ups doubled p50 at concurrency 1). Logs are flushed every secon
 _CANARY_KEY = b"churn-canary-v1"
 """Changing it reshuffles every customer between the two models: don't, during an experiment."""
 CHAMPION, CHALLENGER = "champion", "challenger"
-
-
-class ServingConfigError(SettingError):
-    """A serving-mode setting that cannot be honoured; raised at startup."""
-
-
-@dataclass(frozen=True)
-class ServingMode:
-    mode: str
-    canary_fraction: float
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"serving_mode": self.mode}
-        if self.mode == CANARY:
-            out["canary_fraction"] = self.canary_fraction
-        return out
-
-
-def serving_mode(has_challenger: bool, env: Mapping[str, str] | None = None) -> ServingMode:
-    """The mode from ``CHURN_SERVING_MODE`` / ``CHURN_CANARY_FRACTION``; shadow by default when a
-    challenger is packaged, off otherwise. Asking for shadow or canary without a challenger is a
-    configuration error (the operator expects two models), as is an unknown mode."""
-    env = os.environ if env is None else env
-    raw = (env.get(MODE_ENV) or "").strip().lower()
-    mode = raw or (SHADOW if has_challenger else OFF)
-    if mode not in MODES:
-        raise ServingConfigError(f"{MODE_ENV}={raw!r}: expected one of {', '.join(MODES)}")
-    if mode != OFF and not has_challenger:
-        raise ServingConfigError(
-            f"{MODE_ENV}={mode} needs a challenger, and this service has none: build the Bento "
-            f"with one (churn_bento does when the store holds one) or set {CHALLENGER_TAG_ENV}"
-        )
-    fraction_raw = (env.get(FRACTION_ENV) or "").strip()
-    try:
-        fraction = float(fraction_raw) if fraction_raw else DEFAULT_CANARY_FRACTION
-    except ValueError:
-        raise ServingConfigError(f"{FRACTION_ENV}={fraction_raw!r}: not a number") from None
-    if not 0.0 <= fraction <= 1.0:
-        raise ServingConfigError(f"{FRACTION_ENV}={fraction}: must be between 0 and 1")
-    return ServingMode(mode, fraction)
 
 
 def canary_bucket(customer_id: str) -> float:
@@ -114,16 +94,15 @@ def routed_to_challenger(customer_ids: Sequence[str], fraction: float) -> np.nda
     )
 
 
-def resolve_challenger_tag(pinned: str | None, env: Mapping[str, str] | None = None) -> str | None:
+def resolve_challenger_tag(pinned: str | None, configured: str | None) -> str | None:
     """The challenger to package/serve: the Bento's ``challenger_tag`` build argument when set
-    (``none`` = explicitly none: a built Bento is what it was built as), else
-    ``CHURN_CHALLENGER_TAG`` (a tag, ``auto`` for the store's current challenger, or unset/none
-    for no challenger). Returns an exact tag, or None."""
+    (``none`` = explicitly none: a built Bento is what it was built as), else ``configured``
+    (``CHURN_CHALLENGER_TAG`` from the service's settings: a tag, ``auto`` for the store's
+    current challenger, or unset/none for no challenger). Returns an exact tag, or None."""
     from churn import registry
     from churn.registry import roles
 
-    env = os.environ if env is None else env
-    value = pinned if pinned is not None else env.get(CHALLENGER_TAG_ENV)
+    value = pinned if pinned is not None else configured
     value = (value or "").strip()
     if value.lower() in ("", "none", "off"):
         return None

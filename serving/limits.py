@@ -21,15 +21,12 @@ Every refusal has the shared error body (``serving.errors``).
 
 from __future__ import annotations
 
-import os
-
 from serving.auth import ASGIApp, Message, Receive, Scope, Send
 from serving.config import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_INFLIGHT_BYTES,
     MAX_BODY_BYTES_ENV,
     MAX_INFLIGHT_BYTES_ENV,
-    positive_int,
 )
 from serving.errors import send_error
 
@@ -60,24 +57,19 @@ class InflightBudget:
 
 
 class BodyLimitMiddleware:
-    """415 / 413 / 503 as described in the module docstring; limits default to the variables
-    (validated at startup by ``serving.config``)."""
+    """415 / 413 / 503 as described in the module docstring. The service passes its settings'
+    ``max_body_bytes`` and ``max_inflight_bytes`` (``serving.config``); the defaults are the
+    documented ones, for code that builds the middleware without settings."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int | None = None, max_inflight: int | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_inflight: int | None = None,
     ) -> None:
         self.app = app
-        self.max_bytes = max_bytes or positive_int(
-            os.environ, MAX_BODY_BYTES_ENV, DEFAULT_MAX_BODY_BYTES
-        )
-        self.budget = InflightBudget(
-            max_inflight
-            or positive_int(
-                os.environ,
-                MAX_INFLIGHT_BYTES_ENV,
-                max(DEFAULT_MAX_INFLIGHT_BYTES, self.max_bytes),
-            )
-        )
+        self.max_bytes = max_bytes
+        self.budget = InflightBudget(max_inflight or max(DEFAULT_MAX_INFLIGHT_BYTES, max_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -11,7 +11,6 @@ instead of answering rows that could not be logged.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -22,21 +21,17 @@ from churn.scoring.scorer import ScoredRows
 from serving.auth import ASGIApp, Receive, Scope, Send, _is_open
 from serving.errors import send_error
 
-DEFAULT_CHURN_HOME = "./data"
 BACKLOG_RETRY_AFTER_SECONDS = 5
 _current: PredictionLogWriter | None = None
 """The writer of this worker's service (one per worker), for :class:`LogBacklogMiddleware`:
 BentoML builds middleware from the class alone, before the service instance exists."""
 
 
-def prediction_log_folder() -> Path:
-    """``$CHURN_HOME/prediction_logs`` (CHURN_HOME defaults to ./data, as everywhere)."""
-    return Path(os.environ.get("CHURN_HOME") or DEFAULT_CHURN_HOME).resolve() / "prediction_logs"
-
-
-def open_writer(flush_seconds: float = 1.0) -> PredictionLogWriter:
+def open_writer(folder: Path, flush_seconds: float = 1.0) -> PredictionLogWriter:
+    """The worker's writer into ``folder`` (the settings' ``prediction_logs_dir``:
+    ``$CHURN_HOME/prediction_logs``), remembered for :class:`LogBacklogMiddleware`."""
     global _current
-    _current = PredictionLogWriter(prediction_log_folder(), flush_seconds=flush_seconds)
+    _current = PredictionLogWriter(folder, flush_seconds=flush_seconds)
     return _current
 
 

@@ -1,6 +1,7 @@
 """Per-caller rate limits: a token bucket per API key, as ASGI middleware.
 
-Configuration (environment, read once when the app is built; unset = no limits):
+Configuration (parsed once by ``serving.config``, which also holds the parsers; unset = no
+limits):
 
 * ``CHURN_RATE_LIMIT`` — ``<n>/s``, ``<n>/m`` or ``<n>/h`` (e.g. ``100/s``): the sustained rate.
 * ``CHURN_RATE_BURST`` — bucket size, i.e. how many requests may arrive at once after a quiet
@@ -25,103 +26,45 @@ One bucket lookup and a little arithmetic per request, in the event loop (no loc
 
 from __future__ import annotations
 
-import hashlib
 import math
-import os
-import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token, configured_keys
-from serving.config import SettingError, finite_float
+from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token
+from serving.config import (
+    BURST_ENV,
+    PER_KEY_ENV,
+    RATE_ENV,
+    Limit,
+    RateLimitConfigError,
+    RateLimits,
+    configured_limits,
+    key_digest,
+    parse_limit,
+    parse_rate,
+)
 from serving.errors import send_error
 
-RATE_ENV = "CHURN_RATE_LIMIT"
-BURST_ENV = "CHURN_RATE_BURST"
-PER_KEY_ENV = "CHURN_RATE_LIMIT_KEYS"
+__all__ = [
+    "BURST_ENV",
+    "PER_KEY_ENV",
+    "RATE_ENV",
+    "Limit",
+    "RateLimitConfigError",
+    "RateLimitMiddleware",
+    "RateLimits",
+    "TokenBucket",
+    "configured_limits",
+    "parse_limit",
+    "parse_rate",
+]
+
 MAX_BUCKETS = 100_000
 """Callers tracked at once. Beyond it the least recently seen caller is forgotten (O(1): the
 table is kept in recency order). A forgotten caller starts again with a full bucket, so a flood
 of new callers can at worst give the *oldest* idle caller a fresh burst, never lift anyone's
 rate while they keep calling."""
-_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "m": 60.0, "min": 60.0, "minute": 60.0}
-_UNITS |= {"h": 3600.0, "hour": 3600.0}
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([a-z]+)\s*$")
-
-
-class RateLimitConfigError(SettingError):
-    """A malformed limit: raised when the app is built, so a typo stops startup."""
-
-
-@dataclass(frozen=True)
-class Limit:
-    rate: float
-    """Tokens per second."""
-    burst: float
-
-    def describe(self) -> str:
-        return f"{self.rate:g}/s, burst {self.burst:g}"
-
-
-def parse_rate(text: str, name: str = RATE_ENV) -> float:
-    match = _RATE.match(text.lower())
-    if not match or match.group(2) not in _UNITS:
-        raise RateLimitConfigError(f"{name}: rate {text!r}: expected '<n>/s', '<n>/m' or '<n>/h'")
-    rate = float(match.group(1)) / _UNITS[match.group(2)]
-    if not 0 < rate < math.inf:
-        raise RateLimitConfigError(f"{name}: rate {text!r} must be positive and finite")
-    return rate
-
-
-def parse_limit(
-    text: str, burst: str | None = None, *, name: str = RATE_ENV, burst_name: str = BURST_ENV
-) -> Limit:
-    """``100/s`` (+ optional burst) -> :class:`Limit`; default burst: one second's worth.
-    A burst must be a finite number >= 1 (``nan`` compares false with everything, so it used
-    to pass a ``< 1`` check and then no token was ever granted)."""
-    rate = parse_rate(text, name)
-    if burst in (None, ""):
-        return Limit(rate, max(1.0, math.ceil(rate)))
-    try:
-        size = finite_float(burst_name, str(burst), 1.0, 1e12)
-    except SettingError as error:
-        raise RateLimitConfigError(str(error)) from None
-    return Limit(rate, size)
-
-
-@dataclass(frozen=True)
-class RateLimits:
-    default: Limit | None
-    per_key: dict[bytes, Limit]
-    """SHA-256 of the key -> its limit."""
-
-    @property
-    def enabled(self) -> bool:
-        return self.default is not None or bool(self.per_key)
-
-
-def configured_limits(env: Mapping[str, str] | None = None) -> RateLimits:
-    env = os.environ if env is None else env
-    rate = (env.get(RATE_ENV) or "").strip()
-    default = parse_limit(rate, (env.get(BURST_ENV) or "").strip() or None) if rate else None
-    per_key: dict[bytes, Limit] = {}
-    for item in (env.get(PER_KEY_ENV) or "").split(","):
-        if not item.strip():
-            continue
-        key, sep, spec = item.strip().rpartition("=")
-        if not sep or not key:
-            raise RateLimitConfigError(f"{PER_KEY_ENV}: expected '<key>=<rate>[:<burst>]' items")
-        rate_text, _, burst = spec.partition(":")
-        per_key[_digest(key.strip().encode())] = parse_limit(
-            rate_text, burst or None, name=PER_KEY_ENV, burst_name=f"{PER_KEY_ENV} (burst)"
-        )
-    return RateLimits(default, per_key)
-
-
-def _digest(key: bytes) -> bytes:
-    return hashlib.sha256(key).digest()
 
 
 class TokenBucket:
@@ -147,20 +90,25 @@ class RateLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        limits: RateLimits | None = None,
+        limits: RateLimits,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        keyed: bool = False,
     ) -> None:
+        """``keyed``: API keys are configured, so a caller is its bearer key (only valid keys
+        get here: this middleware sits inside ``ApiKeyMiddleware``), else its address."""
         self.app = app
-        self.limits = configured_limits() if limits is None else limits
+        self.limits = limits
         self.clock = clock
+        self.keyed = keyed
         self.buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self.limited = 0
 
     def caller(self, scope: Scope) -> bytes:
-        if configured_keys():
+        if self.keyed:
             token = bearer_token(scope)
             if token is not None:
-                return b"key:" + _digest(token)
+                return b"key:" + key_digest(token)
         client = scope.get("client") or ("unknown", 0)
         return b"addr:" + str(client[0]).encode()
 

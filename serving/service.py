@@ -19,15 +19,16 @@ oversized request head 431 (``serving.http_limits``); a full prediction-log back
 (``serving.prediction_logging``). A model that cannot be found raises ``ModelNotFoundError``,
 an empty or truncated one ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
 ``SettingError`` (``serving.config``), all at import, which stops startup.
+
+What importing this module does: read the settings and the card, check the model files, build
+the request schemas (BentoML needs them when the class is defined). What changes the process
+(the environment for the workers, log filters, the log writer, GC tuning) runs when the
+service starts: :meth:`ChurnService.prepare_workers` (once, before workers are spawned) and
+``ChurnService.__init__`` (in each worker). The one exception is the request-head cap, see
+:data:`_UVICORN_WORKER`.
 """
 
 from __future__ import annotations
-
-import os
-
-# Before anything imports numpy/LightGBM: one OpenMP thread per worker. A request is one row;
-# a thread pool costs more to wake than the trees take, and threads across workers oversubscribe.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import gc
 import logging
@@ -53,9 +54,12 @@ from serving.challenger import (
     load_scorer,
     model_summary,
     resolve_challenger_tag,
-    serving_mode,
 )
-from serving.config import apply_trusted_proxies, load_serving_settings
+from serving.config import (
+    apply_single_thread_default,
+    apply_trusted_proxies,
+    load_serving_settings,
+)
 from serving.errors import (
     BoundedErrorsMiddleware,
     install_client_error_log_filter,
@@ -70,7 +74,6 @@ from serving.startup import check_model_file, checked_card, checked_model
 
 logger = logging.getLogger("churn.serving")
 
-MODEL_TAG_ENV = "CHURN_MODEL_TAG"
 PREDICTION_LOG_FLUSH_SECONDS = 0.05
 """The log writer's thread serializes what piled up since its last flush while holding the GIL:
 at 1 s that was ~30 ms of JSON at 2,000 req/s, and requests arriving meanwhile waited a GIL
@@ -89,10 +92,15 @@ class ServiceArguments(BaseModel):
     """The challenger packaged next to the champion, or ``none`` (``serving.challenger``)."""
 
 
+# Every CHURN_* setting, parsed once and checked here so a bad one stops `bentoml serve` with
+# its name; everything below and the middleware take their settings from this object.
+SETTINGS = load_serving_settings()
+
+
 def model_tag() -> str:
     """Build argument, else ``CHURN_MODEL_TAG``, else the newest ``churn_model``."""
     pinned = bentoml.use_arguments(ServiceArguments).model_tag
-    return pinned or os.environ.get(MODEL_TAG_ENV) or f"{registry.MODEL_NAME}:latest"
+    return pinned or SETTINGS.model_tag or f"{registry.MODEL_NAME}:latest"
 
 
 MODEL_TAG, MODEL_DIR = registry.locate(model_tag())
@@ -106,24 +114,27 @@ try:
     NO_EVENT_FEATURES = ""
 except NoEventFeatures as reason:  # a flat model: /score_events refuses, /score works
     FEATURE_PLAN, NO_EVENT_FEATURES = None, str(reason)
-CHALLENGER_TAG = resolve_challenger_tag(bentoml.use_arguments(ServiceArguments).challenger_tag)
+CHALLENGER_TAG = resolve_challenger_tag(
+    bentoml.use_arguments(ServiceArguments).challenger_tag, SETTINGS.challenger_tag
+)
 CHALLENGER_DIR = registry.locate(CHALLENGER_TAG)[1] if CHALLENGER_TAG else None
 CHALLENGER_CARD = checked_card(CHALLENGER_TAG, CHALLENGER_DIR) if CHALLENGER_DIR else None
 if CHALLENGER_CARD is not None:
     check_compatible(CARD, CHALLENGER_CARD)
-# Every CHURN_* setting, checked here so a bad one stops `bentoml serve` with its name.
-SETTINGS = load_serving_settings(has_challenger=CHALLENGER_TAG is not None)
-SERVING_MODE = serving_mode(CHALLENGER_TAG is not None)
+SERVING_MODE = SETTINGS.serving_mode(has_challenger=CHALLENGER_TAG is not None)
 # An empty or truncated model.pkl stops startup here naming itself, instead of a worker that
 # dies in __init__ and is restarted forever (serving.startup).
 check_model_file(MODEL_TAG, MODEL_DIR)
 if CHALLENGER_TAG is not None and CHALLENGER_DIR is not None:
     check_model_file(CHALLENGER_TAG, CHALLENGER_DIR)
-# Process-level settings BentoML reads after importing this module (uvicorn's server config,
-# logging): whose X-Forwarded-For to believe, the request-head cap, bounded 400 log lines.
-apply_trusted_proxies(SETTINGS.trusted_proxies)
-http_limits.install()
-install_client_error_log_filter()
+_UVICORN_WORKER = bentoml.server_context.worker_index is not None
+"""True in a ``bentoml serve`` worker, which builds and loads uvicorn's ``Config`` right after
+importing this module. The head cap (``serving.http_limits``) must be in uvicorn's protocol table
+by then, so it is installed here, in workers only; nothing public does the job: BentoML runs
+startup hooks and ``__init__`` in the ASGI lifespan, after uvicorn has resolved its protocol
+class, and exposes no uvicorn parser setting."""
+if _UVICORN_WORKER:
+    http_limits.install()
 
 
 @bentoml.service(
@@ -148,16 +159,27 @@ class ChurnService:
     if CHALLENGER_TAG is not None:
         challenger = bentoml.models.BentoModel(CHALLENGER_TAG)
 
+    @bentoml.on_deployment
+    def prepare_workers() -> None:
+        """Run once by ``bentoml serve`` before it spawns the workers, which inherit the
+        environment: whose ``X-Forwarded-For`` uvicorn believes (``CHURN_TRUSTED_PROXIES``) and
+        one OpenMP thread per worker (``serving.config``)."""
+        apply_trusted_proxies(SETTINGS.trusted_proxies)
+        apply_single_thread_default()
+
     def __init__(self) -> None:
+        install_client_error_log_filter()  # bounded 400 log lines (serving.errors)
         stored = self.champion
         loaded = checked_model(str(stored.tag), Path(stored.path))
         if hasattr(loaded.model, "num_threads"):
-            loaded.model.num_threads = 1  # LightGBM: see OMP_NUM_THREADS above
+            loaded.model.num_threads = 1  # LightGBM: see apply_single_thread_default
         self.tag = loaded.tag
         self.card = {"model_tag": loaded.tag, "model_version": loaded.version, **loaded.card}
         self.scorer = Scorer(loaded.model, loaded.card, loaded.version)
         self.online_features = OnlineFeatures(FEATURE_PLAN) if FEATURE_PLAN else None
-        self.prediction_log = open_writer(PREDICTION_LOG_FLUSH_SECONDS)
+        self.prediction_log = open_writer(
+            SETTINGS.prediction_logs_dir, PREDICTION_LOG_FLUSH_SECONDS
+        )
         challenger_scorer = None
         models = [model_summary("champion", loaded.tag, loaded.card)]
         if CHALLENGER_TAG is not None:
@@ -307,8 +329,14 @@ def _check_history(request: Any, customer_id: str, observation_date: date) -> No
 
 
 # Starlette runs the first-added middleware outermost: keys are checked before a body is read.
-ChurnService.add_asgi_middleware(ApiKeyMiddleware)
-ChurnService.add_asgi_middleware(RateLimitMiddleware)  # inside auth: limits are per valid key
+ChurnService.add_asgi_middleware(ApiKeyMiddleware, keys=SETTINGS.api_keys)
+ChurnService.add_asgi_middleware(  # inside auth: limits are per valid key
+    RateLimitMiddleware, limits=SETTINGS.rate_limits, keyed=bool(SETTINGS.api_keys)
+)
 ChurnService.add_asgi_middleware(LogBacklogMiddleware)  # before reading a body it cannot log
-ChurnService.add_asgi_middleware(BodyLimitMiddleware)  # 415 / 413 / 503 before the body is read
+ChurnService.add_asgi_middleware(  # 415 / 413 / 503 before the body is read
+    BodyLimitMiddleware,
+    max_bytes=SETTINGS.max_body_bytes,
+    max_inflight=SETTINGS.max_inflight_bytes,
+)
 ChurnService.add_asgi_middleware(BoundedErrorsMiddleware)  # innermost: bounds BentoML's 4xx

@@ -91,8 +91,7 @@ def test_every_configured_key_is_compared_in_constant_time(monkeypatch, caplog):
 
 def test_the_auth_module_never_compares_secrets_with_operators():
     tree = ast.parse((REPO_ROOT / "serving" / "auth.py").read_text())
-    # The presented token and the keys it is checked against (``raw != self._raw`` only
-    # notices a changed CHURN_API_KEYS, comparing the configuration with its own cache).
+    # The presented token and the keys it is checked against.
     secret_names = {"token", "presented", "key", "keys"}
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare) and not all(

@@ -138,7 +138,6 @@ class TestRateLimitCallers:
     def test_the_bucket_table_is_bounded_and_keeps_recent_callers(self, monkeypatch):
         from serving import ratelimit
 
-        monkeypatch.delenv("CHURN_API_KEYS", raising=False)
         monkeypatch.setattr(ratelimit, "MAX_BUCKETS", 3)
         app = RateLimitMiddleware(ok_app, configured_limits({"CHURN_RATE_LIMIT": "1/m"}))
         assert call(app, client="10.0.0.1")[0] == 200

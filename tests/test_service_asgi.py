@@ -15,8 +15,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from churn.monitoring.prediction_log import CLOSED_SUFFIX
+from serving.config import load_serving_settings
 from tests.serving_support import (
-    environment,
     feature_rows,
     histories,
     request_features,
@@ -35,14 +35,36 @@ def log_home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("asgi-home")
 
 
+class KeyedApp:
+    """The service app behind :class:`~serving.auth.ApiKeyMiddleware` with keys a test can set.
+
+    The service's keys are a setting fixed when the app is built, and BentoML's metrics registry
+    is process-global, so a second ``to_asgi()`` app with keys cannot be built in this process:
+    the ``secured`` fixture puts the same middleware, with keys, in front of the one app."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.keys: tuple[bytes, ...] = ()
+
+    async def __call__(self, scope, receive, send) -> None:
+        from serving.auth import ApiKeyMiddleware
+
+        await ApiKeyMiddleware(self.app, keys=self.keys)(scope, receive, send)
+
+
 @pytest.fixture(scope="module")
 def client(materialized, log_home, rows):
     """Auth off; prediction logs go to a private CHURN_HOME. Its finalizer shuts the app down
     (the lifespan publishes the log file) and checks what the log holds."""
-    from serving.service import ChurnService
+    import serving.service as service
 
-    with environment(CHURN_API_KEYS=None, CHURN_HOME=str(log_home)):
-        test_client = TestClient(ChurnService.to_asgi())
+    settings = load_serving_settings({"CHURN_HOME": str(log_home)})
+    assert not service.SETTINGS.api_keys, "this module serves the app without keys"
+    with pytest.MonkeyPatch.context() as patch:
+        # The service reads its settings once, at import (perhaps by another test module):
+        # this module's copy writes its prediction log under its own home.
+        patch.setattr(service, "SETTINGS", settings)
+        test_client = TestClient(KeyedApp(service.ChurnService.to_asgi()))
         test_client.__enter__()
     try:
         yield test_client
@@ -53,12 +75,13 @@ def client(materialized, log_home, rows):
 
 
 @pytest.fixture
-def secured(client, monkeypatch):
-    """The same app with keys configured: BentoML's metrics registry is process-global, so a
-    second ``to_asgi()`` app in one process is not possible; the middleware reads the variable
-    per request."""
-    monkeypatch.setenv("CHURN_API_KEYS", f"other-key, {KEY}")
-    return client
+def secured(client):
+    """The same app with keys configured (see :class:`KeyedApp`)."""
+    client.app.keys = (b"other-key", KEY.encode())
+    try:
+        yield client
+    finally:
+        client.app.keys = ()
 
 
 def body(row: dict, **extra) -> dict:

@@ -27,7 +27,6 @@ import dagster as dg
 import duckdb
 import pytest
 
-from churn.engine import engine_config_from_env
 from churn.engine.dialect import referenced_tables, to_spark
 from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, stop_sessions
@@ -35,6 +34,7 @@ from churn.features import FEATURE_NAMES
 from churn.ingest.landing import find_source_file, land_file
 from churn.ingest.schema import RAW_TABLES
 from churn.ingest.staging import stage_table
+from churn.settings import engine_config
 from churn.synthetic import GeneratorConfig, generate
 from churn_assets.definitions import defs
 from churn_assets.partitions import (
@@ -308,11 +308,11 @@ def test_referenced_tables_are_what_spark_must_receive():
 
 
 def test_engine_is_chosen_by_configuration():
-    assert engine_config_from_env({}).name == "duckdb"
-    chosen = engine_config_from_env({"CHURN_ENGINE": "Spark", "CHURN_SPARK_MASTER": "local[4]"})
+    assert engine_config({}).name == "duckdb"
+    chosen = engine_config({"CHURN_ENGINE": "Spark", "CHURN_SPARK_MASTER": "local[4]"})
     assert (chosen.name, chosen.spark_master) == ("spark", "local[4]")
     with pytest.raises(ValueError, match="CHURN_ENGINE"):
-        engine_config_from_env({"CHURN_ENGINE": "polars"})
+        engine_config({"CHURN_ENGINE": "polars"})
 
 
 DIRTY_ROWS = {  # overrides of a valid row: what a hand-kept CSV source sends

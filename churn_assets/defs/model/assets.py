@@ -477,7 +477,7 @@ def champion_model(
         card,
         reference,
         labels={"kind": MODEL_KINDS[evaluation.winner]},
-        policy=config.promotion.strip().lower() or policy.default_policy(),
+        policy=config.promotion.strip().lower() or settings.promotion,
     )
     context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
     with warehouse.connect(context) as con:

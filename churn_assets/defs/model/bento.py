@@ -15,7 +15,6 @@ The build is ``bentoml build`` in a subprocess, from the repo root's ``bentofile
 The warehouse is never opened here: the only input is the model store.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from churn.settings import child_environment, prepend_path
 from churn_assets.partitions import SINGLE_RUN
 
 BENTO_NAME = "churn_service"
@@ -50,12 +50,12 @@ def build_bento(model_tag: str, version: str, challenger_tag: str | None = None)
     """Run ``bentoml build`` for ``model_tag`` (and a challenger packaged beside it); returns the
     Bento tag. Raises with the build's own output when it fails, so the Dagster log shows why."""
     bin_dir = str(Path(sys.executable).parent)  # bentoml and uv of this environment
-    env = os.environ | {
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CHURN_MODEL_TAG": model_tag,
-        "CHURN_CHALLENGER_TAG": challenger_tag or "none",
-    }
-    env.pop("CHURN_SERVING_MODE", None)  # a serve-time setting; the build serves nothing
+    env = child_environment(
+        PATH=prepend_path(bin_dir),
+        CHURN_MODEL_TAG=model_tag,
+        CHURN_CHALLENGER_TAG=challenger_tag or "none",
+        CHURN_SERVING_MODE=None,  # a serve-time setting; the build serves nothing
+    )
     bentoml = Path(bin_dir) / "bentoml"
     command = [
         str(bentoml) if bentoml.exists() else "bentoml",
