@@ -39,34 +39,11 @@ from churn.monitoring.prediction_log import PredictionLogWriter
 from churn.scoring.scorer import Scorer
 from serving.config import (
     CANARY,
-    CHALLENGER_TAG_ENV,
-    DEFAULT_CANARY_FRACTION,
-    FRACTION_ENV,
-    MODE_ENV,
-    MODES,
     OFF,
-    SHADOW,
     ServingConfigError,
     ServingMode,
-    serving_mode,
 )
 from serving.prediction_logging import prediction_records
-
-__all__ = [
-    "CANARY",
-    "CHALLENGER_TAG_ENV",
-    "DEFAULT_CANARY_FRACTION",
-    "FRACTION_ENV",
-    "MODES",
-    "MODE_ENV",
-    "OFF",
-    "SHADOW",
-    "Router",
-    "ServingConfigError",
-    "ServingMode",
-    "ShadowScorer",
-    "serving_mode",
-]
 
 logger = logging.getLogger("churn.serving")
 

@@ -33,32 +33,11 @@ from collections.abc import Callable
 
 from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token
 from serving.config import (
-    BURST_ENV,
-    PER_KEY_ENV,
-    RATE_ENV,
     Limit,
-    RateLimitConfigError,
     RateLimits,
-    configured_limits,
     key_digest,
-    parse_limit,
-    parse_rate,
 )
 from serving.errors import send_error
-
-__all__ = [
-    "BURST_ENV",
-    "PER_KEY_ENV",
-    "RATE_ENV",
-    "Limit",
-    "RateLimitConfigError",
-    "RateLimitMiddleware",
-    "RateLimits",
-    "TokenBucket",
-    "configured_limits",
-    "parse_limit",
-    "parse_rate",
-]
 
 MAX_BUCKETS = 100_000
 """Callers tracked at once. Beyond it the least recently seen caller is forgotten (O(1): the

@@ -15,16 +15,17 @@ import pytest
 from churn import registry
 from churn.monitoring.challenger import compare, paired_bootstrap, rank_auc
 from churn.registry import roles
-from serving.challenger import (
+from serving.challenger import canary_bucket, routed_to_challenger
+from serving.config import (
     CANARY,
     OFF,
     SHADOW,
     ServingConfigError,
-    canary_bucket,
-    routed_to_challenger,
+    configured_limits,
+    parse_limit,
     serving_mode,
 )
-from serving.ratelimit import RateLimitMiddleware, configured_limits, parse_limit
+from serving.ratelimit import RateLimitMiddleware
 from tests.challenger_support import plant_challenger, remove_challenger
 from tests.graph import GraphRun, materialize_graph
 

@@ -23,11 +23,12 @@ from serving.config import (
     FORWARDED_ALLOW_IPS_ENV,
     SettingError,
     apply_trusted_proxies,
+    configured_limits,
     load_serving_settings,
 )
 from serving.errors import MAX_LOC_TEXT, BoundedErrorsMiddleware, ClientErrorLogFilter
 from serving.limits import BodyLimitMiddleware
-from serving.ratelimit import RateLimitMiddleware, configured_limits
+from serving.ratelimit import RateLimitMiddleware
 from tests.serving_support import free_port
 
 
