@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from churn.ingest.sources import SourceConfig
+    from churn.sources.config import SourceConfig
     from churn.synthetic import GeneratorConfig
 
 DEFAULT_HOME = "./data"
@@ -162,7 +162,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = env.get("CHURN_SOURCE") or "synthetic"
     source_config = None
     if source != "synthetic":
-        from churn.ingest.sources import load_source
+        from churn.sources.config import load_source
 
         source_config = load_source(source)
     warehouse = env.get("CHURN_WAREHOUSE") or ""
