@@ -716,16 +716,20 @@ def parse_source(data: Mapping[str, Any], config_path: Path) -> SourceConfig:
 
 def load_source(path: str | Path) -> SourceConfig:
     """Read and validate a source config YAML."""
-    import yaml
-
     config_path = Path(path).resolve()
     if not config_path.exists():
         raise SourceConfigError(f"CHURN_SOURCE={path}: no such file")
+    return parse_source(read_yaml(config_path), config_path)
+
+
+def read_yaml(config_path: Path) -> Any:
+    """The YAML's data as the config reads it: safe tags only, dates and yes/no as text."""
+    import yaml
+
     try:
-        data = yaml.load(config_path.read_text(encoding="utf-8"), Loader=_loader())
+        return yaml.load(config_path.read_text(encoding="utf-8"), Loader=_loader())
     except yaml.YAMLError as error:
         raise SourceConfigError(f"{config_path.name}: not valid YAML ({error})") from error
-    return parse_source(data, config_path)
 
 
 TEXT_TAGS = ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
