@@ -10,7 +10,7 @@ CHURN_DAGSTER_PORT ?= 3000
 CHURN_BENTO_PORT ?= 3001
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples
+.PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples schema
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ demo: pipeline
 
 examples: $(STAMP)
 	@$(BIN)/python examples/make_examples.py
+
+# The source config's JSON Schema, for editors (tests/test_source_config.py keeps it current).
+schema: $(STAMP)
+	@$(BIN)/python -m churn.sources.config > docs/source.schema.json
 
 serve: $(STAMP)
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port $(CHURN_BENTO_PORT)

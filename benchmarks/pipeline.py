@@ -367,8 +367,8 @@ def event_log_features(customers: int, months: int, workdir: Path) -> dict:
         staged_measures,
     )
     from churn.ingest.schema import RAW_TABLES
-    from churn.ingest.sources import parse_source
     from churn.ingest.staging import stage_table
+    from churn.sources.config import parse_source
 
     folder = workdir / f"purchases-{customers}"
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from churn.engine import ENGINES, EngineConfig
 
 if TYPE_CHECKING:
-    from churn.ingest.sources import SourceConfig
+    from churn.sources.config import SourceConfig
     from churn.synthetic import GeneratorConfig
 
 DEFAULT_HOME = "./data"
@@ -220,7 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     source = env.get("CHURN_SOURCE") or "synthetic"
     source_config = None
     if source != "synthetic":
-        from churn.ingest.sources import load_source
+        from churn.sources.config import load_source
 
         source_config = load_source(source)
     warehouse = env.get("CHURN_WAREHOUSE") or ""

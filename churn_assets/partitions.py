@@ -10,8 +10,9 @@ from datetime import date
 
 import dagster as dg
 
-from churn.ingest.sources import SourceConfig, flat_observation_date
+from churn.ingest.sources import flat_observation_date
 from churn.settings import Settings
+from churn.sources.config import SourceConfig
 
 
 def _add_months(day: date, months: int) -> date:

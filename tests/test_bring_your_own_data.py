@@ -19,8 +19,8 @@ import pytest
 
 from churn.features import FEATURE_NAMES
 from churn.features.events import CARD_KEY, EventFeatureSpec, features
-from churn.ingest.sources import SourceConfigError, load_source, parse_source
 from churn.modeling.spec import specs_from_dicts
+from churn.sources.config import SourceConfigError, load_source, parse_source
 from serving.schemas import build_schemas
 from tests.byod_support import examples_root, run_example
 
@@ -81,8 +81,8 @@ def test_example_configs_parse_with_paths_relative_to_the_yaml():
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"shape": "wide"}, "shape must be 'flat' or 'events'"),
-        ({"shape": "flat", "table": "missing.csv"}, "label must be"),
+        ({"shape": "wide"}, "shape: must be 'flat' or 'events'"),
+        ({"shape": "flat", "table": "missing.csv"}, "label: required key is missing"),
         (
             {
                 "shape": "flat",
@@ -93,7 +93,7 @@ def test_example_configs_parse_with_paths_relative_to_the_yaml():
             },
             "unknown key(s) colums",
         ),
-        ({"shape": "events", "tables": {}}, "needs observation"),
+        ({"shape": "events", "tables": {}}, "observation: required key is missing"),
     ],
 )
 def test_a_broken_config_names_what_is_wrong(tmp_path, data, message):

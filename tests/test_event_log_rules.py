@@ -13,8 +13,8 @@ from churn.features.events import ChurnDefinition, EventFeatureSpec, features
 from churn.features.labels import data_end
 from churn.features.shape import SourceShape, choose_event_types
 from churn.ingest.eventlog import detect_time_format, events_table
-from churn.ingest.sources import SourceConfigError, parse_source
 from churn.ingest.staging import stage_table
+from churn.sources.config import SourceConfigError, parse_source
 
 
 def _shape(churn: ChurnDefinition) -> SourceShape:
@@ -206,22 +206,28 @@ def test_the_minimal_event_log_config_is_enough(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"churn": {"inactive_days": 0}}, "churn.inactive_days must be a positive"),
-        ({"churn": {"inactive_days": "90"}}, "churn.inactive_days must be a positive"),
-        ({"churn": {"inactive_days": True}}, "churn.inactive_days must be a positive"),
+        ({"churn": {"inactive_days": 0}}, "churn.inactive_days: must be a positive"),
+        ({"churn": {"inactive_days": "90"}}, "churn.inactive_days: must be a positive"),
+        ({"churn": {"inactive_days": True}}, "churn.inactive_days: must be a positive"),
         ({"churn": {"inactve_days": 3}}, "unknown key(s) inactve_days"),
         ({"churn": None}, "churn: without a cancellations table"),
-        ({"features": {"top_event_types": -1}}, "features.top_event_types"),
-        ({"tables": {}}, "needs at least the events table"),
+        (
+            {"features": {"top_event_types": -1}},
+            "features.top_event_types: must be a whole number >= 0",
+        ),
+        ({"tables": {}}, "tables.events: required key is missing"),
         (
             {"tables": {"events": {"path": "purchases.csv", "columns": {"user": "cust"}}}},
-            "events.columns: unknown key(s) user",
+            "tables.events.columns: unknown key(s) user",
         ),
         (
             {"tables": {"events": {"path": "purchases.csv", "measures": "amount"}}},
-            "events.measures must be a list",
+            "tables.events.measures: must be a list",
         ),
-        ({"tables": {"events": {"path": "purchases.txt"}}}, "is not a .csv or .parquet"),
+        (
+            {"tables": {"events": {"path": "purchases.txt"}}},
+            "tables.events.path: purchases.txt is not a .csv or .parquet",
+        ),
     ],
 )
 def test_a_broken_event_log_config_names_the_key(tmp_path, change, message):

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from churn.features.events import EventFeatureSpec, features
-from churn.ingest.sources import load_source
 from churn.modeling.metrics import auc
 from churn.modeling.training import RECENCY_FEATURE, prepare, recency_baseline_auc
+from churn.sources.config import load_source
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

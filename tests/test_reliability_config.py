@@ -12,7 +12,7 @@ import pytest
 
 from churn.ingest.flat import stage_flat
 from churn.ingest.landing import land_flat
-from churn.ingest.sources import SourceConfigError, load_source
+from churn.sources.config import SourceConfigError, load_source
 
 FLAT = """\
 shape: flat
@@ -34,46 +34,49 @@ tables:
 @pytest.mark.parametrize(
     ("yaml_text", "message"),
     [
-        (FLAT + "columns: 5\n", "c.yaml.columns must be a mapping"),
-        (FLAT + "columns: {ignore: 5}\n", "c.yaml.columns.ignore must be a list"),
-        (FLAT + "evaluation: {cv_folds: abc}\n", "c.yaml.evaluation.cv_folds must be a whole"),
-        (FLAT + "evaluation: {seed: 1.5}\n", "c.yaml.evaluation.seed must be a whole number"),
-        (FLAT + "evaluation: 3\n", "c.yaml.evaluation must be a mapping"),
-        (FLAT + "as_of: 2025-13-45\n", "c.yaml.as_of must be a date YYYY-MM-DD"),
-        (FLAT + "evaluation: {test_share: 1.5}\n", "c.yaml.evaluation.test_share must be a share"),
-        (FLAT + "evaluation: {test_share: 1}\n", "c.yaml.evaluation.test_share must be a share"),
+        (FLAT + "columns: 5\n", "c.yaml: columns: must be a mapping"),
+        (FLAT + "columns: {ignore: 5}\n", "c.yaml: columns.ignore: must be a list"),
+        (FLAT + "evaluation: {cv_folds: abc}\n", "c.yaml: evaluation.cv_folds: must be a whole"),
+        (FLAT + "evaluation: {seed: 1.5}\n", "c.yaml: evaluation.seed: must be a whole number"),
+        (FLAT + "evaluation: 3\n", "c.yaml: evaluation: must be a mapping"),
+        (FLAT + "as_of: 2025-13-45\n", "c.yaml: as_of: must be a date YYYY-MM-DD"),
+        (
+            FLAT + "evaluation: {test_share: 1.5}\n",
+            "c.yaml: evaluation.test_share: must be a share",
+        ),
+        (FLAT + "evaluation: {test_share: 1}\n", "c.yaml: evaluation.test_share: must be a share"),
         (
             FLAT + "evaluation: {validation_share: -0.1}\n",
-            "c.yaml.evaluation.validation_share must be a share",
+            "c.yaml: evaluation.validation_share: must be a share",
         ),
         (
             FLAT + "evaluation: {validation_share: abc}\n",
-            "c.yaml.evaluation.validation_share must be a share",
+            "c.yaml: evaluation.validation_share: must be a share",
         ),
         (
             FLAT + "evaluation: {validation_share: 0.6, test_share: 0.5}\n",
             "validation_share + test_share must leave rows to train on",
         ),
-        (FLAT.replace("column: y", "column: [y]"), "c.yaml.label.column must be a column name"),
-        (FLAT.replace('positive: "1"', "positive: {a: 1}"), "c.yaml.label.positive must be"),
-        (FLAT + "time_column: 7\n", "c.yaml.time_column must be a column name"),
-        (FLAT + "name: [a]\n", "c.yaml.name must be text"),
+        (FLAT.replace("column: y", "column: [y]"), "c.yaml: label.column: must be a column name"),
+        (FLAT.replace('positive: "1"', "positive: {a: 1}"), "c.yaml: label.positive: must be"),
+        (FLAT + "time_column: 7\n", "c.yaml: time_column: must be a column name"),
+        (FLAT + "name: [a]\n", "c.yaml: name: must be text"),
         (
             FLAT + "time_column: t\nobservation: {start: 2024-13-01, end: 2025-01-01}\n",
-            "c.yaml.observation.start must be a date",
+            "c.yaml: observation.start: must be a date",
         ),
         (
             FLAT + "time_column: t\nobservation: {start: 2024-01-01}\n",
-            "c.yaml.observation needs both start and end",
+            "c.yaml: observation.end: required key is missing",
         ),
-        (EVENTS + "  events: 5\n", "c.yaml.events must be a mapping"),
+        (EVENTS + "  events: 5\n", "c.yaml: tables.events: must be a mapping"),
         (
             EVENTS + "  events: {path: c.csv, columns: 5}\n",
-            "c.yaml.events.columns must be a mapping",
+            "c.yaml: tables.events.columns: must be a mapping",
         ),
         (
             EVENTS + "  events: {path: c.csv, columns: {event_time: [a]}}\n",
-            "c.yaml.events.columns.event_time must be a column name",
+            "c.yaml: tables.events.columns.event_time: must be a column name",
         ),
     ],
 )

@@ -27,7 +27,7 @@ from churn.ingest.flat import inferred_columns, stage_flat
 from churn.ingest.incoming import LANDED_TABLE, append_incoming, validate_file
 from churn.ingest.landing import SourceFileError, create_empty_raw, land_file, land_flat
 from churn.ingest.schema import CUSTOMERS, EVENTS
-from churn.ingest.sources import FlatSource
+from churn.sources.config import FlatSource
 
 FRAGMENTS = [
     "Customer's Age",

@@ -34,7 +34,8 @@ from churn.features.events import (
 )
 from churn.features.leakage import leakage_differences
 from churn.features.snapshots import OBSERVATION_DATES_SQL, active_customers_sql
-from churn.ingest.sources import SourceConfig, active_source
+from churn.ingest.sources import active_source
+from churn.sources.config import SourceConfig
 
 SPEC_TABLE = "event_feature_spec"
 VOCABULARY_TABLE = "event_vocabulary"

@@ -31,7 +31,6 @@ from churn.ingest.landing import (
     read_expression,
 )
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, Column, Table
-from churn.ingest.sources import SourceConfig
 from churn.ingest.staging import (
     LINEAGE_COLUMNS,
     RULES,
@@ -40,6 +39,7 @@ from churn.ingest.staging import (
     split_rows,
     stage_table,
 )
+from churn.sources.config import SourceConfig
 from churn.sql import quote_identifier, quote_literal
 
 if TYPE_CHECKING:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from churn.ingest.sources import FlatSource, SourceConfigError
 from churn.ingest.staging import LINEAGE_COLUMNS, StagingResult, Violation, split_rows
 from churn.ingest.values import typed_value
+from churn.sources.config import FlatSource, SourceConfigError
 from churn.sql import quote_identifier, quote_literal
 
 if TYPE_CHECKING:

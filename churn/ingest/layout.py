@@ -27,8 +27,8 @@ from churn.ingest.landing import (
     land_flat,
 )
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, EVENTS, Table
-from churn.ingest.sources import SourceConfig
 from churn.ingest.staging import StagingResult, stage_table
+from churn.sources.config import SourceConfig
 
 if TYPE_CHECKING:
     from churn.engine import Engine

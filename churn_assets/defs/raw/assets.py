@@ -20,14 +20,13 @@ from churn.ingest.layout import land_table, layout_name
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.ingest.sources import (
     SOURCE_TABLE,
-    SourceConfigError,
     active_source,
     flat_observation_date,
-    load_source,
     record_source,
 )
 from churn.ingest.staging import raw_name
 from churn.settings import load_settings
+from churn.sources.config import SourceConfigError, load_source
 from churn.warehouse import table_exists, transaction
 from churn_assets.metadata import table_metadata
 from churn_assets.partitions import SINGLE_RUN

@@ -15,9 +15,10 @@ from churn.ingest.flat import InferredColumn
 from churn.ingest.landing import SourceFileError
 from churn.ingest.layout import layout_name, stage
 from churn.ingest.schema import CUSTOMERS, EVENTS, RAW_TABLES, Table
-from churn.ingest.sources import SourceConfigError, active_source
+from churn.ingest.sources import active_source
 from churn.ingest.staging import StagingResult, raw_name, rejects_name, staged_name
 from churn.settings import load_settings
+from churn.sources.config import SourceConfigError
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, last_observation_date
