@@ -1,0 +1,1 @@
+"""Source kinds: the YAML config (config.py) and one object per kind."""
