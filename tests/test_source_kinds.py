@@ -89,7 +89,9 @@ def test_every_registered_kind_implements_the_whole_protocol():
 
 
 def test_each_config_is_served_by_exactly_its_kind(tmp_path: Path):
-    for name, config in _configs(tmp_path).items():
+    configs = _configs(tmp_path)
+    assert set(configs) == {kind.kind for kind in KINDS}, "add a config for every new kind"
+    for name, config in configs.items():
         accepting = [kind.kind for kind in KINDS if kind.accepts(config)]
         assert name in accepting, f"{name}: accepted by {accepting}"
         assert source_for(config).kind == name

@@ -227,10 +227,10 @@ def _feature_checks(
     features: dict[str, int],
     config: FeatureCheckConfig,
 ):
-    """The three checks, for any shape: one row per observed customer; no NULL in a feature
-    declared non-nullable (nor, for a flat table, a feature with no value at all); and no future
-    leakage (recomputed with the future cut away, or for a flat table, which has no history to
-    cut, no id, label or time column among the features)."""
+    """The three checks, for any source: one row per observed customer (and, where the source
+    says a window must not be empty, some row); no NULL in a feature declared non-nullable (nor,
+    where the source says so, a feature with no value at all); and no future leakage, checked
+    the source's way (:meth:`churn.sources.base.Source.leakage`)."""
     sql, params = source.snapshots_query(start, end)
     observed = dict(
         con.execute(
@@ -243,7 +243,6 @@ def _feature_checks(
     }
     yield dg.AssetCheckResult(
         check_name="rows_match_active_customers",
-        # A flat table's window is its one date: no row at all means nothing was staged.
         passed=not mismatched and (bool(observed) or not source.expects_rows_in_every_window),
         description=None if not mismatched else f"feature rows vs observed customers: {mismatched}",
         metadata={"dates_checked": len(observed), "mismatched_dates": len(mismatched)},
