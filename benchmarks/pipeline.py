@@ -123,8 +123,8 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "asset",
         "materialize",
         "--select",
-        # Staging is one multi-asset per table (stg_x + stg_x_rejects), which Dagster cannot
-        # subset: select every rejects table (and so every raw table) too.
+        # Staging is one multi-asset per table (stg_x + stg_x_rejects): select the rejects
+        # tables too, so each table's staging reports both (and every raw table lands).
         ",".join(["*customer_features", *(f"*stg_{t}_rejects" for t in STAGED)]),
         "--partition-range",
         partition_range_argument(load_settings(env)),

@@ -126,7 +126,7 @@ def raw_tables(
                 path, rows = source.land(con, table, raw_dir)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
-            origin = path.name if path is not None else f"nothing (a {source.kind} source has none)"
+            origin = path.name if path is not None else f"nothing ({source.absence_reason(table)})"
             context.log.info(f"{raw_name(table)}: {rows:,} rows from {origin}")
             loaded.append((table, path, round(time.perf_counter() - started, 3)))
         _forget_other_source(con, context, source_name)
@@ -140,7 +140,7 @@ def raw_tables(
             origin = (
                 {"source_file": dg.MetadataValue.path(str(path))}
                 if path is not None
-                else {"note": f"empty: a {source.kind} source has no {table.name} table"}
+                else {"note": f"empty: {source.absence_reason(table)}"}
             )
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),

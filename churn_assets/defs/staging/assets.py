@@ -195,7 +195,6 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 deps=deps,
                 kinds={"duckdb"},
                 owners=["team:data-engineering"],
-                skippable=False,
             ),
             dg.AssetSpec(
                 rejects_name(table),
@@ -205,7 +204,6 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 deps=deps,
                 kinds={"duckdb"},
                 owners=["team:data-engineering"],
-                skippable=False,
             ),
         ],
         check_specs=_check_specs(table),
