@@ -35,9 +35,10 @@ import duckdb
 from churn.engine.duckdb import DuckDBEngine
 from churn.engine.spark import SparkEngine, spark_session, stop_sessions
 from churn.features import SourceTables
+from churn.features.event_spec import VOCABULARY_TABLE, load_spec
 from churn.features.events import feature_sql
-from churn.features.shape import VOCABULARY_TABLE, build_event_spec, load_spec, save_spec
 from churn.features.snapshots import active_customers_sql
+from churn.sources.synthetic import SyntheticSource
 
 ENGINES = ("duckdb", "spark")
 DRIVER_MEMORY = "6g"
@@ -113,7 +114,7 @@ def build_source(path: Path, customers: int, months: int) -> dict[str, int]:
             [first, end],
         )
         # What the stg_events asset decides: the event vocabulary of the generated family.
-        save_spec(con, build_event_spec(con, None, last_observation_date=end, horizon_days=30))
+        SyntheticSource().decide_features(con, last_observation_date=end, horizon_days=30)
         return {
             table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("stg_customers", "stg_events", "stg_payments", "customer_snapshots")

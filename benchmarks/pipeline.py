@@ -112,8 +112,8 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
     import duckdb
 
-    from churn.features.shape import resolve_shape
     from churn.settings import load_settings
+    from churn.sources.registry import resolve
     from churn_assets.partitions import partition_range_argument
 
     home = workdir / f"features-{customers}"
@@ -123,8 +123,8 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "asset",
         "materialize",
         "--select",
-        # Staging is one multi-asset per table (stg_x + stg_x_rejects), which Dagster cannot
-        # subset: select every rejects table (and so every raw table) too.
+        # Staging is one multi-asset per table (stg_x + stg_x_rejects): select the rejects
+        # tables too, so each table's staging reports both (and every raw table lands).
         ",".join(["*customer_features", *(f"*stg_{t}_rejects" for t in STAGED)]),
         "--partition-range",
         partition_range_argument(load_settings(env)),
@@ -149,7 +149,7 @@ def features(customers: int, months: int, workdir: Path) -> dict:
                 "SELECT DISTINCT observation_date FROM customer_features ORDER BY 1"
             ).fetchall()
         ]
-        shape = resolve_shape(con)
+        shape = resolve(con)
         started = time.perf_counter()
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _bench_features AS "
@@ -157,7 +157,7 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         )
         sql_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        leaking = sum(shape.leakage_differences(con, d, 300) for d in dates)
+        leaking = sum(shape.leakage(con, dates, 300).differing.values())
         leakage_seconds = time.perf_counter() - started
     finally:
         con.close()
@@ -358,17 +358,9 @@ def event_log_features(customers: int, months: int, workdir: Path) -> dict:
     feature SQL alone over every snapshot, and the leakage check on three dates."""
     import duckdb
 
-    from churn.features.shape import SourceShape, build_event_spec, save_spec
-    from churn.ingest.eventlog import (
-        land_event_log_table,
-        stage_cancellations,
-        stage_customers,
-        stage_events,
-        staged_measures,
-    )
     from churn.ingest.schema import RAW_TABLES
-    from churn.ingest.staging import stage_table
     from churn.sources.config import parse_source
+    from churn.sources.registry import source_for
 
     folder = workdir / f"purchases-{customers}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -377,7 +369,7 @@ def event_log_features(customers: int, months: int, workdir: Path) -> dict:
     generate_seconds = time.perf_counter() - started
     first = date(2024, 4, 1)
     last = date(2024 + (3 + months - 1) // 12, (3 + months - 1) % 12 + 1, 1)
-    source = parse_source(
+    config = parse_source(
         {
             "shape": "events",
             "name": "purchases",
@@ -397,28 +389,16 @@ def event_log_features(customers: int, months: int, workdir: Path) -> dict:
     con.execute("SET enable_progress_bar = false")
     try:
         started = time.perf_counter()
+        source = source_for(config)  # the event-log kind
         for table in RAW_TABLES:
-            land_event_log_table(con, source, table)
+            source.land(con, table, folder)
         land_seconds = time.perf_counter() - started
         started = time.perf_counter()
-        stage_events(con, source)
-        for table in RAW_TABLES:  # the tables a purchase log does not have, staged empty
-            if table.name == "customers":
-                stage_customers(con, source)
-            elif table.name == "cancellations":
-                stage_cancellations(con, source)
-            elif table.name != "events":
-                stage_table(con, table)
+        for table in RAW_TABLES:  # the tables a purchase log does not have are staged empty
+            source.stage(con, table)
         stage_seconds = time.perf_counter() - started
-        spec = build_event_spec(
-            con,
-            source,
-            last_observation_date=last,
-            horizon_days=30,
-            measures=tuple(staged_measures(source.tables["events"].measures)),
-        )
-        save_spec(con, spec)
-        shape = SourceShape("events", source, (), spec=spec)
+        source.decide_features(con, last_observation_date=last, horizon_days=30)
+        shape = source.resolved(con)
         after_last = date(last.year + last.month // 12, last.month % 12 + 1, 1)
         sql, params = shape.snapshots_query(first.isoformat(), after_last.isoformat())
         started = time.perf_counter()
@@ -440,7 +420,7 @@ def event_log_features(customers: int, months: int, workdir: Path) -> dict:
         ]
         checked = [dates[0], dates[len(dates) // 2], dates[-1]]
         started = time.perf_counter()
-        leaking = sum(shape.leakage_differences(con, d, 300) for d in checked)
+        leaking = sum(shape.leakage(con, checked, 300).differing.values())
         leakage_seconds = time.perf_counter() - started
     finally:
         con.close()

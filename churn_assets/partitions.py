@@ -10,43 +10,25 @@ from datetime import date
 
 import dagster as dg
 
-from churn.ingest.sources import flat_observation_date
 from churn.settings import Settings
-from churn.sources.config import SourceConfig
-
-
-def _add_months(day: date, months: int) -> date:
-    month_index = day.month - 1 + months
-    return date(day.year + month_index // 12, month_index % 12 + 1, 1)
+from churn.sources.base import add_months
+from churn.sources.registry import source_for
 
 
 def first_observation_date(settings: Settings) -> date:
-    """The synthetic calendar's first date, or the source config's (``observation.start``; a
-    flat table without a time column has one date, the month of ``as_of``)."""
-    source = settings.source_config
-    if source is not None:
-        return _source_dates(source)[0]
-    return _add_months(settings.synthetic.start_date, settings.synthetic.burn_in_months)
+    """The calendar's first date: the synthetic generator's after its burn-in, a config's
+    ``observation.start``, or a flat table's one month (of ``as_of``)."""
+    return source_for(settings.source_config).observation_range(settings)[0]
 
 
 def last_observation_date(settings: Settings) -> date:
-    source = settings.source_config
-    if source is not None:
-        return _source_dates(source)[1]
-    return _add_months(settings.synthetic.start_date, settings.synthetic.months)
-
-
-def _source_dates(source: SourceConfig) -> tuple[date, date]:
-    if source.is_flat and not source.flat.time_column:
-        month = flat_observation_date(source).replace(day=1)
-        return month, month
-    return source.observation.start, source.observation.end
+    return source_for(settings.source_config).observation_range(settings)[1]
 
 
 def observation_partitions(settings: Settings) -> dg.MonthlyPartitionsDefinition:
     return dg.MonthlyPartitionsDefinition(
         start_date=first_observation_date(settings).isoformat(),
-        end_date=_add_months(last_observation_date(settings), 1).isoformat(),
+        end_date=add_months(last_observation_date(settings), 1).isoformat(),
     )
 
 

@@ -329,13 +329,13 @@ def test_backtest_origins_train_only_on_matured_labels():
 
 
 def test_backtest_on_the_test_data(materialized, champion):
-    from churn.features.shape import resolve_shape
     from churn.modeling.backtest import backtest, recipe_of
+    from churn.sources.registry import resolve
 
     con = duckdb.connect(str(materialized.warehouse), read_only=True)
     try:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        shape = resolve_shape(con)
+        shape = resolve(con)
     finally:
         con.close()
     horizon = shape.label_days

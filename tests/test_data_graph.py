@@ -8,8 +8,8 @@ import duckdb
 import pytest
 
 from churn.features import FEATURE_NAMES
-from churn.features.shape import resolve_shape
 from churn.ingest.schema import RAW_TABLES
+from churn.sources.registry import resolve
 from tests.graph import GraphRun, materialize_graph
 
 STAGING = dg.AssetSelection.groups("raw", "staging")
@@ -56,7 +56,7 @@ def test_features_exist_for_every_active_customer_and_date(materialized: GraphRu
     assert all(snapshots == features > 0 for _, snapshots, features in per_date)
     columns = [row[0] for row in read(materialized.warehouse, "DESCRIBE customer_features")]
     with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
-        shape = resolve_shape(con)
+        shape = resolve(con)
     # The hand-written family first, then the generated features it does not already have.
     assert columns[2:] == shape.feature_names
     assert columns[2 : 2 + len(FEATURE_NAMES)] == list(FEATURE_NAMES)
@@ -176,12 +176,12 @@ def test_features_ignore_planted_future_rows(materialized: GraphRun, tmp_path: P
             "CREATE TEMP VIEW one_date AS SELECT customer_id, observation_date "
             f"FROM customer_snapshots WHERE observation_date = DATE '{date}'"
         )
-        shape = resolve_shape(con)
+        shape = resolve(con)
         after = con.execute(
             f"SELECT * FROM ({shape.feature_sql('one_date')}) ORDER BY 1"
         ).fetchall()
         assert after == before
-        assert shape.leakage_differences(con, date, sample_size=10_000) == 0
+        assert shape.leakage(con, [date], sample_size=10_000).passed
 
 
 def test_leakage_check_catches_a_feature_that_reads_the_future(materialized: GraphRun, tmp_path):
@@ -199,7 +199,8 @@ def test_leakage_check_catches_a_feature_that_reads_the_future(materialized: Gra
             WHERE observation_date = DATE '{date}'
             """
         )
-        assert resolve_shape(con).leakage_differences(con, date, sample_size=10_000) > 0
+        verdict = resolve(con).leakage(con, [date], sample_size=10_000)
+        assert not verdict.passed and date in verdict.description
 
 
 def test_one_month_can_be_backfilled_alone(materialized: GraphRun, tmp_path: Path):

@@ -45,10 +45,10 @@ def query(path: Path, sql: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def kinds(materialized: GraphRun) -> dict[str, str]:
     """The source's features as the asset reads them: declared plus generated from events."""
-    from churn.features.shape import resolve_shape
+    from churn.sources.registry import resolve
 
     with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
-        return {f.name: f.kind for f in resolve_shape(con).features}
+        return {f.name: f.kind for f in resolve(con).features}
 
 
 @pytest.fixture(scope="module")

@@ -9,17 +9,19 @@ from datetime import date, datetime
 import duckdb
 import pytest
 
+from churn.features.event_spec import choose_event_types
 from churn.features.events import ChurnDefinition, EventFeatureSpec, features
 from churn.features.labels import data_end
-from churn.features.shape import SourceShape, choose_event_types
 from churn.ingest.eventlog import detect_time_format, events_table
 from churn.ingest.staging import stage_table
 from churn.sources.config import SourceConfigError, parse_source
+from churn.sources.event_log import EventLogSource
 
 
-def _shape(churn: ChurnDefinition) -> SourceShape:
+def _shape(churn: ChurnDefinition) -> EventLogSource:
+    """An event log's source object as resolved after staging decided ``spec``."""
     spec = EventFeatureSpec(event_types=("buy",), churn=churn)
-    return SourceShape("events", None, tuple(features(spec)), spec=spec)
+    return EventLogSource(spec=spec, features=tuple(features(spec)))
 
 
 @pytest.fixture
@@ -49,12 +51,12 @@ def con():
     return con
 
 
-def _observe(con, shape: SourceShape, start: str, end: str) -> None:
+def _observe(con, shape: EventLogSource, start: str, end: str) -> None:
     sql, params = shape.snapshots_query(start, end)
     con.execute(f"CREATE OR REPLACE TABLE customer_snapshots AS {sql}", params)
 
 
-def _labels(con, shape: SourceShape, start: str = "2024-03-01", end: str = "2024-07-01"):
+def _labels(con, shape: EventLogSource, start: str = "2024-03-01", end: str = "2024-07-01"):
     _observe(con, shape, start, end)
     sql, params = shape.labels_query(start, end, data_end(con))
     return {

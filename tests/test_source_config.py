@@ -175,7 +175,7 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path):
 def test_a_flat_config_gets_the_documented_defaults(tmp_path):
     config = _load(tmp_path, FLAT)
     flat = config.flat
-    assert config.is_flat and config.name == tmp_path.name and config.observation is None
+    assert config.shape == "flat" and config.name == tmp_path.name and config.observation is None
     assert flat.path == (tmp_path / "customers.csv").resolve()
     assert (flat.id_column, flat.label_column, flat.positive) == ("id", "churned", ("yes",))
     assert (flat.time_column, flat.as_of) == (None, None)

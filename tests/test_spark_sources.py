@@ -80,6 +80,11 @@ def _run(root: Path, source: Path) -> None:
     assert completed.returncode == 0, (completed.stdout + completed.stderr)[-6000:]
 
 
+def _exists(home: Path, table: str) -> bool:
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        return table in {row[0] for row in con.execute("SHOW TABLES").fetchall()}
+
+
 def _table(home: Path, table: str) -> tuple[list[tuple], list[tuple[str, str]]]:
     con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
     try:
@@ -111,6 +116,10 @@ def test_every_data_table_is_equal_on_spark(homes):
     shape, root = homes
     compared = {}
     for table in TABLES:
+        if shape == "flat" and table.startswith(("stg_events", "stg_cancellations")):
+            # A flat source has no event tables on either engine.
+            assert not _exists(root / "duckdb", table) and not _exists(root / "spark", table)
+            continue
         duck, schema = _table(root / "duckdb", table)
         spark, spark_schema = _table(root / "spark", table)
         assert spark_schema == schema, table

@@ -233,8 +233,8 @@ def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
 
 
 def create_empty_raw(con: duckdb.DuckDBPyConnection, table: Table) -> None:
-    """An empty ``raw_<table>`` with the contract's typed columns: a flat source has no events,
-    payments, tickets or cancellations, and the graph stays whole (staging stages zero rows)."""
+    """An empty ``raw_<table>`` with the contract's typed columns: an event log has no payments
+    or tickets (and maybe no customers or cancellations), and its staging stages zero rows."""
     columns = ", ".join(f"{quote_identifier(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(
         f"CREATE OR REPLACE TABLE {raw_name(table)} ({columns}, _loaded_at TIMESTAMPTZ, "

@@ -75,7 +75,7 @@ def build_card(
     """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``:
     strict JSON (NaN -> null), because the service returns it whole at ``/model``.
 
-    ``shape_fields`` (:meth:`churn.features.shape.SourceShape.card_fields`) record the source's
+    ``shape_fields`` (:meth:`churn.sources.base.Source.card_fields`) record the source's
     shape and, for an events source, the generated feature family (``event_features``: the
     chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
     service generates exactly the features the model was trained on."""

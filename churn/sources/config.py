@@ -652,10 +652,6 @@ class SourceConfig(_Frozen):
     top_event_types: int = DEFAULT_TOP_EVENT_TYPES
 
     @property
-    def is_flat(self) -> bool:
-        return self.shape == "flat"
-
-    @property
     def is_event_log(self) -> bool:
         """An events source without the five-table subscription schema (no payments or
         tickets): its features come from its own vocabulary alone."""

@@ -11,10 +11,9 @@ from datetime import date
 import dagster as dg
 
 from churn.features import FEATURES, KEY_COLUMNS, Feature
-from churn.features.labels import data_end
-from churn.features.shape import SourceShape, resolve_shape
-from churn.ingest.flat import inferred_columns
 from churn.settings import load_settings
+from churn.sources.base import Source
+from churn.sources.registry import resolve
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
@@ -92,7 +91,7 @@ def customer_snapshots(
     start, end = _window(context)
     compute = engine.engine()
     with warehouse.connect(context) as con:
-        sql, params = resolve_shape(con).snapshots_query(start, end)
+        sql, params = resolve(con).snapshots_query(start, end)
         compute.compute(
             con,
             "_new_snapshots",
@@ -116,8 +115,8 @@ def customer_snapshots(
 
 
 def model_features(con) -> list[Feature]:
-    """The features of the source the raw layer holds (see :class:`SourceShape`)."""
-    return list(resolve_shape(con).features)
+    """The features of the source the raw layer holds (see :class:`Source`)."""
+    return list(resolve(con).features)
 
 
 def _per_date_table(per_date: dict[str, int]) -> str:
@@ -176,12 +175,12 @@ def customer_features(
             "CREATE OR REPLACE TEMP VIEW _window_snapshots AS SELECT * FROM customer_snapshots "
             f"WHERE {_in_window(start, end)}"
         )
-        shape = resolve_shape(con)
-        declared = list(shape.features)
+        source = resolve(con)
+        declared = list(source.features)
         # The table's columns follow the source: a new source must not inherit old columns.
-        if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *shape.feature_names]):
+        if _columns(con, "customer_features") not in ([], [*KEY_COLUMNS, *source.feature_names]):
             con.execute("DROP TABLE IF EXISTS customer_features")
-        sql = shape.feature_sql("_window_snapshots")
+        sql = source.feature_sql("_window_snapshots")
         compute.compute(con, "_new_features", sql, table="customer_features", window=(start, end))
         _replace_window(con, "customer_features", "_new_features", start, end)
         features = _rows_per_date(con, "customer_features", start, end)
@@ -189,18 +188,13 @@ def customer_features(
         metadata = table_metadata(
             con, "customer_features", descriptions, where=_in_window(start, end)
         )
-        checks = list(_feature_checks(con, shape, start, end, features, config))
-    extra = {}
-    if shape.spec is not None:
-        extra = {
-            "event_types": dg.MetadataValue.json(list(shape.spec.event_types)),
-            "churn_definition": dg.MetadataValue.json(shape.spec.churn.to_dict()),
-        }
+        checks = list(_feature_checks(con, source, start, end, features, config))
+    extra = {key: dg.MetadataValue.json(value) for key, value in source.feature_metadata().items()}
     yield dg.MaterializeResult(
         metadata=metadata
         | {
             "feature_count": len(declared),
-            "feature_source": shape.description,
+            "feature_source": source.description,
             "rows_per_date": dg.MetadataValue.md(_per_date_table(features)),
             "engine": compute.name,
         }
@@ -227,17 +221,17 @@ def _spread(items: list[str], count: int) -> list[str]:
 
 def _feature_checks(
     con,
-    shape: SourceShape,
+    source: Source,
     start: str,
     end: str,
     features: dict[str, int],
     config: FeatureCheckConfig,
 ):
-    """The three checks, for any shape: one row per observed customer; no NULL in a feature
-    declared non-nullable (nor, for a flat table, a feature with no value at all); and no future
-    leakage (recomputed with the future cut away, or for a flat table, which has no history to
-    cut, no id, label or time column among the features)."""
-    sql, params = shape.snapshots_query(start, end)
+    """The three checks, for any source: one row per observed customer (and, where the source
+    says a window must not be empty, some row); no NULL in a feature declared non-nullable (nor,
+    where the source says so, a feature with no value at all); and no future leakage, checked
+    the source's way (:meth:`churn.sources.base.Source.leakage`)."""
+    sql, params = source.snapshots_query(start, end)
     observed = dict(
         con.execute(
             f"SELECT CAST(observation_date AS VARCHAR), count(*) FROM ({sql}) GROUP BY ALL",
@@ -249,12 +243,11 @@ def _feature_checks(
     }
     yield dg.AssetCheckResult(
         check_name="rows_match_active_customers",
-        # A flat table's window is its one date: no row at all means nothing was staged.
-        passed=not mismatched and (bool(observed) or not shape.is_flat),
+        passed=not mismatched and (bool(observed) or not source.expects_rows_in_every_window),
         description=None if not mismatched else f"feature rows vs observed customers: {mismatched}",
         metadata={"dates_checked": len(observed), "mismatched_dates": len(mismatched)},
     )
-    declared = list(shape.features)
+    declared = list(source.features)
     counts = (
         con.execute(
             "SELECT "
@@ -274,7 +267,7 @@ def _feature_checks(
     empty = [
         f.name
         for i, f in enumerate(declared)
-        if counts[2 * i + 1] == 0 and shape.every_feature_has_values
+        if counts[2 * i + 1] == 0 and source.every_feature_has_values
     ]
     problems = []
     if nulls:
@@ -293,31 +286,18 @@ def _feature_checks(
             "features_all_null": len(empty),
         },
     )
-    yield _leakage_check(con, shape, features, config)
+    yield _leakage_check(con, source, features, config)
 
 
-def _leakage_check(con, shape: SourceShape, features: dict[str, int], config):
-    if shape.is_flat:
-        roles = {c.name: c.role for c in inferred_columns(con)}
-        leaking = [f.name for f in shape.features if roles.get(f.name) != "feature"]
-        return dg.AssetCheckResult(
-            check_name="no_future_leakage",
-            passed=not leaking,
-            description="flat table: no event history to cut; checked instead that no id, "
-            "label or time column is a feature" + (f" (found: {leaking})" if leaking else ""),
-            metadata={"features_checked": len(shape.features), "history_cut": False},
-        )
-    sample = config.leakage_sample_size
+def _leakage_check(con, source: Source, features: dict[str, int], config):
+    """The source decides how leakage is checked; the asset only spreads the dates."""
     checked = _spread(sorted(features), max(config.leakage_dates, 2))
-    differing = {d: shape.leakage_differences(con, d, sample) for d in checked}
-    leaking = {d: n for d, n in differing.items() if n}
+    verdict = source.leakage(con, checked, config.leakage_sample_size)
     return dg.AssetCheckResult(
         check_name="no_future_leakage",
-        passed=not leaking,
-        description=None
-        if not leaking
-        else f"features changed when future rows were removed (rows per date): {leaking}",
-        metadata={"dates_checked": ", ".join(differing), "rows_sampled_per_date": sample},
+        passed=verdict.passed,
+        description=verdict.description,
+        metadata=verdict.metadata,
     )
 
 
@@ -340,9 +320,9 @@ def churn_labels(
     start, end = _window(context)
     compute = engine.engine()
     with warehouse.connect(context) as con:
-        end_of_data = data_end(con)
-        shape = resolve_shape(con)
-        sql, params = shape.labels_query(start, end, end_of_data)
+        source = resolve(con)
+        end_of_data = source.data_end(con)
+        sql, params = source.labels_query(start, end, end_of_data)
         compute.compute(con, "_new_labels", sql, params, table="churn_labels", window=(start, end))
         _replace_window(con, "churn_labels", "_new_labels", start, end)
         rates = con.execute(
@@ -361,10 +341,8 @@ def churn_labels(
     yield dg.MaterializeResult(
         metadata=metadata
         | {
-            "horizon_days": shape.label_days,
-            "churn_definition": dg.MetadataValue.json(
-                shape.spec.churn.to_dict() if shape.spec else {"kind": "label column"}
-            ),
+            "horizon_days": source.label_days,
+            "churn_definition": dg.MetadataValue.json(source.churn_definition()),
             "data_end": str(end_of_data),
             "label_rate_per_month": dg.MetadataValue.md(table),
             "engine": compute.name,

@@ -19,10 +19,10 @@ from pathlib import Path
 import dagster as dg
 import numpy as np
 
-from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.modeling.card import json_safe
 from churn.settings import load_settings
+from churn.sources.registry import resolve
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
@@ -112,16 +112,16 @@ def candidate_models(
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        shape = resolve_shape(con)
-    row_split = shape.stratified()
+        source = resolve(con)
+    row_split = source.stratified()
     stratified = StratifiedOptions(*row_split) if row_split is not None else None
     data = prepare(
         frame,
-        shape.feature_names,
+        source.feature_names,
         validation_months=config.validation_months,
         test_months=config.test_months,
-        horizon_days=shape.label_days,
-        features=list(shape.features),
+        horizon_days=source.label_days,
+        features=list(source.features),
         stratified=stratified,
     )
     split_kind = data.window()["kind"]
@@ -154,7 +154,7 @@ def candidate_models(
         )
         metadata["cv_folds"] = stratified.cv_folds
     return dg.Output(
-        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+        {"data": data, "models": models, "card_fields": source.card_fields()}, metadata=metadata
     )
 
 
@@ -413,14 +413,14 @@ def _backtest(context, warehouse, evaluation, models, config) -> list[dict]:
 
     with warehouse.connect(context, read_only=True) as con:
         frame = con.sql("SELECT * FROM training_set ORDER BY observation_date, customer_id").df()
-        shape = resolve_shape(con)
+        source = resolve(con)
     recipe = recipe_of(models[evaluation.winner])
     context.log.info(f"backtest of {recipe.describe()} over {config.backtest_months} months")
     months = backtest(
         frame,
-        list(shape.features),
+        list(source.features),
         recipe,
-        horizon_days=shape.label_days,
+        horizon_days=source.label_days,
         months=config.backtest_months,
     )
     return [month.to_dict() for month in months]

@@ -14,18 +14,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import append_incoming, quarantine, replay_landed
-from churn.ingest.landing import SourceFileError, find_source_file
-from churn.ingest.layout import land_table, layout_name
+from churn.ingest.incoming import append_incoming, quarantine, replay_landed, table_for
+from churn.ingest.landing import SourceFileError
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
-from churn.ingest.sources import (
-    SOURCE_TABLE,
-    active_source,
-    flat_observation_date,
-    record_source,
-)
+from churn.ingest.sources import SOURCE_TABLE, record_source
 from churn.ingest.staging import raw_name
 from churn.settings import load_settings
+from churn.sources import registry
 from churn.sources.config import SourceConfigError, load_source
 from churn.warehouse import table_exists, transaction
 from churn_assets.metadata import table_metadata
@@ -68,26 +63,6 @@ def _raw_spec(table_name: str) -> dg.AssetSpec:
     )
 
 
-def _generate_synthetic(context: dg.AssetExecutionContext, churn_home: ChurnHomeResource) -> None:
-    """Write the embedded synthetic source, logging progress each simulated month."""
-    from churn.synthetic import generate
-
-    config = load_settings().synthetic.generator_config()
-    last_logged = [-1.0]
-
-    def progress(stage: str, fraction: float) -> None:
-        if fraction - last_logged[0] >= 0.1 or fraction >= 1.0:
-            context.log.info(f"synthetic source: {stage} {fraction:.0%}")
-            last_logged[0] = fraction
-
-    summary = generate(
-        config, churn_home.folder("raw"), churn_home.folder("truth"), progress=progress
-    )
-    context.log.info(
-        f"synthetic source: {summary.rows} in {summary.seconds:.1f} s -> {churn_home.folder('raw')}"
-    )
-
-
 DERIVED_TABLES = ("customer_snapshots", "customer_features", "churn_labels", "training_set")
 
 
@@ -124,49 +99,60 @@ def raw_tables(
     settings = load_settings()
     source_name = config.source or settings.source
     try:
-        source = None if source_name == "synthetic" else load_source(source_name)
+        source = registry.source_for(
+            None if source_name == "synthetic" else load_source(source_name)
+        )
     except SourceConfigError as error:
         raise dg.Failure(description=str(error)) from error
     raw_dir = churn_home.folder("raw")
-    if source is None:
-        absent = [t.name for t in RAW_TABLES if find_source_file(raw_dir, t) is None]
-        if config.regenerate or absent:
-            _generate_synthetic(context, churn_home)
-    shape = layout_name(source)
+    source.prepare_files(
+        settings,
+        raw_dir,
+        churn_home.folder("truth"),
+        regenerate=config.regenerate,
+        log=context.log.info,
+    )
     # One transaction for the whole reload: a run killed after some tables were replaced (or
     # before the incoming files were replayed) leaves every raw table as it was.
     with warehouse.connect(context) as con, transaction(con):
         loaded = []
-        observation_date = None
-        if source is not None and source.is_flat:
-            observation_date = flat_observation_date(source)
         for table in RAW_TABLES:
+            if not source.has_table(table):
+                # No empty stand-in: a table that exists says the source has one.
+                con.execute(f"DROP TABLE IF EXISTS {raw_name(table)}")
+                context.log.info(f"{raw_name(table)}: no table ({source.absence_reason(table)})")
+                continue
             started = time.perf_counter()
             try:
-                path, rows = land_table(con, source, table, raw_dir)
+                path, rows = source.land(con, table, raw_dir)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
-            origin = path.name if path is not None else f"nothing (a {shape} source has none)"
+            origin = path.name if path is not None else f"nothing ({source.absence_reason(table)})"
             context.log.info(f"{raw_name(table)}: {rows:,} rows from {origin}")
             loaded.append((table, path, round(time.perf_counter() - started, 3)))
         _forget_other_source(con, context, source_name)
-        record_source(con, source_name, source, observation_date)
-        if source is None or not (source.is_flat or source.is_event_log):
-            # incoming/ files follow the five-table contract; an event log has its own columns
+        record_source(con, source_name, source.config, source.observation_date)
+        if source.replays_incoming:
+            # incoming/ files follow the five-table contract
             replay_landed(con, context.log.info, context.log.warning)
+        shape = {"source": source_name, "source_shape": source.kind}
         for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
             origin = (
                 {"source_file": dg.MetadataValue.path(str(path))}
                 if path is not None
-                else {"note": f"empty: a {shape} source has no {table.name} table"}
+                else {"note": f"empty: {source.absence_reason(table)}"}
             )
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
-                metadata=metadata
-                | origin
-                | {"source": source_name, "source_shape": shape, "load_seconds": seconds},
+                metadata=metadata | origin | shape | {"load_seconds": seconds},
             )
+        for table in RAW_TABLES:
+            if not source.has_table(table):
+                yield dg.MaterializeResult(
+                    asset_key=raw_name(table),
+                    metadata=shape | {"table": "none", "note": source.absence_reason(table)},
+                )
 
 
 def _land_incoming(
@@ -181,17 +167,21 @@ def _land_incoming(
     landed: dict[str, list[str]] = {}
     quarantined: list[str] = []
     with warehouse.connect(context) as con:
-        source, _ = active_source(con)
-        if source is not None and source.is_event_log:
-            raise dg.Failure(
-                description=f"incoming/ files follow the five-table contract; the {source.name} "
-                "source is an event log: add the rows to its own files and "
-                "re-materialize raw_tables"
-            )
+        source = registry.landed(con)
+        refusal = source.incoming_refusal()
+        if refusal is not None:
+            raise dg.Failure(description=refusal)
         for name in config.incoming_files:
             path = Path(name)
             if not path.exists():
                 context.log.warning(f"{path} is gone (landed by an earlier run?); skipped")
+                continue
+            table = table_for(path)
+            if table is not None and not source.has_table(table):
+                reason = f"{path.name}: {source.absence_reason(table)}"
+                target = quarantine(path, reason, churn_home.folder("quarantine"))
+                quarantined.append(reason)
+                context.log.warning(f"quarantined {target}: {reason}")
                 continue
             try:
                 outcome = append_incoming(con, path, churn_home.folder("landed"))
@@ -207,7 +197,11 @@ def _land_incoming(
             landed.setdefault(table_name, []).append(f"{path.name} ({rows:,} rows)")
             context.log.info(f"raw_{table_name}: appended {rows:,} rows from {path.name}")
         for table in RAW_TABLES:
-            metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
+            metadata = (
+                table_metadata(con, raw_name(table), column_descriptions(table.name))
+                if source.has_table(table)
+                else {"table": "none", "note": source.absence_reason(table)}
+            )
             yield dg.MaterializeResult(
                 asset_key=raw_name(table),
                 metadata=metadata

@@ -9,16 +9,14 @@ everything downstream, because it means the source itself is broken.
 import dagster as dg
 
 from churn.features.events import features, vocabulary_rows
-from churn.features.shape import build_event_spec, save_spec
-from churn.ingest.eventlog import profile_features, staged_measures
 from churn.ingest.flat import InferredColumn
 from churn.ingest.landing import SourceFileError
-from churn.ingest.layout import layout_name, stage
 from churn.ingest.schema import CUSTOMERS, EVENTS, RAW_TABLES, Table
-from churn.ingest.sources import active_source
 from churn.ingest.staging import StagingResult, raw_name, rejects_name, staged_name
 from churn.settings import load_settings
+from churn.sources.base import Source
 from churn.sources.config import SourceConfigError
+from churn.sources.registry import landed
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
 from churn_assets.partitions import SINGLE_RUN, last_observation_date
@@ -145,25 +143,19 @@ def _flat_metadata(inferred: list[InferredColumn]) -> dict:
     }
 
 
-def _decide_event_features(con, source) -> dict:
+def _decide_event_features(con, source: Source) -> dict:
     """Fix the generated feature family (vocabulary, measures, profile, churn definition) from
     the staged events: every later step, and the model card, reads this decision."""
     settings = load_settings()
-    events = source.tables.get("events") if source is not None else None
-    spec = build_event_spec(
-        con,
-        source,
-        last_observation_date=last_observation_date(settings),
-        horizon_days=settings.horizon_days,
-        measures=tuple(staged_measures(events.measures)) if events is not None else (),
-        profile=tuple(profile_features(con)) if source is not None and source.is_event_log else (),
+    last = last_observation_date(settings)
+    spec = source.decide_features(
+        con, last_observation_date=last, horizon_days=settings.horizon_days
     )
-    save_spec(con, spec)
-    top = source.top_event_types if source is not None else 10
+    if spec is None:
+        return {"generated_features": 0}
     return {
-        "event_vocabulary_rule": f"the {top} most frequent event types before "
-        f"{last_observation_date(settings)} (the last observation date), by count alone: no "
-        "label is read"
+        "event_vocabulary_rule": f"the {source.top_event_types} most frequent event types before "
+        f"{last} (the last observation date), by count alone: no label is read"
         + (", the cancellation event excluded" if spec.churn.cancellation_event else ""),
         "event_vocabulary": dg.MetadataValue.md(
             markdown_table(["event_type", "code", "feature_slug"], vocabulary_rows(spec))
@@ -175,8 +167,21 @@ def _decide_event_features(con, source) -> dict:
     }
 
 
+def _absent(context: dg.AssetExecutionContext, source: Source, table: Table):
+    """A table the source does not have: no table is created (an empty stand-in would claim
+    the source has one), yet both assets report a materialization saying why, because the
+    downstream steps depend on them in the same run and Dagster skips a step whose upstream
+    output was not yielded. Its checks yield no result (optional outputs of a subsettable
+    multi-asset): there is no row to evaluate, and a pass on zero rows could never fail.
+    Dagster logs them as not executed, and downstream proceeds without gating on them."""
+    reason = source.absence_reason(table)
+    context.log.info(f"{staged_name(table)}: no table, {reason}; its checks are not evaluated")
+    metadata = {"table": "none", "note": reason, "source_shape": source.kind}
+    yield dg.MaterializeResult(asset_key=staged_name(table), metadata=metadata)
+    yield dg.MaterializeResult(asset_key=rejects_name(table), metadata=metadata)
+
+
 def build_staging_asset(table: Table) -> dg.AssetsDefinition:
-    descriptions = column_descriptions(table.name)
     deps = [raw_name(table)] + ([staged_name(CUSTOMERS)] if table.references_customers else [])
 
     @dg.multi_asset(
@@ -190,7 +195,6 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 deps=deps,
                 kinds={"duckdb"},
                 owners=["team:data-engineering"],
-                skippable=False,
             ),
             dg.AssetSpec(
                 rejects_name(table),
@@ -200,10 +204,13 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 deps=deps,
                 kinds={"duckdb"},
                 owners=["team:data-engineering"],
-                skippable=False,
             ),
         ],
         check_specs=_check_specs(table),
+        # Subsettable so that its checks are optional outputs: a table the source lacks has no
+        # rows to check, and a check must not report a pass it could never fail. The body
+        # yields only what was selected.
+        can_subset=True,
         pool=WAREHOUSE_POOL,
         backfill_policy=SINGLE_RUN,
     )
@@ -215,20 +222,25 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
     ):
         compute = engine.engine()
         with warehouse.connect(context) as con:
-            source, observation_date = active_source(con)
+            source = landed(con)
+            if not source.has_table(table):
+                source.forget_staged(con, table)
+                yield from _selected(context, _absent(context, source, table))
+                return
             try:
-                staged = stage(con, source, table, observation_date, compute)
+                staged = source.stage(con, table, compute)
             except SourceFileError as error:
                 raise dg.Failure(description=str(error)) from error
             except SourceConfigError as error:
-                raise dg.Failure(description=f"{source.config_path.name}: {error}") from error
+                name = source.config.config_path.name if source.config else source.name
+                raise dg.Failure(description=f"{name}: {error}") from error
             result, key = staged.result, staged.key
-            extra: dict = {"source_shape": layout_name(source), "engine": compute.name}
+            extra: dict = {"source_shape": source.kind, "engine": compute.name}
             if staged.inferred is not None:
                 extra |= _flat_metadata(staged.inferred)
             if staged.time_formats:
                 extra["time_format"] = dg.MetadataValue.json(staged.time_formats)
-            if table is EVENTS and not (source is not None and source.is_flat):
+            if table is EVENTS:
                 extra |= _decide_event_features(con, source)
             duplicate_keys_left = con.execute(
                 f"SELECT count(*) - count(DISTINCT ({key})) FROM {staged_name(table)}"
@@ -237,29 +249,44 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 f"{staged_name(table)}: {result.staged_rows:,} staged, "
                 f"{result.rejected_rows:,} rejected, {result.duplicates_dropped:,} duplicates"
             )
-            yield dg.MaterializeResult(
-                asset_key=staged_name(table),
-                metadata=table_metadata(con, staged_name(table), descriptions)
-                | {
-                    "raw_rows": result.raw_rows,
-                    "rejected_rows": result.rejected_rows,
-                    "duplicates_dropped": result.duplicates_dropped,
-                }
-                | extra,
+            yield from _selected(
+                context, _materializations(con, table, result, extra, compute.name)
             )
-            yield dg.MaterializeResult(
-                asset_key=rejects_name(table),
-                metadata=table_metadata(
-                    con, rejects_name(table), descriptions | REJECT_DESCRIPTIONS
-                )
-                | {
-                    "reasons": dg.MetadataValue.md(_reject_summary(con, table)),
-                    "engine": compute.name,
-                },
-            )
-        yield from _check_results(table, result, duplicate_keys_left, config.max_reject_share)
+        yield from _selected(
+            context, _check_results(table, result, duplicate_keys_left, config.max_reject_share)
+        )
 
     return _stage
+
+
+def _selected(context: dg.AssetExecutionContext, results):
+    """The results of the assets and checks this run selected (the multi-asset subsets)."""
+    for result in results:
+        if isinstance(result, dg.AssetCheckResult):
+            key = dg.AssetCheckKey(result.asset_key, result.check_name)
+            if key in context.selected_asset_check_keys:
+                yield result
+        elif result.asset_key in context.selected_asset_keys:
+            yield result
+
+
+def _materializations(con, table: Table, result: StagingResult, extra: dict, engine: str):
+    descriptions = column_descriptions(table.name)
+    yield dg.MaterializeResult(
+        asset_key=staged_name(table),
+        metadata=table_metadata(con, staged_name(table), descriptions)
+        | {
+            "raw_rows": result.raw_rows,
+            "rejected_rows": result.rejected_rows,
+            "duplicates_dropped": result.duplicates_dropped,
+        }
+        | extra,
+    )
+    yield dg.MaterializeResult(
+        asset_key=rejects_name(table),
+        metadata=table_metadata(con, rejects_name(table), descriptions | REJECT_DESCRIPTIONS)
+        | {"reasons": dg.MetadataValue.md(_reject_summary(con, table)), "engine": engine},
+    )
 
 
 staging_assets = [build_staging_asset(table) for table in RAW_TABLES]

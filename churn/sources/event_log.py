@@ -1,0 +1,112 @@
+"""An event log: only an events table is certain (customer id and event time), with optional
+customers (any profile columns) and cancellations tables (:mod:`churn.ingest.eventlog`).
+
+What differs from the subscription kinds: each table is landed with its own columns and staged
+with its detected time formats, the features are the generated family alone (the log's own
+vocabulary, measures and profile), and the churn definition of the config decides who is
+observed and who churned. ``incoming/`` files follow the five-table contract, so they are
+refused here.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import duckdb
+
+from churn.features.event_spec import decide_event_spec, save_spec
+from churn.features.events import ChurnDefinition, EventFeatureSpec
+from churn.ingest import eventlog
+from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, EVENTS, Table
+from churn.ingest.staging import stage_table
+from churn.sources.base import Staged
+from churn.sources.config import SourceConfig
+from churn.sources.history import HistorySource
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
+    from churn.settings import Settings
+
+
+class EventLogSource(HistorySource):
+    """An events source without payments or tickets: features from its own vocabulary."""
+
+    kind: ClassVar[str] = "event_log"
+
+    @classmethod
+    def accepts(cls, config: SourceConfig | None) -> bool:
+        return config is not None and config.shape == "events" and config.is_event_log
+
+    @property
+    def log_config(self) -> SourceConfig:
+        assert self.config is not None, "an event log always has a config"
+        return self.config
+
+    def observation_range(self, settings: Settings) -> tuple[date, date]:
+        assert self.log_config.observation is not None
+        return self.log_config.observation.start, self.log_config.observation.end
+
+    def land(
+        self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
+    ) -> tuple[Path | None, int]:
+        return eventlog.land_event_log_table(con, self.log_config, table)
+
+    def incoming_refusal(self) -> str | None:
+        return (
+            f"incoming/ files follow the five-table contract; the {self.name} source is an "
+            "event log: add the rows to its own files and re-materialize raw_tables"
+        )
+
+    def stage(
+        self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None
+    ) -> Staged:
+        """Customers, events and cancellations with the log's detected time formats; payments
+        and tickets (which a log has not) by the contract's schema, on zero rows."""
+        key = ", ".join(table.key)
+        if table is CUSTOMERS:
+            result, inferred, time = eventlog.stage_customers(con, self.log_config, engine)
+            formats = {"signup_date": f"{time.kind} ({time.reason})"} if time else {}
+            return Staged(result, "customer_id", inferred, formats)
+        if table is EVENTS:
+            result, time = eventlog.stage_events(con, self.log_config, engine)
+            return Staged(result, key, None, {"event_time": f"{time.kind} ({time.reason})"})
+        if table is CANCELLATIONS:
+            result, time = eventlog.stage_cancellations(con, self.log_config, engine)
+            formats = {"cancel_date": f"{time.kind} ({time.reason})"} if time else {}
+            return Staged(result, key, None, formats)
+        return Staged(stage_table(con, table, engine), key)
+
+    def decide_features(
+        self, con: duckdb.DuckDBPyConnection, *, last_observation_date: date, horizon_days: int
+    ) -> EventFeatureSpec:
+        """The generated family alone: the log's measures and its customers' profile columns;
+        a cancellation counts only when the log has a way to say one happened."""
+        config = self.log_config
+        spec = decide_event_spec(
+            con,
+            ChurnDefinition(
+                cancellation=config.has_cancellations,
+                inactive_days=config.churn.inactive_days,
+                cancellation_event=config.churn.cancellation_event,
+                horizon_days=horizon_days,
+            ),
+            last_observation_date=last_observation_date,
+            top_event_types=self.top_event_types,
+            measures=tuple(eventlog.staged_measures(config.tables["events"].measures)),
+            profile=tuple(eventlog.profile_features(con)),
+            subscription_family=False,
+        )
+        save_spec(con, spec)
+        return spec
+
+    @property
+    def description(self) -> str:
+        return "generated from the event log's own vocabulary (churn.features.events)"
+
+    def snapshots_query(self, start: str, end: str) -> tuple[str, Any]:
+        return self.definition_snapshots(start, end)
+
+    def labels_query(self, start: str, end: str, data_end: date | None) -> tuple[str, Any]:
+        return self.definition_labels(start, end, data_end)

@@ -1,0 +1,125 @@
+"""A flat customer table: one row per customer, an id and a label column, observed once.
+
+What differs from every other kind: only the customers table exists (the event tables' assets
+create nothing and say why), its other columns become the features after type inference
+(:mod:`churn.ingest.flat`, recorded in ``flat_columns``), the label is given rather than derived
+(no horizon to mature), there is no history to cut for the leakage check, and without a time
+column the rows are split stratified rather than by time.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import duckdb
+
+from churn.features import flat as flat_features
+from churn.ingest.flat import inferred_columns, stage_flat
+from churn.ingest.landing import land_flat
+from churn.ingest.schema import CUSTOMERS, Table
+from churn.ingest.sources import flat_observation_date
+from churn.sources.base import CardShape, LeakageVerdict, Source, Staged
+from churn.sources.config import FlatSource, SourceConfig
+
+if TYPE_CHECKING:
+    from churn.engine import Engine
+    from churn.settings import Settings
+
+
+class FlatTableSource(Source):
+    """``shape: flat``."""
+
+    kind: ClassVar[str] = "flat"
+    card_shape: ClassVar[CardShape] = "flat"
+    tables: ClassVar[tuple[Table, ...]] = (CUSTOMERS,)
+
+    @classmethod
+    def accepts(cls, config: SourceConfig | None) -> bool:
+        return config is not None and config.shape == "flat"
+
+    @classmethod
+    def from_config(cls, config: SourceConfig | None, observation_date: date | None = None) -> Self:
+        """Landing fixes the one observation date (``as_of``, else the load month); later steps
+        pass the date the warehouse recorded."""
+        assert config is not None
+        return cls(config, observation_date or flat_observation_date(config))
+
+    @property
+    def table(self) -> FlatSource:
+        assert self.config is not None and self.config.flat is not None
+        return self.config.flat
+
+    def observation_range(self, settings: Settings) -> tuple[date, date]:
+        if self.table.time_column or self.observation_date is None:
+            assert self.config is not None and self.config.observation is not None
+            return self.config.observation.start, self.config.observation.end
+        month = self.observation_date.replace(day=1)
+        return month, month
+
+    def land(
+        self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
+    ) -> tuple[Path | None, int]:
+        return self.table.path, land_flat(con, self.table.path)
+
+    def stage(
+        self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None
+    ) -> Staged:
+        result, inferred = stage_flat(con, self.table, self.observation_date, engine)
+        return Staged(result, "customer_id, observation_date", inferred)
+
+    def resolved(self, con: duckdb.DuckDBPyConnection) -> Self:
+        return type(self)(
+            self.config, self.observation_date, None, tuple(flat_features.flat_features(con))
+        )
+
+    @property
+    def description(self) -> str:
+        return "inferred from the flat customer table (flat_columns)"
+
+    @property
+    def every_feature_has_values(self) -> bool:
+        return True  # a column with no value at all is a broken column
+
+    @property
+    def expects_rows_in_every_window(self) -> bool:
+        return True
+
+    def snapshots_query(self, start: str, end: str) -> tuple[str, Any]:
+        return flat_features.snapshots_sql(), [start, end]
+
+    def feature_sql(self, snapshots: str) -> str:
+        return flat_features.features_sql(list(self.features), snapshots)
+
+    def leakage(
+        self, con: duckdb.DuckDBPyConnection, dates: list[str], sample_size: int
+    ) -> LeakageVerdict:
+        """No history to cut: instead no id, label or time column may be a feature."""
+        roles = {c.name: c.role for c in inferred_columns(con)}
+        leaking = [f.name for f in self.features if roles.get(f.name) != "feature"]
+        return LeakageVerdict(
+            passed=not leaking,
+            description="flat table: no event history to cut; checked instead that no id, "
+            "label or time column is a feature" + (f" (found: {leaking})" if leaking else ""),
+            metadata={"features_checked": len(self.features), "history_cut": False},
+        )
+
+    def data_end(self, con: duckdb.DuckDBPyConnection) -> date | None:
+        return None  # the label column is known for every row
+
+    def labels_query(self, start: str, end: str, data_end: date | None) -> tuple[str, Any]:
+        return flat_features.labels_sql(), {"start": start, "end": end}
+
+    @property
+    def label_days(self) -> int:
+        return 0
+
+    def churn_definition(self) -> dict[str, Any]:
+        return {"kind": "label column"}
+
+    def stratified(self) -> tuple[float, float, int, int] | None:
+        if self.table.time_column:
+            return None
+        flat = self.table
+        return flat.validation_share, flat.test_share, flat.seed, flat.cv_folds
