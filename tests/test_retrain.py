@@ -78,7 +78,7 @@ def test_the_model_group_twice_on_the_same_data_keeps_one_version_and_one_bento(
     assert {"candidate_models", "model_evaluation"} <= done
     assert not done & {"champion_model", "churn_bento"}, done
     skipped = {e.step_key for e in run.result.all_events if e.is_step_skipped}
-    assert {"champion_model", "churn_bento"} <= skipped
+    assert "churn_bento" in skipped  # champion_model ran, and emitted no output
     assert _store() == (models, bentos) and registry.latest_tag() == champion
     assert server.received == []  # nothing new is not an alarm
     with duckdb.connect(str(home_copy / "warehouse.duckdb"), read_only=True) as con:
