@@ -32,6 +32,7 @@ PROMOTION_ENV = "CHURN_PROMOTION"
 IMMEDIATE, CHALLENGER_POLICY = "immediate", "challenger"
 PROMOTION_POLICIES = (IMMEDIATE, CHALLENGER_POLICY)
 """What a gated winner becomes (``churn.registry.policy`` explains each)."""
+ALERT_WEBHOOK_ENV = "CHURN_ALERT_WEBHOOK"
 DEFAULT_SPARK_DRIVER_MEMORY = "2g"
 
 
@@ -116,6 +117,10 @@ class Settings:
     """``CHURN_BENTO_PORT``: the demo's scoring service."""
     dagster_home: Path | None = None
     """``DAGSTER_HOME``; unset means an ephemeral Dagster instance per run."""
+    alert_webhook: str = ""
+    """``CHURN_ALERT_WEBHOOK``: an http(s) URL that receives ``{"text": ...}`` when the gate
+    refuses, drift fails or realized quality drops (:mod:`churn.monitoring.alerts`); empty: no
+    alerts are posted."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -202,6 +207,15 @@ def promotion_policy(env: Mapping[str, str]) -> str:
     return value
 
 
+def alert_webhook(env: Mapping[str, str]) -> str:
+    """``CHURN_ALERT_WEBHOOK``, checked here so a typo fails at load, naming the variable,
+    rather than as a warning at the first alert."""
+    value = (env.get(ALERT_WEBHOOK_ENV) or "").strip()
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise ValueError(f"{ALERT_WEBHOOK_ENV} must be an http:// or https:// URL, got {value!r}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the ``CHURN_*`` variables; unset variables take the documented defaults."""
     env = os.environ if env is None else env
@@ -239,6 +253,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dagster_port=_port(env, "CHURN_DAGSTER_PORT", 3000),
         bento_port=_port(env, "CHURN_BENTO_PORT", 3001),
         dagster_home=Path(env[DAGSTER_HOME_ENV]) if env.get(DAGSTER_HOME_ENV) else None,
+        alert_webhook=alert_webhook(env),
     )
 
 

@@ -1,6 +1,7 @@
 """Reacting to asset-check results from sensors: "has this check been evaluated since I last
-looked, and how did it end?". Two sensors (drift retraining, challenger promotion) act on a
-check's newest evaluation exactly once; the sensor cursor holds the last evaluation seen.
+looked, and how did it end?". The challenger promotion sensor acts on a check's newest
+evaluation exactly once (the sensor cursor holds the last evaluation seen); the retrain sensor
+reads drift_check's newest evaluation only to say why drift did not retrain.
 
 Only public instance APIs: ``DagsterInstance.get_latest_asset_check_evaluation_record``. Its
 record type is not exported by Dagster, so it is read by attribute (``id``, ``run_id``,

@@ -6,7 +6,7 @@ against whatever model was just trained.
 
 The Bento follows the champion: :class:`BentoSupervisor` (in this process, not in the web
 server) polls the store every few seconds for a newer ``churn_service`` Bento, which
-``churn_bento`` builds whenever a champion is promoted (a drift retrain from the UI, say). It
+``churn_bento`` builds whenever a champion is promoted (a retrain on newly matured labels, say). It
 starts the new Bento on a private port and waits for ``/readyz``, so a Bento that cannot start
 never replaces a working one; then the relay that owns the service's port
 (``churn_assets.relay``) sends new connections to it and the old server is stopped gracefully:

@@ -68,4 +68,4 @@ def test_the_gating_checks_block() -> None:
         "stg_events:reject_share_below_limit",
     ):
         assert checks[name]["blocking"], name
-    assert not checks["drift_report:drift_check"]["blocking"]  # drift retrains, never blocks
+    assert not checks["drift_report:drift_check"]["blocking"]  # drift alerts, never blocks

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 from churn.modeling.card import json_safe
-from churn.modeling.gate import GATE_RULES, ChampionComparison, compare_with_champion, decide
+from churn.modeling.gate import (
+    GATE_RULES,
+    ChampionComparison,
+    compare_with_champion,
+    decide,
+    same_training_data,
+)
 from churn_assets.metadata import table_value
 
 ROWS = 3000
@@ -121,8 +127,73 @@ def test_every_rule_is_documented():
         decide(0.7, auc_floor=0.6).rule,
         decide(0.7, auc_floor=0.6, champion_tag="c").rule,
         decide(versus.new_auc, auc_floor=0.0, versus=versus).rule,
+        decide(0.7, auc_floor=0.6, champion_tag="c", same_data_window=WINDOW).rule,
     }
     assert seen <= set(GATE_RULES)
+
+
+WINDOW = {
+    "kind": "time",
+    "train_dates": ["2025-04-01", "2025-05-01"],
+    "validation_dates": ["2025-06-01"],
+    "test_dates": ["2025-07-01"],
+    "embargoed": [],
+    "rows": {"train": 10, "validation": 5, "test": 5},
+}
+CARD = {"data_window": WINDOW, "lineage": {"data_fingerprint": "abc"}}
+
+
+def test_the_champion_window_and_rows_again_is_nothing_new_whatever_the_auc(rows):
+    """The reported case: a drift retrain on the same rows promoted the identical model."""
+    y, risk = rows
+    champion = _scores(risk, 0.6, 5)
+    versus = compare_with_champion(y, champion, champion.copy(), "churn_model:abc", n_boot=50)
+    assert same_training_data(WINDOW, "abc", CARD)
+    decision = decide(versus.new_auc, auc_floor=0.6, versus=versus, same_data_window=WINDOW)
+    assert not decision.promoted and decision.rule == "nothing_new"
+    assert not decision.blocks  # a warning: nothing failed
+    assert decision.reason.startswith(
+        "nothing new to learn: same training window 2025-04-01..2025-07-01 and rows as "
+        "champion churn_model:abc"
+    )
+    assert decision.champion_auc == versus.champion_auc  # the figures are still reported
+    refused = decide(0.5, auc_floor=0.6, champion_tag="churn_model:abc")
+    assert not refused.promoted and refused.blocks
+
+
+@pytest.mark.parametrize(
+    ("window", "fingerprint", "card"),
+    [
+        (WINDOW | {"test_dates": ["2025-08-01"]}, "abc", CARD),  # a newer window
+        (WINDOW, "def", CARD),  # same dates, other rows (labels or features changed)
+        (WINDOW, "abc", {"data_window": WINDOW}),  # an older card without a fingerprint
+        (WINDOW, "abc", {"lineage": {"data_fingerprint": "abc"}}),  # ... or without a window
+    ],
+)
+def test_anything_new_is_not_the_same_training_data(window, fingerprint, card):
+    assert not same_training_data(window, fingerprint, card)
+
+
+def test_the_fingerprint_covers_keys_features_and_labels_only():
+    import pandas as pd
+
+    from churn.modeling.training import fingerprint
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "b"],
+            "observation_date": ["2025-04-01", "2025-04-01"],
+            "tenure_days": [10.0, 20.0],
+            "churned": [0, 1],
+            "_loaded_at": ["t1", "t1"],
+        }
+    )
+    base = fingerprint(frame, ["tenure_days"])
+    assert fingerprint(frame.assign(_loaded_at="t2"), ["tenure_days"]) == base
+    assert fingerprint(frame.iloc[::-1], ["tenure_days"]) == base  # row order is not data
+    assert fingerprint(frame.assign(tenure_days=[10.0, 20.0 + 1e-12]), ["tenure_days"]) == base
+    assert fingerprint(frame.assign(churned=[1, 1]), ["tenure_days"]) != base
+    assert fingerprint(frame.assign(tenure_days=[10.0, 21.0]), ["tenure_days"]) != base
 
 
 def test_json_safe_turns_nan_and_infinity_into_null():

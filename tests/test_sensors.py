@@ -1,4 +1,5 @@
-"""Sensors and automation: incoming files, quarantine, declarative refresh, drift -> retrain."""
+"""Sensors and automation: incoming files, quarantine, declarative refresh, new labels ->
+retrain."""
 
 import os
 import shutil
@@ -201,13 +202,13 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
     )
 
 
-def test_walkthrough_two_shifted_months_drift_retrain_and_a_new_bento(
+def test_walkthrough_two_shifted_months_new_labels_retrain_and_a_new_bento(
     pipeline_copy: Path,
 ) -> None:
     """docs/drift-walkthrough.md in order, through the sensors: shift twice (two new months,
-    fresh ids), the incoming sensor lands both, drift fails, the drift sensor retrains behind
-    the gate, and a promoted champion is packaged as the newest Bento (which ``make demo``'s
-    supervisor then serves: tests/test_ops_home.py)."""
+    fresh ids), the incoming sensor lands both, drift fails, the first shifted month's labels
+    mature, so the retrain sensor retrains behind the gate, and a promoted champion is packaged
+    as the newest Bento (which ``make demo``'s supervisor then serves: tests/test_ops_home.py)."""
     from churn import registry
 
     home = pipeline_copy
@@ -249,10 +250,11 @@ def test_walkthrough_two_shifted_months_drift_retrain_and_a_new_bento(
     assert not drift.passed
     assert "monthly_fee" in drift.metadata["drifted_columns"].value
 
-    retrain, _ = _tick(monitoring_sensors.drift_retrain_sensor, instance)
+    retrain, _ = _tick(monitoring_sensors.new_labels_retrain_sensor, instance)
     assert isinstance(retrain, dg.RunRequest)
-    again, _ = _tick(monitoring_sensors.drift_retrain_sensor, instance, cursor=str(10**12))
-    assert isinstance(again, dg.SkipReason)
+    assert retrain.run_key.startswith("retrain-labels-")
+    again, _ = _tick(monitoring_sensors.new_labels_retrain_sensor, instance)
+    assert again.run_key == retrain.run_key  # the daemon launches one run per key
     result = _run(home, instance, monitoring_sensors.RETRAIN_SELECTION)
     gate = {e.check_name: e for e in result.get_asset_check_evaluations()}["quality_gate"]
     materialized_keys = {

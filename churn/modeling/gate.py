@@ -1,13 +1,16 @@
 """The quality gate: whether the winning candidate may replace the champion.
 
-A model is promoted only when its test AUC is believable (below the leakage ceiling), good
-enough (above the floor) and not worse than the current champion on the very same test rows:
-not significantly worse by the paired bootstrap we also use for challengers, and not below it on
-the point estimate (unless a tolerance is configured, and then the reason says so).
+A model is promoted only when it learned something the champion did not (a different training
+window or different rows: a retrain on the champion's own data would only mint a new version of
+the same model), its test AUC is believable (below the leakage ceiling), good enough (above the
+floor) and not worse than the current champion on the very same test rows: not significantly
+worse by the paired bootstrap we also use for challengers, and not below it on the point
+estimate (unless a tolerance is configured, and then the reason says so).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +22,45 @@ from churn.modeling.training import Part
 
 LEAKAGE_CEILING = 0.98
 """No honest churn model on behavioural data reaches this test AUC; above it, suspect leakage."""
+
+NOTHING_NEW = "nothing_new"
+"""The rule of a candidate trained on the champion's own window and rows: not promoted, but not
+a failure either (nothing is wrong with the data or the model; there was just nothing to learn)."""
+
+WINDOW_BLOCKS = ("kind", "train_dates", "validation_dates", "test_dates")
+"""The parts of a card's ``data_window`` that say which observation dates a model saw."""
+
+
+def same_training_data(
+    window: Mapping[str, Any], fingerprint: str, champion_card: Mapping[str, Any]
+) -> bool:
+    """Whether a candidate trained on ``window`` (``TrainingData.window()``) with rows hashing to
+    ``fingerprint`` saw exactly what the champion saw, per the champion's card (``data_window``
+    and ``lineage.data_fingerprint``). A card without them (an older card) is never "the same"."""
+    recorded = champion_card.get("data_window")
+    recorded_fingerprint = champion_card.get("lineage", {}).get("data_fingerprint")
+    if not isinstance(recorded, Mapping) or recorded_fingerprint != fingerprint:
+        return False
+    return all(
+        _as_list(recorded.get(block)) == _as_list(window.get(block)) for block in WINDOW_BLOCKS
+    )
+
+
+def _as_list(value: Any) -> Any:
+    """Dates as the card stores them (ISO strings in a list)."""
+    if isinstance(value, list | tuple):
+        return [str(item)[:10] for item in value]
+    return value
+
+
+def window_span(window: Mapping[str, Any]) -> str:
+    """``first..last`` observation date a model learned from or was tested on."""
+    dates = sorted(
+        str(day)[:10]
+        for block in ("train_dates", "validation_dates", "test_dates")
+        for day in window.get(block) or ()
+    )
+    return f"{dates[0]}..{dates[-1]}" if dates else "(no dates)"
 
 
 @dataclass(frozen=True)
@@ -100,8 +142,16 @@ class GateDecision:
     confidence: float | None = None
     tolerance: float = 0.0
 
+    @property
+    def blocks(self) -> bool:
+        """A refusal that is an error (a worse, leaky or too weak model), as opposed to "nothing
+        new to learn", which keeps the champion without failing anything."""
+        return not self.promoted and self.rule != NOTHING_NEW
+
 
 GATE_RULES = {
+    NOTHING_NEW: "not promoted: trained on the champion's own window and rows, so it is the "
+    "same model again (no new version, no new Bento)",
     "leakage_ceiling": "refused: test AUC above the leakage ceiling",
     "auc_floor": "refused: test AUC below the floor",
     "significantly_worse": "refused: the paired-bootstrap interval of (new - champion) AUC lies "
@@ -125,9 +175,15 @@ def decide(
     tolerance: float = 0.0,
     champion_tag: str | None = None,
     versus: ChampionComparison | None = None,
+    same_data_window: Mapping[str, Any] | None = None,
 ) -> GateDecision:
-    """The quality gate: leakage ceiling, absolute floor, then no regression against the
-    champion on the same test rows.
+    """The quality gate: nothing new to learn, leakage ceiling, absolute floor, then no
+    regression against the champion on the same test rows.
+
+    ``same_data_window`` is the candidate's window when :func:`same_training_data` found it
+    identical to the champion's (window and rows): the candidate is then the champion again,
+    and is not promoted whatever its AUC (rule ``nothing_new``; :attr:`GateDecision.blocks` is
+    False, since nothing failed).
 
     Against a champion the new model must be (1) not significantly worse (the paired bootstrap
     interval of the AUC difference does not lie below 0) and (2) not below it on the point
@@ -145,6 +201,14 @@ def decide(
             "confidence": versus.confidence,
         }
     common["champion_tag"] = champion_tag
+    if same_data_window is not None:
+        return GateDecision(
+            False,
+            NOTHING_NEW,
+            f"nothing new to learn: same training window {window_span(same_data_window)} and "
+            f"rows as champion {champion_tag}; the champion stays (no new version)",
+            **common,
+        )
     if test_auc > LEAKAGE_CEILING:
         return GateDecision(
             False,

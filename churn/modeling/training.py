@@ -70,11 +70,29 @@ class TrainingData:
         }
 
 
-def fingerprint(frame: pd.DataFrame) -> str:
-    """Content hash of the training rows, so a model can be traced to the exact data."""
+KEY_COLUMNS = ("customer_id", "observation_date")
+
+
+def fingerprint(frame: pd.DataFrame, features: Sequence[str] = ()) -> str:
+    """Content hash of the rows a model learns from and is tested on: their keys, the model's
+    feature columns and the label, in key order.
+
+    Two trainings with the same fingerprint (and window) saw the same data, so the gate knows a
+    retrain has nothing new to learn (:func:`churn.modeling.gate.same_training_data`). Columns the
+    model never sees are left out, so a bookkeeping column cannot make identical data look new;
+    doubles are hashed as float32, so a last-bit difference of a parallel SQL sum between two
+    runs is not new data either. Without ``features`` every column is hashed.
+    """
     import pandas as pd
 
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    keys = [column for column in KEY_COLUMNS if column in frame.columns]
+    columns = [*keys, *features, LABEL] if features else list(frame.columns)
+    rows = frame[[column for column in dict.fromkeys(columns) if column in frame.columns]]
+    if keys:
+        rows = rows.sort_values(keys, kind="stable")
+    doubles = rows.select_dtypes("float64").columns
+    rows = rows.astype(dict.fromkeys(doubles, "float32"))
+    hashed = pd.util.hash_pandas_object(rows, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
@@ -146,7 +164,9 @@ def prepare(
         train=part(train_mask),
         validation=part(validation_mask),
         test=part(test_mask),
-        fingerprint=fingerprint(frame),
+        fingerprint=fingerprint(
+            frame.loc[train_mask | validation_mask | test_mask], [f.name for f in features]
+        ),
     )
 
 

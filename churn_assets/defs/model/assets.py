@@ -1,8 +1,18 @@
 """[model] Candidates on a time split, their evaluation, the quality gate and the champion.
 
 ``model_evaluation`` carries the gate as a blocking check: when it fails, ``champion_model`` does
-not run, so the model store — and the Bento built from it — keep the previous champion. Every
-candidate and the gate's decision land in the ``model_registry`` table either way.
+not run, so the model store — and the Bento built from it — keep the previous champion, and an
+alert goes to ``CHURN_ALERT_WEBHOOK``. Every candidate and the gate's decision land in the
+``model_registry`` table either way.
+
+A candidate trained on the champion's own window and rows (the card's ``data_window`` and
+``lineage.data_fingerprint``) has nothing new to learn: the gate says so (rule ``nothing_new``)
+with WARN severity, which Dagster does not treat as blocking, so the run and ``make pipeline``
+succeed; ``champion_model`` (``output_required=False``) then emits no materialization, so there
+is no new model version, Dagster skips the steps below it in the run (``churn_bento``,
+``customer_scores``, monitoring) and no automation re-scores. Why not an ERROR: a failed
+blocking ERROR check raises in its step (``DagsterAssetCheckFailedError``) and fails the run,
+which is right for a worse model and wrong for unchanged data.
 
 Figures go to the UI as tables where they are tabular (metrics, confusion matrix, calibration
 bins, feature importance): Dagster renders tables inline. The plots are PNG files under
@@ -24,6 +34,7 @@ from churn.modeling.card import json_safe
 from churn.settings import load_settings
 from churn.sources.registry import resolve
 from churn.warehouse import transaction
+from churn_assets.alerting import alert_unless
 from churn_assets.metadata import markdown_table, table_value
 from churn_assets.partitions import SINGLE_RUN
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
@@ -280,7 +291,12 @@ def model_evaluation(
     import pandas as pd
 
     from churn import registry
-    from churn.modeling.gate import champion_scores_on, compare_with_champion, decide
+    from churn.modeling.gate import (
+        champion_scores_on,
+        compare_with_champion,
+        decide,
+        same_training_data,
+    )
     from churn.modeling.training import Economics, evaluate_candidates
     from churn.registry import history
 
@@ -310,14 +326,23 @@ def model_evaluation(
                 n_boot=config.bootstrap_samples,
                 confidence=config.confidence,
             )
+    same_data = champion is not None and same_training_data(
+        data.window(), data.fingerprint, champion.card
+    )
     decision = decide(
         evaluation.winning.test["roc_auc"],
         auc_floor=config.auc_floor,
         tolerance=config.champion_tolerance,
         champion_tag=champion_tag,
         versus=versus,
+        same_data_window=data.window() if same_data else None,
     )
     context.log.info(f"quality gate: {decision.reason}")
+    alert_unless(
+        not decision.blocks,
+        context,
+        f"the quality gate refused {evaluation.winner}: {decision.reason}",
+    )
     if data.window()["kind"] == "time" and config.backtest_months > 0:
         evaluation.backtest = _backtest(context, warehouse, evaluation, models, config)
     folder = churn_home.folder("reports") / "model_evaluation" / context.run_id
@@ -370,7 +395,8 @@ def model_evaluation(
     yield dg.AssetCheckResult(
         check_name="quality_gate",
         passed=decision.promoted,
-        severity=dg.AssetCheckSeverity.ERROR,
+        # WARN for "nothing new": not blocking, so the run succeeds (see the module docstring)
+        severity=dg.AssetCheckSeverity.ERROR if decision.blocks else dg.AssetCheckSeverity.WARN,
         description=decision.reason,
         metadata={k: v for k, v in asdict(decision).items() if v is not None},
     )
@@ -441,9 +467,12 @@ class ChampionConfig(dg.Config):
 
 @dg.asset(
     description="The gated winner saved to the BentoML model store as a new version of "
-    "`churn_model`, with its model card and a reference sample of training features for drift.",
+    "`churn_model`, with its model card and a reference sample of training features for drift. "
+    "Not materialized when the winner had nothing new to learn (the champion's own window and "
+    "rows): the champion stays, and nothing below it runs.",
     kinds={"bentoml"},
     pool=WAREHOUSE_POOL,
+    output_required=False,
     **_model_spec_kwargs(),
 )
 def champion_model(
@@ -453,10 +482,14 @@ def champion_model(
     warehouse: WarehouseResource,
 ):
     from churn.modeling.card import build_card
+    from churn.modeling.gate import NOTHING_NEW
     from churn.registry import history, policy
 
     data, evaluation = model_evaluation["data"], model_evaluation["evaluation"]
     decision = model_evaluation["decision"]
+    if decision.rule == NOTHING_NEW:
+        context.log.info(f"not saved, {decision.reason}")
+        return  # no Output: no new version, and Dagster skips the steps downstream
     model = model_evaluation["models"][evaluation.winner]
     settings = load_settings()
     card = build_card(
@@ -482,7 +515,7 @@ def champion_model(
     context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
     with warehouse.connect(context) as con:
         history.record_saved(con, context.run_id, saved)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "model_tag": saved.champion,  # what churn_bento packages as the champion
             "saved_tag": saved.tag,

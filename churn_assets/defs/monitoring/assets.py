@@ -2,8 +2,9 @@
 
 The logic lives in :mod:`churn.monitoring` (Dagster-free); these assets open the warehouse, call
 it and turn the results into metadata and checks. ``drift_check`` is deliberately *not*
-blocking: drift is a reason to retrain (``drift_retrain_sensor`` reacts to its failure), not a
-reason to stop refreshing the monitoring assets downstream.
+blocking: drift is a reason to look (a failed check posts an alert, :mod:`churn_assets.alerting`),
+not a reason to stop refreshing the monitoring assets downstream; retraining follows newly
+matured labels (``new_labels_retrain_sensor``), never drift alone.
 
 The drift report is reachable from the UI three ways: the per-feature verdicts as an inline
 table (``drift_by_feature``), the HTML's ``file://`` URL (``report_url``: opens when the browser
@@ -21,6 +22,7 @@ import dagster as dg
 from churn.modeling.card import json_safe
 from churn.monitoring.drift import DEFAULT_DRIFT_SHARE
 from churn.settings import load_settings
+from churn_assets.alerting import alert_unless
 from churn_assets.defs.monitoring.promotion import PROMOTION_CHECK_SPEC, challenger_evaluation
 from churn_assets.metadata import table_value
 from churn_assets.partitions import SINGLE_RUN
@@ -166,6 +168,14 @@ def drift_report(
     yield dg.MaterializeResult(metadata=metadata)
     too_small = len(current) < config.min_rows
     passed = too_small or result.share <= config.max_drift_share
+    alert_unless(
+        passed,
+        context,
+        f"drift_check failed on the {newest} snapshot: {len(result.drifted_columns)}/"
+        f"{len(result.columns)} features drifted ({result.share:.0%}, limit "
+        f"{config.max_drift_share:.0%}) against {champion.tag}: "
+        f"{', '.join(result.drifted_columns)}",
+    )
     yield dg.AssetCheckResult(
         check_name="drift_check",
         passed=passed,
@@ -289,6 +299,16 @@ def model_performance(
                 json_safe([c.to_dict() for c in comparisons])
             ),
         }
+    )
+    alert_unless(
+        not degraded,
+        context,
+        "realized quality dropped below model_performance_check: "
+        + "; ".join(
+            f"{r.source} {r.model_version}: AUC {r.roc_auc:.3f} vs expected "
+            f"{r.expected_roc_auc:.3f} (tolerance {config.auc_tolerance:.3f})"
+            for r in degraded
+        ),
     )
     yield dg.AssetCheckResult(
         check_name="model_performance_check",
