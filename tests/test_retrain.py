@@ -61,7 +61,7 @@ def test_the_model_group_twice_on_the_same_data_keeps_one_version_and_one_bento(
     home_copy: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The session's run trained the champion; the same group again on the same rows refuses
-    (WARN, so the run succeeds), saves nothing, builds nothing and posts no alert."""
+    (WARN, so the run succeeds), saves nothing, keeps the Bento it had and posts no alert."""
     models, bentos = _store()
     assert len(models) == 1 and len(bentos) == 1
     champion = registry.latest_tag()
@@ -74,11 +74,14 @@ def test_the_model_group_twice_on_the_same_data_keeps_one_version_and_one_bento(
     assert gate.metadata["rule"].value == "nothing_new"
     assert gate.description.startswith("nothing new to learn: same training window ")
     assert f"and rows as champion {champion}" in gate.description
-    done = {e.asset_key.to_user_string() for e in run.result.get_asset_materialization_events()}
-    assert {"candidate_models", "model_evaluation"} <= done
-    assert not done & {"champion_model", "churn_bento"}, done
-    skipped = {e.step_key for e in run.result.all_events if e.is_step_skipped}
-    assert "churn_bento" in skipped  # champion_model ran, and emitted no output
+    done = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in run.result.get_asset_materialization_events()
+    }
+    assert {"candidate_models", "model_evaluation", "champion_model", "churn_bento"} <= set(done)
+    assert done["champion_model"]["unchanged"].value is True
+    assert done["champion_model"]["model_tag"].value == champion
+    assert done["churn_bento"]["rebuilt"].value is False  # the Bento it had, kept
     assert _store() == (models, bentos) and registry.latest_tag() == champion
     assert server.received == []  # nothing new is not an alarm
     with duckdb.connect(str(home_copy / "warehouse.duckdb"), read_only=True) as con:

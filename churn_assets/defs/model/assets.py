@@ -8,11 +8,12 @@ alert goes to ``CHURN_ALERT_WEBHOOK``. Every candidate and the gate's decision l
 A candidate trained on the champion's own window and rows (the card's ``data_window`` and
 ``lineage.data_fingerprint``) has nothing new to learn: the gate says so (rule ``nothing_new``)
 with WARN severity, which Dagster does not treat as blocking, so the run and ``make pipeline``
-succeed; ``champion_model`` (``output_required=False``) then emits no materialization, so there
-is no new model version, Dagster skips the steps below it in the run (``churn_bento``,
-``customer_scores``, monitoring) and no automation re-scores. Why not an ERROR: a failed
-blocking ERROR check raises in its step (``DagsterAssetCheckFailedError``) and fails the run,
-which is right for a worse model and wrong for unchanged data.
+succeed; ``champion_model`` then saves nothing (no new model version) and records that the
+champion stays, and ``churn_bento`` keeps the Bento it already built for that champion, so the
+demo's service does not switch. Scoring still runs below it: a new month with no newly matured
+labels must still be scored by the same champion. Why not an ERROR: a failed blocking ERROR
+check raises in its step (``DagsterAssetCheckFailedError``) and fails the run, which is right for
+a worse model and wrong for unchanged data.
 
 Figures go to the UI as tables where they are tabular (metrics, confusion matrix, calibration
 bins, feature importance): Dagster renders tables inline. The plots are PNG files under
@@ -468,11 +469,10 @@ class ChampionConfig(dg.Config):
 @dg.asset(
     description="The gated winner saved to the BentoML model store as a new version of "
     "`churn_model`, with its model card and a reference sample of training features for drift. "
-    "Not materialized when the winner had nothing new to learn (the champion's own window and "
-    "rows): the champion stays, and nothing below it runs.",
+    "When the winner had nothing new to learn (the champion's own window and rows) nothing is "
+    "saved and the champion stays.",
     kinds={"bentoml"},
     pool=WAREHOUSE_POOL,
-    output_required=False,
     **_model_spec_kwargs(),
 )
 def champion_model(
@@ -489,7 +489,13 @@ def champion_model(
     decision = model_evaluation["decision"]
     if decision.rule == NOTHING_NEW:
         context.log.info(f"not saved, {decision.reason}")
-        return  # no Output: no new version, and Dagster skips the steps downstream
+        return dg.MaterializeResult(
+            metadata={
+                "model_tag": decision.champion_tag,  # what churn_bento packages, as before
+                "unchanged": True,
+                "promotion": decision.reason,
+            }
+        )
     model = model_evaluation["models"][evaluation.winner]
     settings = load_settings()
     card = build_card(
@@ -515,7 +521,7 @@ def champion_model(
     context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
     with warehouse.connect(context) as con:
         history.record_saved(con, context.run_id, saved)
-    yield dg.MaterializeResult(
+    return dg.MaterializeResult(
         metadata={
             "model_tag": saved.champion,  # what churn_bento packages as the champion
             "saved_tag": saved.tag,

@@ -30,20 +30,23 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_TIMEOUT_SECONDS = 600
 
 
-def champion_tag(context: dg.AssetExecutionContext) -> str:
+def recorded_champion(context: dg.AssetExecutionContext) -> tuple[str, bool]:
     """The tag ``champion_model`` recorded, else the newest ``churn_model`` (the champion by
-    construction: only promoted models are saved)."""
+    construction: only promoted models are saved); and whether that run kept the champion
+    unchanged (nothing new to learn)."""
     from churn import registry
 
     event = context.instance.get_latest_materialization_event(dg.AssetKey("champion_model"))
     if event is not None and event.asset_materialization is not None:
-        recorded = event.asset_materialization.metadata.get("model_tag")
+        metadata = event.asset_materialization.metadata
+        recorded = metadata.get("model_tag")
         if recorded is not None:
-            return str(recorded.value)
+            unchanged = metadata.get("unchanged")
+            return str(recorded.value), bool(unchanged is not None and unchanged.value)
     tag = registry.latest_tag()
     if tag is None:
         raise registry.ModelNotFoundError("No churn_model in the store: run champion_model first.")
-    return tag
+    return tag, False
 
 
 def build_bento(model_tag: str, version: str, challenger_tag: str | None = None) -> str:
@@ -105,13 +108,31 @@ def churn_bento(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
 
     from churn.registry import roles
 
-    model_tag = champion_tag(context)
+    model_tag, unchanged = recorded_champion(context)
     version = model_tag.split(":", 1)[1]
     # The store's challenger rides along when it challenges this champion (registry roles); the
     # Bento is then churn_service:<champion version>-vs-<challenger version>.
     challenger = roles.challenger_tag() if roles.champion_tag() == model_tag else None
     if challenger is not None:
         version = f"{version}-vs-{challenger.split(':', 1)[1]}"
+    if unchanged:
+        # The champion stayed (nothing new to learn): its Bento, when built, is the one to keep,
+        # so the service that follows the store does not switch to an identical rebuild.
+        try:
+            bento = bentoml.bentos.get(f"{BENTO_NAME}:{version}")
+        except NotFound:
+            bento = None
+        if bento is not None:
+            context.log.info(f"kept {bento.tag}: the champion {model_tag} is unchanged")
+            return dg.MaterializeResult(
+                metadata={
+                    "bento_tag": str(bento.tag),
+                    "model_tag": model_tag,
+                    "challenger_tag": challenger or "none",
+                    "bento_path": dg.MetadataValue.path(str(bento.path)),
+                    "rebuilt": False,
+                }
+            )
     try:
         bentoml.bentos.delete(f"{BENTO_NAME}:{version}")
         context.log.info(f"replacing the existing Bento {BENTO_NAME}:{version}")
