@@ -21,7 +21,7 @@ import numpy as np
 
 from churn.features.shape import resolve_shape
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
-from churn.modeling.card import json_safe
+from churn.modeling.card import json_safe, time_growing_fields
 from churn.settings import load_settings
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_value
@@ -154,7 +154,12 @@ def candidate_models(
         )
         metadata["cv_folds"] = stratified.cv_folds
     return dg.Output(
-        {"data": data, "models": models, "card_fields": shape.card_fields()}, metadata=metadata
+        {
+            "data": data,
+            "models": models,
+            "card_fields": shape.card_fields() | time_growing_fields(shape.features),
+        },
+        metadata=metadata,
     )
 
 
