@@ -186,7 +186,7 @@ def drift_report(
         }
     if len(traffic) >= config.min_rows:
         traffic_result, traffic_snapshot = drift.run_report(
-            reference, traffic, kinds, drift_share=config.max_drift_share
+            reference, traffic, kinds, drift_share=config.max_drift_share, time_growing=growing
         )
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
