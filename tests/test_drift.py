@@ -172,8 +172,8 @@ def _result(drifted: int, compared: int) -> drift.DriftResult:
     ("training", "previous", "decide_on", "passed", "says"),
     [
         (5, 5, "both", False, "against the previous month 5/10"),
-        (5, 1, "both", True, "unchanged since last month: no alarm"),
-        (1, 5, "both", True, "still like the training data: no alarm"),
+        (5, 1, "both", True, "within the limit against last month: no alarm"),
+        (1, 5, "both", True, "within the limit against training: no alarm"),
         (1, 1, "both", True, "against the training sample 1/10"),
         (5, None, "both", False, "no previous month"),
         (5, 1, "training", False, "against the training sample 5/10"),

@@ -440,7 +440,7 @@ def decide(
     if decide_on == "previous_month":
         return DriftVerdict(not previous_over, text)
     if train_over and not previous_over:
-        text += " (unchanged since last month: no alarm)"
+        text += " (within the limit against last month: no alarm)"
     elif previous_over and not train_over:
-        text += " (a change this month, but still like the training data: no alarm)"
+        text += " (a change this month, but within the limit against training: no alarm)"
     return DriftVerdict(not (train_over and previous_over), text)
