@@ -27,7 +27,8 @@ class Feature:
     time_growing: bool = False
     """The value grows with the observation date by construction (tenure, days since signup):
     the same customers a month later have it one month higher, so drift monitoring must not
-    read ageing as a change in the data (:mod:`churn.monitoring.drift`)."""
+    read ageing as a change in the data (:mod:`churn.monitoring.drift`, which ages it by the
+    elapsed days: a flagged numeric feature counts days)."""
 
 
 def _count(name: str, description: str) -> Feature:
