@@ -293,8 +293,10 @@ class PerformanceConfig(dg.Config):
     deps=["prediction_logs", "churn_labels", "training_set", "champion_model", "customer_scores"],
     description="Realized ROC AUC, PR AUC and calibration per model version once labels "
     "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
-    "matured snapshots after its test window; compared with the model card. Also, per month, "
-    "how the list customer_scores wrote did (AUC, top-decile lift and capture).",
+    "matured snapshots after its test window; compared with the model card. Also, per scored "
+    "month with matured labels, how the list customer_scores wrote did: AUC, precision and "
+    "recall at the scoring model's decision threshold, the share labelled, the model version "
+    "(table, plot, reports/model_performance/realized_by_month.png).",
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
