@@ -103,3 +103,95 @@ def test_report_agrees_with_fast_path_and_writes_html(
     assert result.drifted_columns == fast.drifted_columns
     assert "monthly_fee" in result.drifted_columns
     assert html.stat().st_size > 10_000 and "monthly_fee" in payload.read_text()
+
+
+# --- time-growing features and the two comparisons -------------------------------------------
+
+
+def _month(features: pd.DataFrame, rank: int) -> pd.DataFrame:
+    """The ``rank``-th newest observation date's rows (0 = newest)."""
+    dates = sorted(features["observation_date"].unique())
+    return features[features["observation_date"] == dates[-1 - rank]]
+
+
+def test_ageing_alone_never_drifts_a_time_growing_feature(features: pd.DataFrame) -> None:
+    """The same customers a month older: tenure moved by exactly the elapsed days. As a plain
+    feature that is drift; declared time-growing it is not, against the previous month (aged by
+    the known elapsed days) nor against a training sample (reported, not counted)."""
+    previous = _month(features, 1)
+    older = previous.copy()
+    older["tenure_days"] += 92  # a quarter later: far more than the noise, nothing else changed
+    plain = drift.column_scores(previous, older, KINDS)
+    assert plain.drifted_columns == ["tenure_days"]
+
+    month = drift.column_scores(
+        previous, older, KINDS, time_growing=["tenure_days"], elapsed_days=92
+    )
+    tenure = next(c for c in month.columns if c.column == "tenure_days")
+    assert tenure.time_growing and tenure.counted and not tenure.drifted
+    assert tenure.score >= drift.NUMERIC_THRESHOLD and tenure.aged_score == 0.0
+    assert month.drifted_columns == [] and month.time_growing_columns == ["tenure_days"]
+
+    training = drift.column_scores(previous, older, KINDS, time_growing=["tenure_days"])
+    tenure = next(c for c in training.columns if c.column == "tenure_days")
+    assert tenure.drifted and not tenure.counted  # reported, not counted
+    assert training.drifted_columns == [] and len(training.counted_columns) == len(KINDS) - 1
+    assert "not counted (time-growing): tenure_days" in training.summary()
+
+
+def test_a_time_growing_feature_that_moved_for_another_reason_still_drifts(
+    features: pd.DataFrame,
+) -> None:
+    """Neither as it is nor aged: a wave of brand-new customers is a change, not ageing."""
+    previous = _month(features, 1)
+    current = previous.copy()
+    young = current.sample(frac=0.5, random_state=0).index
+    current.loc[young, "tenure_days"] = 3
+    result = drift.column_scores(
+        previous, current, KINDS, time_growing=["tenure_days"], elapsed_days=31
+    )
+    assert "tenure_days" in result.drifted_columns
+
+
+def test_the_card_names_the_time_growing_features_and_old_cards_fall_back() -> None:
+    card = {"time_growing_features": ["age_days"], "feature_order": ["age_days", "tenure_days"]}
+    assert drift.time_growing_from_card(card) == ["age_days"]
+    old = {"feature_order": ["plan", "tenure_days", "events_7d"]}
+    assert drift.time_growing_from_card(old) == ["tenure_days"]
+
+
+def _result(drifted: int, compared: int) -> drift.DriftResult:
+    columns = [
+        drift.ColumnDrift(f"f{i}", "numeric", drift.NUMERIC_METHOD, 0.1, 0.5, i < drifted)
+        for i in range(compared)
+    ]
+    return drift.DriftResult(columns, 100, 100)
+
+
+@pytest.mark.parametrize(
+    ("training", "previous", "decide_on", "passed", "says"),
+    [
+        (5, 5, "both", False, "against the previous month 5/10"),
+        (5, 1, "both", True, "within the limit against last month: no alarm"),
+        (1, 5, "both", True, "within the limit against training: no alarm"),
+        (1, 1, "both", True, "against the training sample 1/10"),
+        (5, None, "both", False, "no previous month"),
+        (5, 1, "training", False, "against the training sample 5/10"),
+        (1, 5, "previous_month", False, "against the previous month 5/10"),
+        (5, None, "previous_month", True, "no previous month"),
+    ],
+)
+def test_drift_check_rule(training, previous, decide_on, passed, says) -> None:
+    verdict = drift.decide(
+        _result(training, 10),
+        None if previous is None else _result(previous, 10),
+        0.2,
+        decide_on,
+    )
+    assert verdict.passed is passed
+    assert says in verdict.reason
+
+
+def test_an_unknown_rule_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="decide_on must be one of both, training"):
+        drift.decide(_result(0, 1), None, 0.2, "newest")

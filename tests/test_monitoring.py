@@ -78,3 +78,90 @@ def test_a_corrupt_file_is_reported_and_writes_nothing(tmp_path: Path) -> None:
     assert summary.files_loaded == ["2025-09-02/good.jsonl"]
     assert "2025-09-02/zbad.jsonl" in summary.failed
     assert _count(con, LOG_TABLE) == 1 and _count(con, FILES_TABLE) == 1
+
+
+# --- realized quality by scored month --------------------------------------------------------
+
+
+def _scored_world(con: duckdb.DuckDBPyConnection) -> None:
+    """Two scored months by two model versions; March fully labelled, April half, May none."""
+    con.execute(
+        "CREATE TABLE customer_scores (customer_id VARCHAR, observation_date DATE, "
+        "model_version VARCHAR, churn_probability DOUBLE, churn_label INTEGER)"
+    )
+    con.execute(
+        "CREATE TABLE churn_labels (customer_id VARCHAR, observation_date DATE, churned BOOLEAN)"
+    )
+    rows = []
+    for month, version in (("2025-03-01", "v1"), ("2025-04-01", "v2"), ("2025-05-01", "v2")):
+        for i in range(8):
+            p = (i + 1) / 10  # 0.1 .. 0.8
+            rows.append((f"c{i}", month, version, p, int(p >= 0.5)))
+    con.executemany("INSERT INTO customer_scores VALUES (?, ?, ?, ?, ?)", rows)
+    labels = [(f"c{i}", "2025-03-01", i >= 4) for i in range(8)]  # churners: p 0.5 .. 0.8
+    labels += [(f"c{i}", "2025-04-01", i in (1, 3) if i < 4 else None) for i in range(8)]
+    labels += [(f"c{i}", "2025-05-01", None) for i in range(8)]
+    con.executemany("INSERT INTO churn_labels VALUES (?, ?, ?)", labels)
+
+
+def test_realized_quality_has_one_row_per_matured_month_and_version() -> None:
+    from churn.monitoring.performance import stored_scores_realized
+
+    con = duckdb.connect()
+    _scored_world(con)
+    months = stored_scores_realized(con, {"v1": 0.45, "v2": 0.35}.get)
+    assert [(m.observation_date, m.model_version) for m in months] == [
+        ("2025-03-01", "v1"),
+        ("2025-04-01", "v2"),
+    ]  # May has no matured label yet
+    march, april = months
+    assert (march.scored_rows, march.rows, march.share_labelled) == (8, 8, 1.0)
+    assert march.roc_auc == 1.0 and march.threshold == 0.45
+    assert march.precision_at_threshold == 1.0 and march.recall_at_threshold == 1.0
+    assert (april.scored_rows, april.rows, april.share_labelled) == (8, 4, 0.5)
+    # April's labelled rows: p 0.1 .. 0.4, churners at 0.2 and 0.4; v2 contacts p >= 0.35.
+    assert april.contacted == 1 and april.precision_at_threshold == 1.0
+    assert april.recall_at_threshold == 0.5
+    assert april.to_dict()["share_labelled"] == 0.5
+
+
+def test_without_a_card_threshold_the_stored_decision_is_used() -> None:
+    from churn.monitoring.performance import stored_scores_realized
+
+    con = duckdb.connect()
+    _scored_world(con)
+    march = stored_scores_realized(con)[0]
+    assert march.threshold is None and march.contacted == 4  # churn_label = p >= 0.5
+
+
+def test_model_performance_reports_each_matured_month_with_its_model_version(materialized):
+    from tests.test_models import materialization
+
+    metadata = materialization(materialized, "model_performance").metadata
+    results = metadata["customer_scores_realized_results"].value
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        expected = con.execute(
+            """
+            SELECT CAST(s.observation_date AS VARCHAR), s.model_version, count(*),
+                   count(l.churned)
+            FROM customer_scores s LEFT JOIN churn_labels l USING (customer_id, observation_date)
+            GROUP BY ALL HAVING count(l.churned) > 0 ORDER BY 1, 2
+            """
+        ).fetchall()
+    assert [(r["observation_date"], r["model_version"]) for r in results] == [
+        (day, version) for day, version, _, _ in expected
+    ]
+    assert len({r["observation_date"] for r in results}) == len(results)  # one scorer a month
+    for result, (_, _, scored, labelled) in zip(results, expected, strict=True):
+        assert result["scored_rows"] == scored and result["rows"] == labelled
+        assert result["share_labelled"] == labelled / scored
+        assert result["threshold"] is not None
+        assert result["recall_at_threshold"] is None or 0 <= result["recall_at_threshold"] <= 1
+    table = metadata["customer_scores_realized"]
+    assert {"model_version", "share_labelled", "precision_at_threshold"} <= {
+        column.name for column in table.schema.columns
+    }
+    png = Path(metadata["realized_by_month_png"].value)
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert png.parent.name == "model_performance" and png.parent.parent.name == "reports"
+    assert "data:image/png;base64," in metadata["plot_customer_scores_realized"].value

@@ -235,7 +235,10 @@ def test_walkthrough_two_shifted_months_new_labels_retrain_and_a_new_bento(
 
     run_config = dict(request.run_config)
     run_config["ops"] = run_config["ops"] | {
-        "drift_report": {"config": {"max_drift_share": 0.0}}  # any drifted feature fails
+        # Any feature drifted against the training sample fails. The price rise rewrites the
+        # fee of every month's snapshot (staging keeps the newest profile), so the previous
+        # month shows no change: the default rule (both comparisons) would not fail.
+        "drift_report": {"config": {"max_drift_share": 0.0, "decide_on": "training"}}
     }
     ingest = _run(home, instance, raw_sensors.INCOMING_SELECTION, run_config)
     assert ingest.success

@@ -24,6 +24,11 @@ class Feature:
     kind: FeatureKind
     description: str
     nullable: bool = False
+    time_growing: bool = False
+    """The value grows with the observation date by construction (tenure, days since signup):
+    the same customers a month later have it one month higher, so drift monitoring must not
+    read ageing as a change in the data (:mod:`churn.monitoring.drift`, which ages it by the
+    elapsed days: a flagged numeric feature counts days)."""
 
 
 def _count(name: str, description: str) -> Feature:
@@ -43,7 +48,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("acquisition_channel", "VARCHAR", "categorical", "Channel the customer came through."),
     _ratio("monthly_fee", "Monthly price."),
     _count("age", "Age of the account holder in years."),
-    _count("tenure_days", "Days since signup."),
+    Feature("tenure_days", "INTEGER", "numeric", "Days since signup.", time_growing=True),
     _count(
         "days_to_renewal",
         "Days until the next commitment ends: the signup anniversary for annual contracts, the "

@@ -239,7 +239,13 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
         "AS INTEGER)",
     )
     add(
-        _int("tenure_days", "Days since signup (the first event when no signup date is known)."),
+        Feature(
+            "tenure_days",
+            "INTEGER",
+            "numeric",
+            "Days since signup (the first event when no signup date is known).",
+            time_growing=True,
+        ),
         "CAST(coalesce(date_diff('day', c.signup_date, s.observation_date), a.first_age, 0) "
         "AS INTEGER)",
     )

@@ -16,7 +16,7 @@ import datetime as dt
 import decimal
 import math
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from churn.modeling.spec import specs_to_dicts
 
 if TYPE_CHECKING:
+    from churn.features.definition import Feature
     from churn.modeling.gate import GateDecision
     from churn.modeling.training import Economics, Evaluation, TrainingData
 
@@ -75,10 +76,11 @@ def build_card(
     """The card of ``evaluation``'s winner, trained on ``data`` and let through by ``decision``:
     strict JSON (NaN -> null), because the service returns it whole at ``/model``.
 
-    ``shape_fields`` (:meth:`churn.sources.base.Source.card_fields`) record the source's
-    shape and, for an events source, the generated feature family (``event_features``: the
-    chosen event vocabulary, measures, profile, windows) and the ``churn_definition``, so the
-    service generates exactly the features the model was trained on."""
+    ``shape_fields`` (:meth:`churn.sources.base.Source.card_fields`, with
+    :func:`time_growing_fields`) record the source's shape, its time-growing features and, for
+    an events source, the generated feature family (``event_features``: the chosen event
+    vocabulary, measures, profile, windows) and the ``churn_definition``, so the service
+    generates exactly the features the model was trained on."""
     from churn.modeling.gate import GATE_RULES, LEAKAGE_CEILING
 
     winner = evaluation.winning
@@ -129,6 +131,16 @@ def build_card(
             },
         }
     )
+
+
+TIME_GROWING_KEY = "time_growing_features"
+
+
+def time_growing_fields(features: Iterable[Feature]) -> dict[str, list[str]]:
+    """The card's ``time_growing_features``: the model's features that grow with the
+    observation date by construction (``Feature.time_growing``), so drift monitoring compares
+    them so that ageing alone is no alarm (:mod:`churn.monitoring.drift`)."""
+    return {TIME_GROWING_KEY: [feature.name for feature in features if feature.time_growing]}
 
 
 def decision_threshold(card: dict[str, Any]) -> float:

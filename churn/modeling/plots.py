@@ -170,6 +170,37 @@ def backtest_plot(
     return _render(draw)
 
 
+def realized_by_month_plot(months: Sequence[Mapping[str, Any]]) -> bytes:
+    """Realized quality of each scored month once its labels matured: ROC AUC, precision and
+    recall at the decision threshold (lines, left axis), the share of the month labelled (bars,
+    right axis), each month's x label naming the model version that scored it."""
+
+    def draw(ax: Axes) -> None:
+        labels = [f"{m['observation_date']}\n{m['model_version']}" for m in months]
+        x = np.arange(len(labels))
+
+        def series(key: str) -> list[float]:
+            return [np.nan if m[key] is None else m[key] for m in months]
+
+        ax.plot(x, series("roc_auc"), marker="o", color="tab:blue", label="ROC AUC")
+        ax.plot(x, series("precision_at_threshold"), marker="s", color="tab:green",
+                label="precision at threshold")  # fmt: skip
+        ax.plot(x, series("recall_at_threshold"), marker="^", color="tab:red",
+                label="recall at threshold")  # fmt: skip
+        ax.set(title="Realized quality by scored month", ylabel="metric")
+        ax.set_xticks(x, labels, rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        share_axis = ax.twinx()
+        share_axis.bar(x, series("share_labelled"), alpha=0.2, color="grey", label="share labelled")
+        share_axis.set_ylabel("share of the month labelled")
+        share_axis.set_ylim(0, 1.05)
+        handles = ax.get_legend_handles_labels()
+        more = share_axis.get_legend_handles_labels()
+        ax.legend(handles[0] + more[0], handles[1] + more[1], loc="lower left", fontsize=7)
+
+    return _render(draw)
+
+
 def score_histogram(probabilities: Any, threshold: float, cuts: tuple[float, float]) -> bytes:
     """How the scored customers spread over churn probability, with the decision threshold and
     the tier cut points marked: where the contact list ends and the tiers begin."""

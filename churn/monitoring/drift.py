@@ -26,6 +26,31 @@ compared because it shares a name with a synthetic feature, and its 0/1 ``senior
 categorical because staging said so, whatever dtype the Parquet reference happens to hold. A card
 feature missing from either frame is reported as not compared instead of silently dropped.
 
+Two comparisons, one rule. The newest snapshot is compared with the champion's training
+sample (what the model learned) and with the previous observation date's rows of
+``customer_features`` (what the data looked like a month ago). Either alone misleads: against the
+training sample, a source's first months differ from its later ones for reasons that are no news
+(a young event log's 90-day windows fill up, its customers age), so its own test months "drift"
+on the first run; against the previous month alone, a slow move away from what the model learned
+never shows. So ``drift_check`` (:func:`decide`) fails only when **both** shares exceed the limit:
+the data changed this month *and* it is now unlike what the model was trained on. A sudden change
+back towards the training data (an outage ending) is no alarm; a gradual drift is left to
+retraining on newly matured labels and to realized quality (``model_performance``). Without a
+previous month (a single snapshot, or one too small to compare) the training comparison decides
+alone. ``decide_on`` can choose one comparison instead (``training`` or ``previous_month``).
+
+Features that grow with time by construction (``time_growing`` in the feature definitions, the
+card's ``time_growing_features``: tenure, days since signup) are never an alarm because customers
+aged:
+
+* against the previous month, the elapsed days between the two observation dates are known, so
+  such a feature drifts only when it differs both as it is (a population that renews itself
+  keeps its tenure distribution) *and* after adding the elapsed days to the previous month's
+  values (the same customers, a month older): ageing alone explains neither verdict away;
+* against the training sample, whose rows mix several observation dates and do not record which,
+  no single elapsed time ages it: such features are reported (score and verdict) but not counted
+  in the share.
+
 Evidently is imported inside the functions: it costs ~14 s to import and the code location (and
 every Dagster step) imports this module.
 """
@@ -33,10 +58,12 @@ every Dagster step) imports this module.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from churn.features.definition import FEATURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,6 +89,14 @@ class ColumnDrift:
     threshold: float
     score: float
     drifted: bool
+    time_growing: bool = False
+    """Grows with the observation date by construction (the card's ``time_growing_features``)."""
+    aged_score: float | None = None
+    """For a time-growing column compared across a known elapsed time: the score against the
+    reference aged by that time (``None`` otherwise)."""
+    counted: bool = True
+    """Whether the verdict counts towards the share: a time-growing column compared with a
+    reference of unknown age is reported only."""
 
 
 @dataclass(frozen=True)
@@ -75,17 +110,36 @@ class DriftResult:
     """Model features missing from the reference or the current frame."""
 
     @property
+    def counted_columns(self) -> list[ColumnDrift]:
+        """The verdicts the share is computed over (every column but uncounted time-growing
+        ones)."""
+        return [c for c in self.columns if c.counted]
+
+    @property
     def drifted_columns(self) -> list[str]:
-        return [c.column for c in self.columns if c.drifted]
+        return [c.column for c in self.counted_columns if c.drifted]
 
     @property
     def share(self) -> float:
-        return len(self.drifted_columns) / len(self.columns) if self.columns else 0.0
+        counted = self.counted_columns
+        return len(self.drifted_columns) / len(counted) if counted else 0.0
+
+    @property
+    def time_growing_columns(self) -> list[str]:
+        return [c.column for c in self.columns if c.time_growing]
+
+    def summary(self) -> str:
+        """``drifted/counted features drifted (share)``, naming the time-growing ones left out."""
+        counted = self.counted_columns
+        text = f"{len(self.drifted_columns)}/{len(counted)} features drifted ({self.share:.0%})"
+        left_out = [c.column for c in self.columns if not c.counted]
+        return f"{text}; not counted (time-growing): {', '.join(left_out)}" if left_out else text
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "share": self.share,
             "drifted_columns": self.drifted_columns,
+            "time_growing_columns": self.time_growing_columns,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "not_compared": self.not_compared,
@@ -166,6 +220,19 @@ def kinds_from_card(card: Mapping[str, Any]) -> dict[str, str]:
     return {spec["name"]: spec["kind"] for spec in card["feature_schema"]}
 
 
+KNOWN_TIME_GROWING: frozenset[str] = frozenset(f.name for f in FEATURES if f.time_growing)
+"""The declared time-growing features, for cards written before ``time_growing_features``
+(the generated event family's ``tenure_days`` shares its name with the synthetic one)."""
+
+
+def time_growing_from_card(card: Mapping[str, Any]) -> list[str]:
+    """The model's time-growing features: the card's list, or for older cards its features
+    that the definitions flag."""
+    if "time_growing_features" in card:
+        return list(card["time_growing_features"])
+    return [name for name in card["feature_order"] if name in KNOWN_TIME_GROWING]
+
+
 def method_for(kind: str) -> tuple[str, float]:
     """The (Evidently stattest name, threshold) used for a feature of ``kind``."""
     if kind == "categorical":
@@ -192,12 +259,49 @@ def _prepared(frame: pd.DataFrame, columns: Sequence[str], kinds: FeatureKinds) 
     return out
 
 
+def _with_ageing(
+    results: list[ColumnDrift],
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    time_growing: Collection[str],
+    elapsed_days: int | None,
+) -> list[ColumnDrift]:
+    """Apply the time-growing rule (module docstring) to the raw verdicts."""
+    out = []
+    for result in results:
+        if result.column not in time_growing:
+            out.append(result)
+        elif elapsed_days is None or result.kind != "numeric":
+            out.append(replace(result, time_growing=True, counted=False))
+        else:
+            aged = reference[result.column].astype(float).dropna() + elapsed_days
+            score, drifted = _significant_wasserstein(
+                aged, current[result.column].astype(float).dropna(), None, result.threshold
+            )
+            out.append(
+                replace(
+                    result,
+                    time_growing=True,
+                    aged_score=score,
+                    drifted=result.drifted and drifted,  # ageing alone, or none, explains it
+                )
+            )
+    return out
+
+
 def column_scores(
-    reference: pd.DataFrame, current: pd.DataFrame, kinds: FeatureKinds
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    kinds: FeatureKinds,
+    *,
+    time_growing: Collection[str] = (),
+    elapsed_days: int | None = None,
 ) -> DriftResult:
     """The same registered Evidently stattests the report runs, without building a report.
 
-    Fast enough to repeat hundreds of times in the false-alarm test.
+    Fast enough to repeat hundreds of times in the false-alarm test. ``time_growing`` and
+    ``elapsed_days`` (days from the reference's observation date to the current one, ``None``
+    when the reference mixes dates) apply the time-growing rule of the module docstring.
     """
     from evidently.legacy.calculations.stattests.registry import get_stattest
     from evidently.legacy.core import ColumnType
@@ -222,6 +326,7 @@ def column_scores(
                 bool(outcome.drifted),
             )
         )
+    results = _with_ageing(results, reference, current, time_growing, elapsed_days)
     return DriftResult(results, len(reference), len(current), missing)
 
 
@@ -231,12 +336,16 @@ def run_report(
     kinds: FeatureKinds,
     *,
     drift_share: float = DEFAULT_DRIFT_SHARE,
+    time_growing: Collection[str] = (),
+    elapsed_days: int | None = None,
 ) -> tuple[DriftResult, Any]:
     """Run Evidently's drift preset with explicit types and per-column methods.
 
     Returns the verdicts (read back from the report's own values) and the Evidently snapshot,
     whose HTML is what a person opens from the Dagster UI. ``drift_share`` is the dataset-level
-    limit the report shows; pass the one ``drift_check`` applies.
+    limit the report shows; pass the one ``drift_check`` applies. The HTML shows the raw
+    comparison of every column; the time-growing rule (``time_growing``, ``elapsed_days``: see
+    :func:`column_scores`) is applied to the returned verdicts.
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
@@ -273,6 +382,7 @@ def run_report(
         )
         for c in columns
     ]
+    results = _with_ageing(results, reference, current, time_growing, elapsed_days)
     return DriftResult(results, len(reference), len(current), missing), snapshot
 
 
@@ -294,3 +404,43 @@ def save_report(snapshot: Any, result: DriftResult, folder: Path, stem: str) -> 
         json.dumps({"drift": result.to_dict(), "evidently": snapshot.dict()}, indent=2, default=str)
     )
     return html, payload
+
+
+DECIDE_ON = ("both", "training", "previous_month")
+"""What ``drift_check`` decides on (module docstring): both comparisons (the default), or one."""
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    passed: bool
+    reason: str
+
+
+def decide(
+    training: DriftResult,
+    previous: DriftResult | None,
+    limit: float,
+    decide_on: str = "both",
+) -> DriftVerdict:
+    """``drift_check``'s verdict from the two comparisons (``previous``: ``None`` when there is no
+    previous month to compare with), by the rule in the module docstring."""
+    if decide_on not in DECIDE_ON:
+        raise ValueError(f"decide_on must be one of {', '.join(DECIDE_ON)}, not {decide_on!r}")
+    train_over = training.share > limit
+    train_text = f"against the training sample {training.summary()}"
+    if previous is None:
+        if decide_on == "previous_month":
+            return DriftVerdict(True, f"no previous month to compare with; {train_text}")
+        return DriftVerdict(not train_over, f"{train_text}; no previous month to compare with")
+    previous_over = previous.share > limit
+    previous_text = f"against the previous month {previous.summary()}"
+    text = f"{previous_text}; {train_text}"
+    if decide_on == "training":
+        return DriftVerdict(not train_over, f"{train_text}; {previous_text}")
+    if decide_on == "previous_month":
+        return DriftVerdict(not previous_over, text)
+    if train_over and not previous_over:
+        text += " (within the limit against last month: no alarm)"
+    elif previous_over and not train_over:
+        text += " (a change this month, but within the limit against training: no alarm)"
+    return DriftVerdict(not (train_over and previous_over), text)

@@ -14,6 +14,7 @@ once they mature (:func:`stored_scores_realized`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,6 +116,7 @@ class StoredScoresMonth:
     observation_date: str
     model_version: str
     rows: int
+    """Scored rows whose label has matured (what the metrics are computed on)."""
     positives: int
     roc_auc: float | None
     top_decile_lift: float | None
@@ -122,38 +124,56 @@ class StoredScoresMonth:
     contacted: int
     precision_at_threshold: float | None
     recall_at_threshold: float | None
+    scored_rows: int = 0
+    """Every row the model scored that month, labelled or not."""
+    threshold: float | None = None
+    """The decision threshold precision and recall are taken at (the scoring model's card);
+    ``None``: the stored ``churn_label`` (the same threshold at scoring time) was used."""
+
+    @property
+    def share_labelled(self) -> float | None:
+        """Share of the month's scored rows whose label has matured: how final the month is."""
+        return self.rows / self.scored_rows if self.scored_rows else None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"share_labelled": self.share_labelled}
 
 
-def stored_scores_realized(con: duckdb.DuckDBPyConnection) -> list[StoredScoresMonth]:
+def stored_scores_realized(
+    con: duckdb.DuckDBPyConnection, threshold_of: Callable[[str], float | None] | None = None
+) -> list[StoredScoresMonth]:
     """Per observation date and model version: the written scores against matured labels.
 
     This is the batch list a retention team really received, so it answers "did the list
     work?" month by month: AUC, and how rich in churners its top decile was (lift) and how many
-    of all churners it held (capture); also precision and recall of the ``churn_label = 1``
-    contacts. Months whose labels have not matured are left out.
+    of all churners it held (capture); also precision and recall at the model's decision
+    threshold (``threshold_of``: model version -> its card's threshold; ``None`` for a version
+    falls back to the stored ``churn_label``), and the share of the month's rows already
+    labelled. Months without any matured label are left out.
     """
-    if not table_exists(con, "customer_scores"):
+    if not table_exists(con, "customer_scores") or not table_exists(con, "churn_labels"):
         return []
     rows = con.execute(
         """
-        SELECT CAST(s.observation_date AS VARCHAR), s.model_version,
-               list(CAST(l.churned AS INTEGER) ORDER BY s.customer_id),
-               list(s.churn_probability ORDER BY s.customer_id),
-               list(s.churn_label ORDER BY s.customer_id)
+        SELECT CAST(s.observation_date AS VARCHAR), s.model_version, count(*),
+               list(CAST(l.churned AS INTEGER) ORDER BY s.customer_id)
+                   FILTER (WHERE l.churned IS NOT NULL),
+               list(s.churn_probability ORDER BY s.customer_id)
+                   FILTER (WHERE l.churned IS NOT NULL),
+               list(s.churn_label ORDER BY s.customer_id) FILTER (WHERE l.churned IS NOT NULL)
         FROM customer_scores s
-        JOIN churn_labels l USING (customer_id, observation_date)
-        WHERE l.churned IS NOT NULL
-        GROUP BY ALL ORDER BY 1, 2
+        LEFT JOIN churn_labels l USING (customer_id, observation_date)
+        GROUP BY ALL
+        HAVING count(l.churned) > 0
+        ORDER BY 1, 2
         """
     ).fetchall()
     months = []
-    for day, version, labels, probabilities, decisions in rows:
+    for day, version, scored, labels, probabilities, decisions in rows:
         y = np.asarray(labels, dtype=np.int64)
         p = np.asarray(probabilities, dtype=np.float64)
-        contacted = np.asarray(decisions, dtype=bool)
+        threshold = threshold_of(version) if threshold_of is not None else None
+        contacted = p >= threshold if threshold is not None else np.asarray(decisions, bool)
         both = 0 < y.sum() < y.size
         lift, capture = top_share_stats(y, p, 0.1) if y.sum() else (None, None)
         hits = int(y[contacted].sum())
@@ -169,6 +189,8 @@ def stored_scores_realized(con: duckdb.DuckDBPyConnection) -> list[StoredScoresM
                 contacted=int(contacted.sum()),
                 precision_at_threshold=hits / int(contacted.sum()) if contacted.any() else None,
                 recall_at_threshold=hits / int(y.sum()) if y.sum() else None,
+                scored_rows=int(scored),
+                threshold=threshold,
             )
         )
     return months

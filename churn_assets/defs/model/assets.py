@@ -31,7 +31,7 @@ import dagster as dg
 import numpy as np
 
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
-from churn.modeling.card import json_safe
+from churn.modeling.card import json_safe, time_growing_fields
 from churn.settings import load_settings
 from churn.sources.registry import resolve
 from churn.warehouse import transaction
@@ -166,7 +166,12 @@ def candidate_models(
         )
         metadata["cv_folds"] = stratified.cv_folds
     return dg.Output(
-        {"data": data, "models": models, "card_fields": source.card_fields()}, metadata=metadata
+        {
+            "data": data,
+            "models": models,
+            "card_fields": source.card_fields() | time_growing_fields(source.features),
+        },
+        metadata=metadata,
     )
 
 

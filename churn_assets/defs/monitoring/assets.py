@@ -14,8 +14,11 @@ runs on the machine that wrote it; most browsers refuse to follow a ``file://`` 
 """
 
 import base64
+import functools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -80,21 +83,27 @@ class DriftConfig(dg.Config):
     traffic_days: int = 30
     """Logged requests of the last N days form the traffic sample, when there are enough."""
     min_rows: int = 200
-    """Fewer rows than this (newest snapshot or traffic) are not compared."""
+    """Fewer rows than this (newest snapshot, previous month or traffic) are not compared."""
+    decide_on: str = "both"
+    """What drift_check decides on: ``both`` (fails only when the newest snapshot drifted against
+    the previous month *and* against the training sample), ``training`` or ``previous_month``
+    (see churn.monitoring.drift)."""
 
 
 @dg.asset(
     deps=["customer_features", "champion_model"],
-    description="Evidently drift report: the champion's training reference sample vs the newest "
-    "snapshot's features (and recent logged traffic). HTML + JSON under reports/drift/.",
+    description="Evidently drift report: the newest snapshot's features vs the champion's "
+    "training reference sample and vs the previous month's snapshot (and recent logged "
+    "traffic vs the reference). HTML + JSON under reports/drift/.",
     kinds={"evidently", "duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
             "drift_check",
             asset="drift_report",
             blocking=False,
-            description="Fails when the share of drifted features (newest snapshot vs training "
-            "reference) exceeds max_drift_share; a failure triggers retraining.",
+            description="Fails when the share of drifted features exceeds max_drift_share both "
+            "against the previous month and against the training reference (decide_on); "
+            "features that grow with time are compared so that ageing is no alarm.",
         )
     ],
     automation_condition=REFRESH,
@@ -118,24 +127,42 @@ def drift_report(
         raise dg.Failure(description=str(error)) from error
     if champion is None:
         raise registry.ModelNotFoundError("No champion in the model store: run champion_model.")
+    if config.decide_on not in drift.DECIDE_ON:
+        raise dg.Failure(
+            f"drift_report config decide_on={config.decide_on!r}: expected one of "
+            f"{', '.join(drift.DECIDE_ON)}"
+        )
     kinds = drift.kinds_from_card(champion.card)  # the model's own features, whatever the source
+    growing = drift.time_growing_from_card(champion.card)
     reference = pd.read_parquet(champion.reference_path)
     with warehouse.connect(context, read_only=True) as con:
-        newest = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
-        current = con.execute(
-            "SELECT * FROM customer_features WHERE observation_date = ?", [newest]
-        ).df()
+        newest, current = _snapshot_before(con, None)
+        previous_date, previous = _snapshot_before(con, newest)
         traffic = _recent_traffic(con, config.traffic_days, list(kinds))
     stem = f"{datetime.now(UTC):%Y%m%dT%H%M%S}_{context.run_id[:8]}"
     folder = churn_home.folder("reports") / "drift"
     result, snapshot = drift.run_report(
-        reference, current, kinds, drift_share=config.max_drift_share
+        reference, current, kinds, drift_share=config.max_drift_share, time_growing=growing
     )
     html, payload = drift.save_report(snapshot, result, folder, stem)
     (folder / "latest.html").write_bytes(html.read_bytes())
+    month = None
+    if previous_date is not None and len(previous) >= config.min_rows:
+        month, month_snapshot = drift.run_report(
+            previous,
+            current,
+            kinds,
+            drift_share=config.max_drift_share,
+            time_growing=growing,
+            elapsed_days=(newest - previous_date).days,
+        )
+        month_html, _ = drift.save_report(month_snapshot, month, folder, f"{stem}_previous_month")
+    verdict = drift.decide(result, month, config.max_drift_share, config.decide_on)
     metadata = {
-        "drift_summary": f"{len(result.drifted_columns)}/{len(result.columns)} features drifted "
-        f"({result.share:.0%}; drift_check limit {config.max_drift_share:.0%})",
+        "drift_summary": f"{result.summary()} against the training sample; drift_check limit "
+        f"{config.max_drift_share:.0%}",
+        "drift_rule": verdict.reason,
+        "time_growing_features": dg.MetadataValue.json(growing),
         "drift_share": result.share,
         "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
         "compared_columns": len(result.columns),
@@ -148,10 +175,20 @@ def drift_report(
         "report_url": dg.MetadataValue.url(html.resolve().as_uri()),
         "report_json": dg.MetadataValue.path(str(payload)),
         "drift_by_feature": _drift_table(result),
+        "previous_observation_date": str(previous_date) if previous_date else "none",
+        "previous_month_rows": len(previous),
     }
+    if month is not None:
+        metadata |= {
+            "previous_month_summary": month.summary(),
+            "previous_month_drift_share": month.share,
+            "previous_month_drifted_columns": dg.MetadataValue.json(month.drifted_columns),
+            "previous_month_report_html": dg.MetadataValue.path(str(month_html)),
+            "previous_month_by_feature": _drift_table(month),
+        }
     if len(traffic) >= config.min_rows:
         traffic_result, traffic_snapshot = drift.run_report(
-            reference, traffic, kinds, drift_share=config.max_drift_share
+            reference, traffic, kinds, drift_share=config.max_drift_share, time_growing=growing
         )
         traffic_html, _ = drift.save_report(
             traffic_snapshot, traffic_result, folder, f"{stem}_traffic"
@@ -167,14 +204,13 @@ def drift_report(
     metadata["report_seconds"] = round(time.perf_counter() - started, 2)
     yield dg.MaterializeResult(metadata=metadata)
     too_small = len(current) < config.min_rows
-    passed = too_small or result.share <= config.max_drift_share
+    passed = too_small or verdict.passed
     alert_unless(
         passed,
         context,
-        f"drift_check failed on the {newest} snapshot: {len(result.drifted_columns)}/"
-        f"{len(result.columns)} features drifted ({result.share:.0%}, limit "
-        f"{config.max_drift_share:.0%}) against {champion.tag}: "
-        f"{', '.join(result.drifted_columns)}",
+        f"drift_check failed on the {newest} snapshot: {verdict.reason} (limit "
+        f"{config.max_drift_share:.0%}) against {champion.tag}; drifted against training: "
+        f"{', '.join(result.drifted_columns) or 'none'}",
     )
     yield dg.AssetCheckResult(
         check_name="drift_check",
@@ -183,18 +219,38 @@ def drift_report(
         description=(
             f"only {len(current)} rows in the newest snapshot: not compared"
             if too_small
-            else f"{len(result.drifted_columns)}/{len(result.columns)} features drifted "
-            f"({result.share:.0%}; limit {config.max_drift_share:.0%}): "
+            else f"{verdict.reason} (limit {config.max_drift_share:.0%}, decide_on "
+            f"{config.decide_on}); drifted against training: "
             f"{', '.join(result.drifted_columns) or 'none'}"
         ),
         metadata={
             "drift_share": result.share,
+            "previous_month_drift_share": month.share if month is not None else None,
             "max_drift_share": config.max_drift_share,
+            "decide_on": config.decide_on,
             "current_observation_date": str(newest),
+            "previous_observation_date": str(previous_date) if previous_date else None,
             "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+            "previous_month_drifted_columns": dg.MetadataValue.json(
+                month.drifted_columns if month is not None else []
+            ),
             "champion": champion.tag,
         },
     )
+
+
+def _snapshot_before(con, before):
+    """(observation date, its rows of customer_features): the newest date, or the newest one
+    before ``before``; (None, empty frame) when there is none."""
+    if before is None:
+        day = con.execute("SELECT max(observation_date) FROM customer_features").fetchone()[0]
+    else:
+        day = con.execute(
+            "SELECT max(observation_date) FROM customer_features WHERE observation_date < ?",
+            [before],
+        ).fetchone()[0]
+    rows = con.execute("SELECT * FROM customer_features WHERE observation_date = ?", [day]).df()
+    return day, rows
 
 
 def _recent_traffic(con, days: int, names: list[str]):
@@ -218,11 +274,18 @@ def _recent_traffic(con, days: int, names: list[str]):
 
 def _drift_table(result) -> dg.MetadataValue:
     """Every feature's verdict, most drifted first: the report's summary, inline in the UI."""
-    ranked = sorted(result.columns, key=lambda c: (not c.drifted, -c.score))
-    return table_value(
-        ["feature", "kind", "method", "score", "threshold", "drifted"],
-        [(c.column, c.kind, c.method, c.score, c.threshold, c.drifted) for c in ranked],
-    )
+    counted = set(result.drifted_columns)
+    ranked = sorted(result.columns, key=lambda c: (c.column not in counted, -c.score))
+    columns = ["feature", "kind", "method", "score", "threshold", "drifted", "time_growing"]
+    columns += ["aged_score", "counted"]
+    return table_value(columns, [_verdict_cells(c, c.column in counted) for c in ranked])
+
+
+def _verdict_cells(c, drifted: bool) -> list:
+    """One feature's row: ``drifted`` is the counted verdict (what the share and check use)."""
+    cells = [c.column, c.kind, c.method, c.score, c.threshold, drifted]
+    cells += [c.time_growing, c.aged_score, c.counted]
+    return cells
 
 
 class PerformanceConfig(dg.Config):
@@ -239,8 +302,10 @@ class PerformanceConfig(dg.Config):
     deps=["prediction_logs", "churn_labels", "training_set", "champion_model", "customer_scores"],
     description="Realized ROC AUC, PR AUC and calibration per model version once labels "
     "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
-    "matured snapshots after its test window; compared with the model card. Also, per month, "
-    "how the list customer_scores wrote did (AUC, top-decile lift and capture).",
+    "matured snapshots after its test window; compared with the model card. Also, per scored "
+    "month with matured labels, how the list customer_scores wrote did: AUC, precision and "
+    "recall at the scoring model's decision threshold, the share labelled, the model version "
+    "(table, plot, reports/model_performance/realized_by_month.png).",
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -255,20 +320,24 @@ class PerformanceConfig(dg.Config):
     **_kwargs(),
 )
 def model_performance(
-    context: dg.AssetExecutionContext, config: PerformanceConfig, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    config: PerformanceConfig,
+    warehouse: WarehouseResource,
+    churn_home: ChurnHomeResource,
 ):
     from churn import registry
     from churn.modeling.spec import encode_frame
     from churn.monitoring import performance as perf
 
     champion = registry.load_model()
+    card_of = functools.cache(lambda version: _card_for(version, champion))
     results = []
     with warehouse.connect(context, read_only=True) as con:
         for version, (y, scores) in perf.logged_rows(con).items():
             card = _card_for(version, champion)
             results.append(perf.realized("logged", version, y, scores, card))
         unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
-        stored = perf.stored_scores_realized(con)
+        stored = perf.stored_scores_realized(con, lambda v: _threshold(card_of(v)))
         comparisons, promotion_check = challenger_evaluation(
             con,
             champion,
@@ -288,7 +357,9 @@ def model_performance(
     columns = ["source", "model_version", "rows", "positives", "roc_auc", "expected_roc_auc"]
     columns += ["pr_auc", "expected_pr_auc", "brier", "mean_score", "observed_rate"]
     table = table_value(columns, [[r.to_dict()[c] for c in columns] for r in results])
-    stored_metadata = _stored_scores_metadata(stored, champion)
+    stored_metadata = _stored_scores_metadata(
+        stored, card_of, churn_home.folder("reports") / "model_performance"
+    )
     yield dg.MaterializeResult(
         metadata=stored_metadata
         | {
@@ -328,35 +399,44 @@ def model_performance(
     yield promotion_check
 
 
-def _stored_scores_metadata(months, champion) -> dict:
-    """A table and a plot of the stored lists' realized quality, each month marked with the
-    block of the scoring model's data window it fell in (only ``unseen`` is out of sample)."""
+def _stored_scores_metadata(months, card_of: Callable[[str], dict | None], folder: Path) -> dict:
+    """The realized quality of every scored month whose labels matured, as a table and a plot
+    (also written to ``folder/realized_by_month.png``): AUC, precision and recall at the scoring
+    model's decision threshold, the share of the month labelled, the model version, and the
+    block of that model's data window the month fell in (only ``unseen`` is out of sample)."""
+    from churn.modeling.plots import realized_by_month_plot
     from churn.monitoring.performance import window_of
 
     if not months:
         return {"customer_scores_realized": "no matured month of customer_scores yet"}
-    cards: dict[str, dict | None] = {}
-    rows = []
-    for month in months:
-        if month.model_version not in cards:
-            cards[month.model_version] = _card_for(month.model_version, champion)
-        window = window_of(month.observation_date, cards[month.model_version])
-        rows.append(month.to_dict() | {"window": window})
-    columns = ["observation_date", "model_version", "window", "rows", "positives", "roc_auc"]
-    columns += ["top_decile_lift", "top_decile_capture", "contacted", "precision_at_threshold"]
-    columns.append("recall_at_threshold")
+    rows = [
+        month.to_dict()
+        | {"window": window_of(month.observation_date, card_of(month.model_version))}
+        for month in months
+    ]
+    columns = ["observation_date", "model_version", "window", "scored_rows", "rows"]
+    columns += ["share_labelled", "positives", "roc_auc", "threshold", "precision_at_threshold"]
+    columns += ["recall_at_threshold", "contacted", "top_decile_lift", "top_decile_capture"]
     table = table_value(columns, [[row[c] for c in columns] for row in rows])
-    from churn.modeling.plots import backtest_plot
-
-    png = backtest_plot(rows, title="customer_scores: realized quality per month")
+    png = realized_by_month_plot(rows)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "realized_by_month.png").write_bytes(png)
     image = base64.b64encode(png).decode()
     return {
         "customer_scores_realized": table,
         "customer_scores_realized_results": dg.MetadataValue.json(json_safe(rows)),
         "plot_customer_scores_realized": dg.MetadataValue.md(
-            f"**stored scores, realized**\n\n![realized](data:image/png;base64,{image})"
+            f"**realized quality by month**\n\n![realized](data:image/png;base64,{image})"
         ),
+        "realized_by_month_png": dg.MetadataValue.path(str(folder / "realized_by_month.png")),
     }
+
+
+def _threshold(card: dict | None) -> float | None:
+    """A model's decision threshold from its card (``None``: the model left the store)."""
+    from churn.modeling.card import decision_threshold
+
+    return decision_threshold(card) if card is not None else None
 
 
 def _card_for(version: str, champion) -> dict | None:
