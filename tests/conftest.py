@@ -2,6 +2,10 @@
 
 The size variables are set before anything imports ``churn_assets``, because the monthly
 partitions are fixed when the code location loads.
+
+Every pytest process has its own home (``mkdtemp``): under pytest-xdist each worker is a process,
+so workers never share a warehouse, a Dagster instance or a BentoML store. How the parallel run
+groups tests onto workers: :func:`pytest_collection_modifyitems` and ``docs/testing.md``.
 """
 
 import os
@@ -24,17 +28,54 @@ os.environ.update(
 (SESSION_HOME / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 import shutil  # noqa: E402
+from importlib.util import find_spec  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests.graph import GraphRun, materialize_graph  # noqa: E402
 
+SPARK_EXTRA = all(find_spec(name) is not None for name in ("pyspark", "sqlglot"))
+"""Whether the optional ``spark`` extra is installed. Without it the Spark modules cannot even be
+imported, so they are not collected (and the header says so) instead of failing collection for
+someone who installed only ``.[dev]``; ``make test`` installs the extra and runs them."""
+collect_ignore_glob = [] if SPARK_EXTRA else ["test_spark_*.py"]
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_session_home():
-    """Everything a test run writes lives under SESSION_HOME; leave no state behind."""
-    yield
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if SPARK_EXTRA:
+        return None
+    return "spark extra not installed: test_spark_*.py not collected (pip install 'churn[spark]')"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Everything a test run writes lives under SESSION_HOME; leave no state behind. A hook, not
+    a session fixture, because the xdist controller imports this file (and makes a home) but
+    runs no test."""
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
+
+
+SHARED_GROUPS = {"spark": "spark"}
+"""Marker -> xdist group for tests of different modules that should share one worker: the Spark
+modules each start a JVM (up to 2 GB), and two at once on a 2-core machine only slow both."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups in the same hook
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, keep each module on one worker, so its module-scoped fixtures
+    (a served Bento, a materialized example source, a Spark run) are built once and not once per
+    worker; modules with a marker in :data:`SHARED_GROUPS` share a group across files. The
+    session graph (``materialized``) is still built once per worker that needs it: grouping
+    every module that reads it would put most of the suite on one worker."""
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        shared = [
+            group for marker, group in SHARED_GROUPS.items() if item.get_closest_marker(marker)
+        ]
+        group = shared[0] if shared else item.nodeid.split("::", 1)[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
