@@ -9,10 +9,10 @@ export BENTOML_HOME ?= $(CHURN_HOME)/bentoml
 CHURN_DAGSTER_PORT ?= 3000
 CHURN_BENTO_PORT ?= 3001
 STAMP := $(VENV)/.installed
-# The whole suite on every core. loadgroup keeps each module on one worker (conftest.py groups
-# them), so a module's Bento, server or Spark run is built once; docs/testing.md has the why.
+# The whole suite on every core. loadfile keeps each module on one worker, so a module's served
+# Bento, example pipeline or Spark run is built once, not once per worker (docs/testing.md).
 PYTEST := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
-PARALLEL ?= -n auto --dist loadgroup
+PARALLEL ?= -n auto --dist loadfile
 FAST_MARKERS := not slow and not spark and not reliability
 
 .PHONY: install demo pipeline serve dagster test test-fast reliability lint format bench clean examples

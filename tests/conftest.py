@@ -5,7 +5,7 @@ partitions are fixed when the code location loads.
 
 Every pytest process has its own home (``mkdtemp``): under pytest-xdist each worker is a process,
 so workers never share a warehouse, a Dagster instance or a BentoML store. How the parallel run
-groups tests onto workers: :func:`pytest_collection_modifyitems` and ``docs/testing.md``.
+groups tests onto workers: ``docs/testing.md``.
 """
 
 import os
@@ -52,30 +52,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     a session fixture, because the xdist controller imports this file (and makes a home) but
     runs no test."""
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
-
-
-SHARED_GROUPS = {"spark": "spark"}
-"""Marker -> xdist group for tests of different modules that should share one worker: the Spark
-modules each start a JVM (up to 2 GB), and two at once on a 2-core machine only slow both."""
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups in the same hook
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``, keep each module on one worker, so its module-scoped fixtures
-    (a served Bento, a materialized example source, a Spark run) are built once and not once per
-    worker; modules with a marker in :data:`SHARED_GROUPS` share a group across files. The
-    session graph (``materialized``) is still built once per worker that needs it: grouping
-    every module that reads it would put most of the suite on one worker."""
-    if not getattr(config.option, "loadgroup", False):
-        return
-    for item in items:
-        if item.get_closest_marker("xdist_group") is not None:
-            continue
-        shared = [
-            group for marker, group in SHARED_GROUPS.items() if item.get_closest_marker(marker)
-        ]
-        group = shared[0] if shared else item.nodeid.split("::", 1)[0]
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
