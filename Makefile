@@ -9,13 +9,22 @@ export BENTOML_HOME ?= $(CHURN_HOME)/bentoml
 CHURN_DAGSTER_PORT ?= 3000
 CHURN_BENTO_PORT ?= 3001
 STAMP := $(VENV)/.installed
+# The whole suite on every core. loadfile keeps each module on one worker, so a module's served
+# Bento, example pipeline or Spark run is built once, not once per worker (docs/testing.md).
+PYTEST := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+PARALLEL ?= -n auto --dist loadfile
+FAST_MARKERS := not slow and not spark and not reliability
 
+<<<<<<< HEAD
 .PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples schema
+=======
+.PHONY: install demo pipeline serve dagster test test-fast reliability lint format bench clean examples
+>>>>>>> house-tests
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,spark]"
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
@@ -45,10 +54,14 @@ dagster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	@PATH=$(CURDIR)/$(BIN):$$PATH PYTHONWARNINGS=ignore::FutureWarning:click.core $(BIN)/dagster dev -w workspace.yaml -p $(CHURN_DAGSTER_PORT)
 
 test: $(STAMP)
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m "not reliability"
+	@$(PYTEST) -m "not reliability" $(PARALLEL) --durations=25
+
+# The inner loop: library and unit tests; no server, no Bento build of their own, no Spark.
+test-fast: $(STAMP)
+	@$(PYTEST) -m "$(FAST_MARKERS)" --durations=10
 
 reliability: $(STAMP)
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -m reliability
+	@$(PYTEST) -m reliability
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

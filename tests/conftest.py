@@ -2,6 +2,10 @@
 
 The size variables are set before anything imports ``churn_assets``, because the monthly
 partitions are fixed when the code location loads.
+
+Every pytest process has its own home (``mkdtemp``): under pytest-xdist each worker is a process,
+so workers never share a warehouse, a Dagster instance or a BentoML store. How the parallel run
+groups tests onto workers: ``docs/testing.md``.
 """
 
 import os
@@ -24,16 +28,29 @@ os.environ.update(
 (SESSION_HOME / "dagster_home").mkdir(parents=True, exist_ok=True)
 
 import shutil  # noqa: E402
+from importlib.util import find_spec  # noqa: E402
 
 import pytest  # noqa: E402
 
 from tests.graph import GraphRun, materialize_graph  # noqa: E402
 
+SPARK_EXTRA = all(find_spec(name) is not None for name in ("pyspark", "sqlglot"))
+"""Whether the optional ``spark`` extra is installed. Without it the Spark modules cannot even be
+imported, so they are not collected (and the header says so) instead of failing collection for
+someone who installed only ``.[dev]``; ``make test`` installs the extra and runs them."""
+collect_ignore_glob = [] if SPARK_EXTRA else ["test_spark_*.py"]
 
-@pytest.fixture(scope="session", autouse=True)
-def _remove_session_home():
-    """Everything a test run writes lives under SESSION_HOME; leave no state behind."""
-    yield
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if SPARK_EXTRA:
+        return None
+    return "spark extra not installed: test_spark_*.py not collected (pip install 'churn[spark]')"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Everything a test run writes lives under SESSION_HOME; leave no state behind. A hook, not
+    a session fixture, because the xdist controller imports this file (and makes a home) but
+    runs no test."""
     shutil.rmtree(SESSION_HOME, ignore_errors=True)
 
 

@@ -247,6 +247,7 @@ def _sample(materialized, names: list[str], rows: int = 300) -> tuple[list[dict]
     return features, stored.loc[ids]
 
 
+@pytest.mark.slow  # a real `bentoml serve` of the built Bento
 def test_stored_scores_equal_score_batch_value_for_value(materialized, http, champion):
     names = champion.card["feature_order"]
     features, stored = _sample(materialized, names)
@@ -281,6 +282,7 @@ def test_stored_scores_equal_score_batch_value_for_value(materialized, http, cha
                 assert float(text) == reason["value"]
 
 
+@pytest.mark.slow  # a real `bentoml serve` of the built Bento
 def test_service_answers_at_the_cards_decision_threshold_unless_told(materialized, http, champion):
     names = champion.card["feature_order"]
     features, _ = _sample(materialized, names, 40)

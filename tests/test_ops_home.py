@@ -143,6 +143,7 @@ def _poll(url: str, answers: list[str | None], done: threading.Event) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # runs the demo: a Bento served, a new one built, the switch
 def test_demo_serves_a_newly_promoted_champion_without_a_restart(
     materialized, tmp_path: Path
 ) -> None:

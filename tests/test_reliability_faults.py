@@ -144,6 +144,7 @@ def without_load_times(found: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in found.items() if not k.endswith("._loaded_at")}
 
 
+@pytest.mark.slow  # Dagster runs in subprocesses, killed and rerun
 @pytest.mark.timeout(600)
 def test_sigkill_mid_write_leaves_no_half_written_table_and_a_rerun_succeeds(
     materialized, tmp_path
@@ -457,6 +458,7 @@ def test_a_failed_training_or_gate_keeps_the_champion_and_the_bento(
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts `bentoml serve` (which must refuse to start)
 def test_a_missing_model_stops_the_service_at_startup_naming_it(materialized, tmp_path):
     bin_dir = Path(sys.executable).parent
     cases = {

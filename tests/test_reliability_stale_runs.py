@@ -68,6 +68,7 @@ def _wait_for(path: Path, process: subprocess.Popen, seconds: float = 120) -> No
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # Dagster runs in subprocesses, one killed
 @pytest.mark.timeout(300)
 def test_a_killed_run_is_marked_failed_and_frees_the_pool(tmp_path: Path):
     dagster_home = tmp_path / "dagster_home"

@@ -202,6 +202,7 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
     )
 
 
+@pytest.mark.slow  # the retrain builds a new Bento
 def test_walkthrough_two_shifted_months_new_labels_retrain_and_a_new_bento(
     pipeline_copy: Path,
 ) -> None:

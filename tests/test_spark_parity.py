@@ -43,6 +43,8 @@ from churn_assets.partitions import (
 )
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
+pytestmark = pytest.mark.spark
+
 # The months the conftest's calendar (start 2025-01, 8 months, 3 burn-in) partitions.
 SOURCE = GeneratorConfig(customers=300, months=8, seed=11, start_date=date(2025, 1, 1))
 FIRST, LAST = "2025-05-01", "2025-07-01"

