@@ -15,11 +15,7 @@ PYTEST := PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
 PARALLEL ?= -n auto --dist loadfile
 FAST_MARKERS := not slow and not spark and not reliability
 
-<<<<<<< HEAD
-.PHONY: install demo pipeline serve dagster test reliability lint format bench clean examples schema
-=======
-.PHONY: install demo pipeline serve dagster test test-fast reliability lint format bench clean examples
->>>>>>> house-tests
+.PHONY: install demo pipeline serve dagster test test-fast reliability lint format bench clean examples schema
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

