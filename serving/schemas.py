@@ -74,6 +74,12 @@ class Reason(BaseModel):
     feature: str
     value: Any
     contribution: float
+    text: str | None = Field(
+        default=None,
+        description='The reason in plain language, e.g. "3 logins in the last 30 days (fewer '
+        'than 80% of customers)": rounded value, direction, and a comparison with the '
+        "customers the model was trained on.",
+    )
 
 
 class Score(BaseModel):

@@ -85,15 +85,27 @@ def test_rows_follow_the_champion_card(materialized, champion):
     p = scores["churn_probability"].to_numpy()
     assert ((p > 0) & (p < 1)).all()
     assert (scores["churn_label"].to_numpy() == (p >= threshold)).all()
-    low, high = card["risk_tiers"]["low_medium"], card["risk_tiers"]["medium_high"]
-    expected_tier = np.where(p >= high, "high", np.where(p >= low, "medium", "low"))
+    # One decision: high <=> churn_label = 1 <=> p >= threshold; medium/low split the rest.
+    assert card["risk_tiers"]["medium_high"] == threshold
+    high = scores["risk_tier"].to_numpy() == "high"
+    assert (high == (scores["churn_label"].to_numpy() == 1)).all()
+    low = card["risk_tiers"]["low_medium"]
+    assert low <= threshold
+    expected_tier = np.where(p >= threshold, "high", np.where(p >= low, "medium", "low"))
     assert (scores["risk_tier"].to_numpy() == expected_tier).all()
     economics = card_economics(card)
     assert economics.intervention_cost == card["economics"]["intervention_cost"]
     value = p * economics.success_rate * economics.retained_value - economics.intervention_cost
     np.testing.assert_allclose(scores["expected_value"], value, rtol=0, atol=1e-12)
-    pushes = scores[[f"reason_{k}_contribution" for k in (1, 2, 3)]].abs().to_numpy()
-    assert (pushes[:, 0] >= pushes[:, 1]).all() and (pushes[:, 1] >= pushes[:, 2]).all()
+    pushes = scores[[f"reason_{k}_contribution" for k in (1, 2, 3)]].to_numpy()
+    rest = np.abs(pushes[~high])
+    assert (rest[:, 0] >= rest[:, 1]).all() and (rest[:, 1] >= rest[:, 2]).all()
+    # A high customer's reasons only raise the risk (an empty slot has no feature).
+    risky = pushes[high]
+    assert (risky[:, 0] > 0).all()
+    assert ((risky[:, 1:] > 0) | np.isnan(risky[:, 1:])).all()
+    assert (np.isnan(risky[:, 1:]) == scores.loc[high, ["reason_2_feature", "reason_3_feature"]]
+            .isna().to_numpy()).all()  # fmt: skip
     assert set(scores["reason_1_feature"]) <= set(card["feature_order"])
     ranks = scores.sort_values(["observation_date", "risk_rank"])
     for _, month in ranks.groupby("observation_date"):
@@ -130,6 +142,9 @@ def test_reason_values_are_the_customers_feature_values(materialized, champion):
         record = dict(zip(columns, row, strict=True))
         for k in (1, 2):
             feature, text = record[f"reason_{k}_feature"], record[f"reason_{k}_value"]
+            if feature is None:  # a high customer with a single risk-raising reason
+                assert k == 2 and text is None
+                continue
             value = record[feature]
             if value is None:
                 assert text is None
@@ -270,8 +285,10 @@ def test_stored_scores_equal_score_batch_value_for_value(materialized, http, cha
         assert score["threshold"] == row["threshold"]
         assert score["risk_tier"] == row["risk_tier"]
         assert score["model_version"] == row["model_version"]
+        assert len(score["reasons"]) == row[[f"reason_{k}_feature" for k in (1, 2, 3)]].count()
         for k, reason in enumerate(score["reasons"], start=1):
             assert reason["feature"] == row[f"reason_{k}_feature"]
+            assert reason["text"] == row[f"reason_{k}_text"]
             assert reason["contribution"] == pytest.approx(
                 row[f"reason_{k}_contribution"], abs=1e-12
             )
@@ -300,6 +317,8 @@ def test_service_answers_at_the_cards_decision_threshold_unless_told(materialize
     told = http.post("/score_batch", json={"customers": customers, "threshold": 0.5}).json()
     assert {score["threshold"] for score in told["scores"]} == {0.5}
     assert all(s["churn_label"] == int(s["churn_probability"] >= 0.5) for s in told["scores"])
+    for s in answer + told["scores"]:
+        assert (s["risk_tier"] == "high") == (s["churn_label"] == 1)
 
 
 def test_a_card_without_a_decision_threshold_keeps_its_default(champion):

@@ -332,15 +332,33 @@ def test_expected_value_threshold_on_a_hand_made_example() -> None:
     assert nobody > score.max() and zero == 0.0
 
 
-def test_risk_tiers_are_monotone() -> None:
+def test_risk_tiers_are_monotone_and_high_is_the_decision() -> None:
     scores = np.random.default_rng(3).beta(1, 20, 1000)
-    cuts = risk_tiers(scores)
-    assert cuts[0] <= cuts[1]
+    threshold = float(np.quantile(scores, 0.8))
+    cuts = risk_tiers(scores, threshold)
+    assert cuts[0] <= cuts[1] == threshold
     ordered = [assign_tier(p, cuts) for p in np.sort(scores)]
     rank = {"low": 0, "medium": 1, "high": 2}
     assert [rank[t] for t in ordered] == sorted(rank[t] for t in ordered)
     assert list(assign_tiers(np.sort(scores), cuts)) == ordered
-    assert ordered.count("high") == pytest.approx(200, abs=2)
+    assert ordered.count("high") == (scores >= threshold).sum()
+    # medium and low split the rest half and half
+    assert ordered.count("medium") == pytest.approx(ordered.count("low"), abs=2)
+
+
+def test_tier_cuts_follow_the_threshold_for_old_cards_and_requests() -> None:
+    from churn.modeling.card import card_tier_cuts
+    from churn.modeling.thresholds import tier_cuts
+
+    old = {
+        "thresholds": {"decision": 0.157},
+        "risk_tiers": {"low_medium": 0.023, "medium_high": 0.047},
+    }
+    assert card_tier_cuts(old) == (0.023, 0.157)
+    assert card_tier_cuts(old, 0.01) == (0.01, 0.01)
+    assert tier_cuts(0.2, 0.1) == (0.1, 0.1)
+    p = np.array([0.01, 0.03, 0.1, 0.157, 0.5])
+    assert list(assign_tiers(p, card_tier_cuts(old))) == ["low", "medium", "medium", "high", "high"]
 
 
 # ---- plots ----------------------------------------------------------------------------------

@@ -60,7 +60,18 @@ def test_evaluation_reports_metrics_oracle_thresholds_and_plots(materialized: Gr
     thresholds = metadata["thresholds"].value
     assert thresholds["default"] == 0.5 and 0.0 < thresholds["expected_value"] < 1.0
     low_medium, medium_high = metadata["risk_tier_cuts"].value
-    assert 0.0 < low_medium <= medium_high < 1.0
+    assert 0.0 < low_medium <= medium_high == thresholds["decision"] < 1.0
+    # The metrics table: precision and recall where each candidate draws its line, not at 0.5.
+    records = {
+        r.data["metric (test unless noted)"]: r.data for r in metadata["metrics"].value.records
+    }
+    winner = metadata["winner"].value
+    assert records["threshold"][winner] == pytest.approx(thresholds["decision"], abs=1e-4)
+    assert all(
+        value != 0.5
+        for key, value in records["threshold"].items()
+        if key != "metric (test unless noted)"
+    )
     reports = Path(metadata["reports"].value)
     for plot in (
         "roc",
@@ -82,6 +93,15 @@ def test_card_round_trips_from_the_model_store(materialized: GraphRun):
     assert stored.card["lineage"]["dagster_run_id"] == materialized.result.run_id
     assert len(stored.card["lineage"]["data_fingerprint"]) == 16
     assert set(stored.card["risk_tiers"]) == {"low_medium", "medium_high"}
+    assert stored.card["risk_tiers"]["medium_high"] == stored.card["thresholds"]["decision"]
+    # Plain-language reasons: a phrase for every feature, percentiles of the training rows.
+    assert set(stored.card["feature_descriptions"]) == set(stored.card["feature_order"])
+    assert all(stored.card["feature_descriptions"].values())
+    assert stored.card["feature_descriptions"]["days_since_last_event"] == (
+        "days since the last event"
+    )
+    quantiles = stored.card["reference"]["quantiles"]
+    assert all(len(q) == 101 and q == sorted(q) for q in quantiles.values())
     reference = stored.reference_path
     assert reference.exists()
     with duckdb.connect(str(materialized.warehouse), read_only=True) as con:

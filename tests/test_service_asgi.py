@@ -107,6 +107,32 @@ def assert_names(response, *location: str | int) -> None:
 # --- valid requests -------------------------------------------------------------------------
 
 
+def test_tier_and_label_are_one_decision_even_at_a_requested_threshold(client, rows):
+    """``risk_tier == 'high'`` exactly when ``churn_label == 1``, at the card's threshold and
+    at a request's own: the request's threshold moves the high cut with the label. A high
+    customer's reasons only raise the risk, and every reason reads as plain text."""
+    customers = [body(row) for row in rows]
+    default = client.post("/score_batch", json={"customers": customers}).json()["scores"]
+    probabilities = sorted(score["churn_probability"] for score in default)
+    middle = probabilities[len(probabilities) // 2]  # half the rows high, half not
+    for threshold in (None, middle, 0.0, 1.0):
+        extra = {} if threshold is None else {"threshold": threshold}
+        response = client.post("/score_batch", json={"customers": customers} | extra)
+        assert response.status_code == 200, response.text
+        scores = response.json()["scores"]
+        for score in scores:
+            assert (score["risk_tier"] == "high") == (score["churn_label"] == 1), score
+            assert score["churn_label"] == int(score["churn_probability"] >= score["threshold"])
+            assert score["reasons"] and all(r["text"] for r in score["reasons"])
+            if score["risk_tier"] == "high":
+                assert all(reason["contribution"] > 0 for reason in score["reasons"][1:])
+        if threshold == middle:
+            assert {s["risk_tier"] for s in scores} >= {"high"}
+            assert len({s["churn_label"] for s in scores}) == 2
+    one = client.post("/score", json=body(rows[0], threshold=middle)).json()
+    assert (one["risk_tier"] == "high") == (one["churn_label"] == 1)
+
+
 def test_score_matches_the_model_and_the_contract(client, rows):
     from serving.service import CARD
 
@@ -130,12 +156,13 @@ def test_score_matches_the_model_and_the_contract(client, rows):
     cuts = CARD["risk_tiers"]
     expected_tier = (
         "high"
-        if score["churn_probability"] >= cuts["medium_high"]
+        if score["churn_probability"] >= score["threshold"]
         else "medium"
         if score["churn_probability"] >= cuts["low_medium"]
         else "low"
     )
     assert score["risk_tier"] == expected_tier
+    assert all(reason["text"] for reason in score["reasons"])
     assert score["feature_order"] == CARD["feature_order"]
     assert score["model_version"] in client.post("/model", json={}).json()["model_tag"]
 
@@ -147,7 +174,11 @@ def test_reasons_are_the_top_three_contributions(client, rows):
     score = client.post("/score", json=body(rows[1])).json()
     model = load_model().model
     contributions = model.contributions(encode_records([rows[1]], model.specs))[0]
-    order = np.argsort(-np.abs(contributions), kind="stable")[:3]
+    if score["risk_tier"] == "high":  # only what raises the risk, strongest first
+        order = [j for j in np.argsort(-contributions, kind="stable")[:3] if contributions[j] > 0]
+        order = order or [int(np.argmax(contributions))]
+    else:  # the strongest pushes either way
+        order = np.argsort(-np.abs(contributions), kind="stable")[:3]
     assert [r["feature"] for r in score["reasons"]] == [model.feature_names[j] for j in order]
     for reason in score["reasons"]:
         j = model.feature_names.index(reason["feature"])

@@ -267,7 +267,7 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
             add(
                 _int(
                     f"type_{slug}_{w}d",
-                    f"Events of type {spec.event_types[code - 1]!r} in the last {w} days.",
+                    f"{spec.event_types[code - 1]} events in the last {w} days.",
                 ),
                 "",
             )
@@ -282,11 +282,11 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
             )
     for measure, slug in zip(spec.measures, _measure_slugs(spec), strict=True):
         for w in spec.windows:
-            add(_real(f"{slug}_sum_{w}d", f"Sum of {measure!r} over the last {w} days."), "")
+            add(_real(f"{slug}_sum_{w}d", f"Sum of {measure} over the last {w} days."), "")
             add(
                 _real(
                     f"{slug}_mean_{w}d",
-                    f"Mean {measure!r} per event over the last {w} days (NULL without events).",
+                    f"Mean {measure} per event over the last {w} days (NULL without events).",
                     nullable=True,
                 ),
                 "",

@@ -2,7 +2,8 @@
 
 It is stored beside the model (``card.json``) and is the service's source of truth: the request
 schemas come from ``feature_schema``, the default threshold and risk tiers from ``thresholds``
-and ``risk_tiers``, ``/model`` returns it whole.
+and ``risk_tiers``, ``/model`` returns it whole. ``risk_tiers["medium_high"]`` equals the decision
+threshold (``high`` is ``churn_label = 1``); :func:`card_tier_cuts` derives it for older cards.
 
 The decision threshold is the model's own: ``thresholds["decision"]``, the expected-value
 threshold chosen on validation with the card's ``economics`` (cost of a contact, value of a kept
@@ -82,6 +83,7 @@ def build_card(
     vocabulary, measures, profile, windows) and the ``churn_definition``, so the service
     generates exactly the features the model was trained on."""
     from churn.modeling.gate import GATE_RULES, LEAKAGE_CEILING
+    from churn.scoring.reasons import feature_descriptions, reference_distribution
 
     winner = evaluation.winning
     return json_safe(
@@ -91,6 +93,10 @@ def build_card(
             "trained_at": datetime.now(UTC).isoformat(),
             "feature_order": [spec.name for spec in data.specs],
             "feature_schema": specs_to_dicts(data.specs),
+            # Plain-language reasons (churn.scoring.reasons): a phrase per feature, and the
+            # training rows' percentiles the service compares a customer's value with.
+            "feature_descriptions": feature_descriptions(data.specs),
+            "reference": reference_distribution(data.specs, data.train.X),
             "thresholds": evaluation.thresholds,
             "economics": asdict(evaluation.economics),
             "risk_tiers": {
@@ -147,7 +153,19 @@ def decision_threshold(card: dict[str, Any]) -> float:
     """Where a score becomes ``churn_label = 1``: the card's decision threshold, or the old
     cards' fixed default."""
     thresholds = card["thresholds"]
-    return float(thresholds.get("decision", thresholds["default"]))
+    return float(thresholds["decision"] if "decision" in thresholds else thresholds["default"])
+
+
+def card_tier_cuts(card: Mapping[str, Any], threshold: float | None = None) -> tuple[float, float]:
+    """The (low/medium, medium/high) cuts in force at ``threshold`` (default: the card's
+    decision threshold). The high cut is always the threshold, so ``risk_tier = 'high'`` and
+    ``churn_label = 1`` are one decision; older cards stored a score-quantile high cut that
+    disagreed with the threshold, and are derived from the threshold here, at load."""
+    from churn.modeling.thresholds import tier_cuts
+
+    decision = decision_threshold(dict(card)) if threshold is None else float(threshold)
+    tiers = card.get("risk_tiers") or {}
+    return tier_cuts(float(tiers.get("low_medium", decision)), decision)
 
 
 def card_economics(card: dict[str, Any]) -> Economics:

@@ -1,5 +1,8 @@
 """Turning probabilities into decisions: whom to contact, and which risk tier to show.
 
+One decision: ``risk_tier = 'high'`` exactly when ``churn_label = 1``, i.e. when the probability
+is at or above the decision threshold; ``medium`` and ``low`` split the customers below it.
+
 The contact threshold is chosen by money, not by F1: contacting a customer costs
 ``intervention_cost`` whatever happens, and only a real churner who is then persuaded to stay
 (``success_rate``) brings ``retained_value`` back. That makes the threshold a business
@@ -52,17 +55,29 @@ def expected_value_threshold(
 
 
 def risk_tiers(
-    validation_scores: Any, quantiles: tuple[float, float] = (0.5, 0.8)
+    validation_scores: Any, decision_threshold: float, quantile: float = 0.5
 ) -> tuple[float, float]:
-    """Cut points at score quantiles of the validation slice: tiers then hold stable shares of
-    the base (half low, 30% medium, 20% high by default) even though raw probabilities are all
-    small when churn is rare."""
-    low, high = quantiles
-    if not 0 < low < high < 1:
-        raise ValueError(f"quantiles must satisfy 0 < low < high < 1, got {quantiles}")
+    """Tier cut points for one decision: ``high`` is exactly ``churn_label = 1`` (probability
+    at or above ``decision_threshold``), and ``medium`` / ``low`` split the rest at the
+    ``quantile`` of the validation scores below the threshold (half and half by default).
+
+    Why the high cut is the threshold rather than a score quantile: a retention team reads the
+    tier and the label as the same instruction, so they must never disagree; the quantile cut
+    of the rest still gives a stable "watch" group when churn is rare."""
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must satisfy 0 < quantile < 1, got {quantile}")
     scores = np.asarray(validation_scores, dtype=np.float64).ravel()
-    cuts = np.quantile(scores, [low, high])
-    return float(cuts[0]), float(max(cuts[1], cuts[0]))
+    below = scores[scores < decision_threshold]
+    low_medium = float(np.quantile(below, quantile)) if below.size else float(decision_threshold)
+    return tier_cuts(low_medium, decision_threshold)
+
+
+def tier_cuts(low_medium: float, decision_threshold: float) -> tuple[float, float]:
+    """The cut points in force at ``decision_threshold``: the high cut IS the threshold, and the
+    medium cut never lies above it. Used for a card's own threshold, a request's threshold, and
+    older cards whose stored high cut was a score quantile unrelated to the threshold."""
+    threshold = float(decision_threshold)
+    return min(float(low_medium), threshold), threshold
 
 
 def assign_tier(p: float, cuts: tuple[float, float]) -> str:

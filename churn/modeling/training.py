@@ -307,25 +307,31 @@ def evaluate_candidates(
     default_threshold: float = 0.5,
 ) -> Evaluation:
     results: dict[str, CandidateResult] = {}
+    ev_thresholds: dict[str, tuple[float, float]] = {}
     for name, model in models.items():
         validation_scores = model.predict_proba(data.validation.X)
         test_scores = model.predict_proba(data.test.X)
+        # Each candidate at the threshold it would decide with (chosen on validation by money),
+        # not at 0.5: at a ~4% base rate LightGBM labels nobody at 0.5, and the precision and
+        # recall the metrics table shows must be those of the list the model would produce.
+        ev_thresholds[name] = expected_value_threshold(
+            data.validation.y,
+            validation_scores,
+            intervention_cost=economics.intervention_cost,
+            retained_value=economics.retained_value,
+            success_rate=economics.success_rate,
+        )[:2]
+        threshold = ev_thresholds[name][0]
         results[name] = CandidateResult(
             name=name,
-            validation=evaluate(data.validation.y, validation_scores, default_threshold),
-            test=evaluate(data.test.y, test_scores, default_threshold),
+            validation=evaluate(data.validation.y, validation_scores, threshold),
+            test=evaluate(data.test.y, test_scores, threshold),
             validation_scores=validation_scores,
             test_scores=test_scores,
         )
     winner = max(results, key=lambda name: results[name].validation["roc_auc"])
     chosen = results[winner]
-    ev_threshold, ev_per_customer, _ = expected_value_threshold(
-        data.validation.y,
-        chosen.validation_scores,
-        intervention_cost=economics.intervention_cost,
-        retained_value=economics.retained_value,
-        success_rate=economics.success_rate,
-    )
+    ev_threshold, ev_per_customer = ev_thresholds[winner]
     return Evaluation(
         results=results,
         winner=winner,
@@ -341,7 +347,7 @@ def evaluate_candidates(
             # money, because at 0.5 a model of a ~4% base rate labels almost no one.
             "decision": ev_threshold,
         },
-        risk_tier_cuts=risk_tiers(chosen.validation_scores),
+        risk_tier_cuts=risk_tiers(chosen.validation_scores, ev_threshold),
         economics=economics,
         decision_metrics={
             "validation": at_threshold(

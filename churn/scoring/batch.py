@@ -34,7 +34,7 @@ CHUNK_ROWS = 2_000
 REASON_COLUMNS = [
     f"reason_{k}_{part}"
     for k in range(1, TOP_REASONS + 1)
-    for part in ("feature", "value", "contribution")
+    for part in ("feature", "value", "contribution", "text")
 ]
 SCORE_COLUMNS = [
     "customer_id",
@@ -51,9 +51,11 @@ COLUMN_DESCRIPTIONS = {
     "customer_id": "Customer scored.",
     "observation_date": "Observation date: the features saw only data strictly before it.",
     "churn_probability": "Probability of churning within the horizon (the champion's, 0-1).",
-    "churn_label": "1 when churn_probability >= threshold: the customers worth contacting.",
+    "churn_label": "1 when churn_probability >= threshold: the customers worth contacting "
+    "(exactly the high tier).",
     "threshold": "The model's decision threshold (expected value, chosen on validation).",
-    "risk_tier": "low / medium / high, at the cut points calibrated at training.",
+    "risk_tier": "high exactly when churn_label = 1 (probability >= threshold); medium and low "
+    "split the rest at the card's cut point.",
     "expected_value": "Expected value of contacting the customer: p * success_rate * "
     "retained_value - intervention_cost (the model card's economics).",
     "model_version": "Version of churn_model in the BentoML store that scored the row.",
@@ -63,10 +65,12 @@ COLUMN_DESCRIPTIONS = {
 for _k in range(1, TOP_REASONS + 1):
     COLUMN_DESCRIPTIONS |= {
         f"reason_{_k}_feature": f"Reason {_k}: the feature with the {_k}. largest contribution "
-        "(either direction).",
+        "(either direction; for a high-risk customer only features that raise the risk).",
         f"reason_{_k}_value": f"Reason {_k}: the feature's value for this customer, as text.",
         f"reason_{_k}_contribution": f"Reason {_k}: its push on the log-odds of churn "
         "(positive: riskier).",
+        f"reason_{_k}_text": f"Reason {_k} in plain language: the rounded value and how it "
+        "compares with the customers the model was trained on.",
     }
 
 
@@ -94,6 +98,7 @@ def score_frame(
     tiers = np.empty(n, dtype=object)
     top = np.empty((n, TOP_REASONS), dtype=np.intp)
     pushes = np.empty((n, TOP_REASONS))
+    texts = np.empty((n, TOP_REASONS), dtype=object)
     threshold = scorer.default_threshold
     for start in range(0, n, max(chunk_rows, 1)):
         chunk = slice(start, min(start + chunk_rows, n))
@@ -103,6 +108,7 @@ def score_frame(
         tiers[chunk] = explained.tiers
         top[chunk] = explained.top_features
         pushes[chunk] = explained.top_contributions
+        texts[chunk] = explained.top_texts
     columns: dict[str, object] = {
         "customer_id": features["customer_id"].to_numpy(),
         "observation_date": features["observation_date"].to_numpy(),
@@ -111,11 +117,12 @@ def score_frame(
         "threshold": np.full(n, threshold),
         "risk_tier": tiers,
     }
-    names = np.asarray(scorer.feature_order, dtype=object)
+    names = np.asarray([*scorer.feature_order, None], dtype=object)  # index -1: no reason
     for k in range(TOP_REASONS):
         columns[f"reason_{k + 1}_feature"] = names[top[:, k]]
         columns[f"reason_{k + 1}_value"] = _values_as_text(features, scorer, top[:, k])
         columns[f"reason_{k + 1}_contribution"] = pushes[:, k]
+        columns[f"reason_{k + 1}_text"] = texts[:, k]
     columns["expected_value"] = expected_value(probabilities, economics)
     columns["model_version"] = np.full(n, scorer.model_version, dtype=object)
     return pd.DataFrame(columns, columns=SCORE_COLUMNS)
@@ -127,7 +134,7 @@ def _values_as_text(features: pd.DataFrame, scorer: Scorer, feature_index: np.nd
     import pandas as pd
 
     values = np.full(len(features), None, dtype=object)
-    for j in np.unique(feature_index):
+    for j in np.unique(feature_index[feature_index >= 0]):
         rows = feature_index == j
         column = features[scorer.feature_order[j]].to_numpy()[rows]
         spec = scorer.specs[j]
