@@ -6,6 +6,7 @@ its BentoML store, the built Bento under a real ``bentoml serve`` for the parity
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterator
@@ -468,3 +469,68 @@ def test_automation_rescores_only_the_newest_month_on_a_new_champion_or_features
     features(months[-1], checked=False)
     result = tick(result.cursor)
     assert requested(result) == {months[-1]}
+
+
+# --- plain reasons, month over month, no silent gaps -------------------------------------------
+
+
+def test_every_row_has_a_plain_reason_with_a_rounded_number(materialized):
+    import re
+
+    scores = _scores(materialized)
+    texts = scores["reason_1_text"]
+    assert texts.notna().all()
+    assert texts.str.contains(r"\d").all()
+    assert not texts.str.contains(r"\d\.\d{4,}").any(), "values are rounded for people"
+    assert not texts.str.contains("_").all(), "phrases, not column names"
+    sample = texts[texts.str.contains(r"% of customers")]
+    assert len(sample) > 0.5 * len(texts)
+    assert all(re.search(r"\((fewer|more|lower|higher|like|the same)", t) for t in sample[:50])
+
+
+def test_tier_change_compares_with_the_previous_month(materialized):
+    scores = _scores(materialized)
+    dates = sorted(scores["observation_date"].unique())
+    assert len(dates) >= 2
+    first = scores[scores["observation_date"] == dates[0]]
+    assert (first["tier_change"] == "new").all() and first["previous_tier"].isna().all()
+    rank = {"low": 0, "medium": 1, "high": 2}
+    for before, after in itertools.pairwise(dates):
+        old = scores[scores["observation_date"] == before].set_index("customer_id")
+        new = scores[scores["observation_date"] == after].set_index("customer_id")
+        for customer_id, row in new.iterrows():
+            if customer_id not in old.index:
+                assert row["tier_change"] == "new" and pd.isna(row["previous_tier"])
+                continue
+            previous = old.loc[customer_id]
+            assert row["previous_tier"] == previous["risk_tier"]
+            assert row["previous_probability"] == previous["churn_probability"]
+            now, was = rank[row["risk_tier"]], rank[previous["risk_tier"]]
+            expected = (
+                "new_high"
+                if row["risk_tier"] == "high" and previous["risk_tier"] != "high"
+                else "up"
+                if now > was
+                else "down"
+                if now < was
+                else "same"
+            )
+            assert row["tier_change"] == expected
+    later = scores[scores["observation_date"] == dates[-1]]["tier_change"]
+    assert {"same", "new_high"} <= set(later) or {"same", "up"} <= set(later)
+    metadata = materialized.result.asset_materializations_for_node("customer_scores")[-1].metadata
+    assert "new_high" in metadata["tier_changes_newest_month"].value
+    assert metadata["new_high_newest_month"].value == (later == "new_high").sum()
+
+
+def test_unscored_customers_are_listed_with_a_reason(materialized):
+    newest = _query(materialized, "SELECT max(observation_date) FROM customer_scores")[0][0]
+    path = materialized.home / "exports" / f"customer_scores_unscored_{newest.isoformat()}.csv"
+    unscored = pd.read_csv(path, dtype={"customer_id": str})
+    scored = set(_scores(materialized, "observation_date = ?", [newest])["customer_id"])
+    assert len(unscored) > 0 and not set(unscored["customer_id"].dropna()) & scored
+    assert unscored["reason"].notna().all()
+    assert set(unscored["reason_kind"]) <= {"rejected", "cancelled", "not_observed"}
+    metadata = materialized.result.asset_materializations_for_node("customer_scores")[-1].metadata
+    assert metadata["unscored_customers"].value == len(unscored)
+    assert metadata["export_unscored_csv"].value == str(path)

@@ -39,8 +39,11 @@ class ScoringConfig(dg.Config):
     deps=["customer_features", "champion_model"],
     description="Every customer observed on the date, scored by the champion with the "
     "service's own scorer: probability, label at the model's decision threshold, risk tier, "
-    "top three reasons, expected value of a contact, model version. The newest month is "
-    "exported as Parquet and CSV under $CHURN_HOME/exports/.",
+    "top three reasons (with plain-language text), expected value of a contact, model "
+    "version, and the move since last month (previous probability and tier, tier_change). "
+    "One decision: risk_tier high exactly when churn_label = 1. The newest month is "
+    "exported as Parquet and CSV under $CHURN_HOME/exports/, with the customers that got no "
+    "score and why in customer_scores_unscored_<date>.csv.",
     partitions_def=PARTITIONS,
     backfill_policy=SINGLE_RUN,
     pool=WAREHOUSE_POOL,
@@ -59,7 +62,12 @@ def customer_scores(
     from churn.modeling.card import card_economics
     from churn.scoring.batch import COLUMN_DESCRIPTIONS, score_frame
     from churn.scoring.export import export_scores
+    from churn.scoring.movement import COLUMN_DESCRIPTIONS as MOVEMENT_COLUMNS
+    from churn.scoring.movement import add_previous_month, tier_changes
     from churn.scoring.scorer import Scorer
+    from churn.scoring.unscored import counts as unscored_counts
+    from churn.scoring.unscored import unscored
+    from churn.warehouse import table_exists
 
     champion = registry.load_model()
     scorer = Scorer(champion.model, champion.card, champion.version)
@@ -87,9 +95,10 @@ def customer_scores(
             "CAST(now() AS TIMESTAMP) AS scored_at FROM _scored_frame"
         )
         con.unregister("_scored_frame")
+        where = _in_window(start, end)
+        add_previous_month(con, "_new_scores", TABLE, where, table_exists(con, TABLE))
         _drop_if_reshaped(con)
         _replace_window(con, TABLE, "_new_scores", start, end)
-        where = _in_window(start, end)
         tiers = con.execute(
             f"SELECT CAST(observation_date AS VARCHAR), risk_tier, count(*), "
             f"sum(churn_label), avg(churn_probability) FROM {TABLE} WHERE {where} "
@@ -99,16 +108,20 @@ def customer_scores(
         if newest is None:  # nothing observed in the window nor before: nothing to export
             return dg.MaterializeResult(metadata={"dagster/row_count": 0})
         top = con.execute(
-            "SELECT risk_rank, customer_id, churn_probability, churn_label, risk_tier, "
-            "reason_1_feature, reason_1_value, reason_1_contribution, expected_value "
+            "SELECT risk_rank, customer_id, round(churn_probability, 4), churn_label, risk_tier, "
+            "tier_change, reason_1_text, round(expected_value, 2) "
             f"FROM {TABLE} WHERE observation_date = ? ORDER BY risk_rank LIMIT ?",
             [newest, config.preview_rows],
         ).fetchall()
         newest_probabilities = con.execute(
             f"SELECT churn_probability FROM {TABLE} WHERE observation_date = ?", [newest]
         ).fetchnumpy()["churn_probability"]
-        schema = column_schema(con, TABLE, COLUMN_DESCRIPTIONS)
-        exported = export_scores(con, churn_home.folder(EXPORT_FOLDER), newest, TABLE)
+        moved = tier_changes(con, TABLE, newest)
+        schema = column_schema(con, TABLE, COLUMN_DESCRIPTIONS | MOVEMENT_COLUMNS)
+        missing = unscored(con, newest, TABLE)
+        exported = export_scores(
+            con, churn_home.folder(EXPORT_FOLDER), newest, TABLE, unscored=missing
+        )
     context.log.info(f"exported {exported.rows:,} rows of {newest} to {exported.files}")
     from churn.modeling.plots import score_histogram
 
@@ -135,12 +148,16 @@ def customer_scores(
                     tiers,
                 )
             ),
+            "tier_changes_newest_month": dg.MetadataValue.md(
+                markdown_table(["tier_change", "customers", "of them high now"], moved)
+            ),
+            "new_high_newest_month": next(n for change, n, _ in moved if change == "new_high"),
             "scoring_seconds": round(seconds, 3),
             "rows_per_second": round(len(scored) / seconds) if seconds else 0,
             "newest_observation_date": str(newest),
             "top_of_the_list": dg.MetadataValue.md(
                 markdown_table(
-                    ["rank", "customer_id", "p", "label", "tier", "reason", "value", "push", "EV"],
+                    ["rank", "customer_id", "p", "label", "tier", "change", "reason", "EV"],
                     top,
                 )
             ),
@@ -149,6 +166,10 @@ def customer_scores(
                 f"{base64.b64encode(histogram).decode()})"
             ),
             "export_rows": exported.rows,
+            "unscored_customers": exported.unscored_rows,
+            "unscored_by_reason": dg.MetadataValue.md(
+                markdown_table(["reason", "customers"], list(unscored_counts(missing).items()))
+            ),
             **{
                 f"export_{name}": dg.MetadataValue.path(str(path))
                 for name, path in exported.files.items()
