@@ -200,6 +200,30 @@ def test_flat_champion_card_and_service_schema_follow_the_inferred_features(flat
     assert (flat_run.bentoml_home / "bentos" / "churn_service").exists()
 
 
+def test_flat_scores_are_one_decision_with_plain_reasons_and_no_silent_gaps(flat_run):
+    """Issue 25 on a flat table: no row where tier and label disagree, a plain reason on every
+    row, and the customers whose row was rejected listed in the unscored file with why."""
+    with duckdb.connect(str(flat_run.warehouse), read_only=True) as con:
+        scores = con.execute("SELECT * FROM customer_scores").df()
+        rejected = [
+            row[0]
+            for row in con.execute("SELECT account_code FROM stg_customers_rejects").fetchall()
+        ]
+    assert len(scores) > 0
+    disagree = (scores["risk_tier"] == "high") != (scores["churn_label"] == 1)
+    assert not disagree.any(), scores.loc[disagree, ["churn_probability", "risk_tier"]]
+    assert scores["reason_1_text"].notna().all()
+    assert scores["reason_1_text"].str.contains(r"\d").all()
+    newest = scores["observation_date"].max().date()
+    path = flat_run.home / "exports" / f"customer_scores_unscored_{newest.isoformat()}.csv"
+    unscored = pd.read_csv(path, dtype={"customer_id": str})
+    listed = unscored.set_index("customer_id")
+    assert rejected and set(rejected) <= set(listed.index)
+    assert (listed.loc[rejected, "reason_kind"] == "rejected").all()
+    assert listed.loc[rejected, "reason"].str.contains("TotalCharges=").all()
+    assert _metadata(flat_run, "customer_scores")["unscored_customers"] == len(unscored)
+
+
 # --- events --------------------------------------------------------------------------------
 
 

@@ -88,6 +88,8 @@ def test_texts_compare_with_the_reference_customers() -> None:
     assert texts[2].startswith("Smoothed ratio of the 7-day rate to the 30-day rate: 0.079 (lower")
     assert texts[3] == "Plan: pro (like 30% of customers)"
     assert texts[4] is None
+    one = writer.texts(np.array([0]), np.array([1.0]), np.array([0.5]))[0]
+    assert one.startswith("1 login in the last 30 days (")
     old_card = ReasonWriter(specs, {})  # a card from before reasons had text: no comparison
     assert old_card.texts(np.array([0]), np.array([3.0]), np.array([1.0]))[0] == (
         "3 logins in the last 30 days"

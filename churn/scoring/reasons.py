@@ -183,7 +183,7 @@ class ReasonWriter:
             if math.isnan(value):
                 text = f"{words}: unknown"
             elif count_like:
-                text = f"{format_number(value, True)} {words}"
+                text = f"{format_number(value, True)} {_singular(words) if value == 1 else words}"
             else:
                 text = f"{_capital(words)}: {format_number(value, integer)}"
             texts.append(f"{text} ({comparison})" if comparison else text)
@@ -218,6 +218,14 @@ def _comparison(below: float, above: float, more: str, less: str) -> str:
     if same >= 0.5:
         return f"the same as {_percent(same)}% of customers"
     return "about the median"
+
+
+def _singular(words: str) -> str:
+    """ "1 events in ..." -> "1 event in ...": only a plain plural first word is changed."""
+    first, _, rest = words.partition(" ")
+    if first.endswith("s") and not first.endswith("ss") and first.isalpha() and first.islower():
+        first = first[:-1]
+    return f"{first} {rest}" if rest else first
 
 
 def _capital(words: str) -> str:
