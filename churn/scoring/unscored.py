@@ -7,10 +7,16 @@ with the most specific reason found:
 
 * ``rejected``: a row of the customer broke a staging rule (``stg_customers_rejects``, with its
   staging reason), so no feature row could be built;
-* ``cancelled``: cancelled before the date (``stg_cancellations``): already churned;
+* ``cancelled``: cancelled in the month before the date (``stg_cancellations``): they left
+  since the previous list;
 * ``not_observed``: known to the source (a staged profile that signed up before the date, or an
-  event before it) but not observed on the date under the churn definition (already churned,
-  lapsed past an inactivity window, or, for a flat table, a row of another month).
+  event before it) but not observed on the date under the churn definition (lapsed past an
+  inactivity window, or, for a flat table, a row of another month), when they were scored the
+  previous month or never scored at all.
+
+Each gap is reported when it opens: a customer who left months ago was listed in that month's
+file, and listing every former customer again each month would bury the new gaps. Rejected
+rows are listed every month, since they are never scored until the data is fixed.
 
 It reads only what staging wrote, whatever the source kind, by asking the warehouse which tables
 and columns exist; every value is bound, every identifier quoted.
@@ -61,20 +67,22 @@ def _rejects_id(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _candidates(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """SELECTs of (customer_id, reason_kind, reason, priority) over the staged tables; each
-    takes the observation date as the parameter ``$day``."""
+    """SELECTs of (customer_id, reason_kind, reason, priority, since) over the staged tables;
+    each takes the observation date as the parameter ``$day``. ``since`` is when a cancelled
+    customer left."""
     parts: list[str] = []
     rejects_id = _rejects_id(con)
     if rejects_id is not None:
         parts.append(
             f"SELECT CAST({quote_identifier(rejects_id)} AS VARCHAR) AS customer_id, "
             "'rejected' AS reason_kind, 'rejected at staging: ' || reject_reason AS reason, "
-            "1 AS priority FROM stg_customers_rejects"
+            "1 AS priority, CAST(NULL AS DATE) AS since FROM stg_customers_rejects"
         )
     if "cancel_date" in _columns(con, "stg_cancellations"):
         parts.append(
             "SELECT customer_id, 'cancelled', 'cancelled on ' || CAST(min(cancel_date) AS "
-            "VARCHAR) || ', before the date: already churned', 2 FROM stg_cancellations "
+            "VARCHAR) || ', before the date: already churned', 2, "
+            "CAST(min(cancel_date) AS DATE) FROM stg_cancellations "
             "WHERE cancel_date < $day GROUP BY customer_id"
         )
     customers = _columns(con, "stg_customers")
@@ -86,13 +94,13 @@ def _candidates(con: duckdb.DuckDBPyConnection) -> list[str]:
         else:
             when = "TRUE"
         parts.append(
-            f"SELECT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3 "
-            f"FROM stg_customers WHERE {when}"
+            f"SELECT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3, "
+            f"CAST(NULL AS DATE) FROM stg_customers WHERE {when}"
         )
     if {"customer_id", "event_time"} <= _columns(con, "stg_events"):
         parts.append(
-            f"SELECT DISTINCT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3 "
-            "FROM stg_events WHERE event_time < $day"
+            f"SELECT DISTINCT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3, "
+            "CAST(NULL AS DATE) FROM stg_events WHERE event_time < $day"
         )
     return parts
 
@@ -118,10 +126,23 @@ def unscored(
                 SELECT 1 FROM {scored} s
                 WHERE s.customer_id = k.customer_id AND s.observation_date = $day
             )
+        ),
+        best AS (
+            SELECT * FROM (
+                SELECT *, row_number() OVER (
+                    PARTITION BY customer_id ORDER BY priority, reason) AS pick
+                FROM missing WHERE customer_id IS NOT NULL
+            ) WHERE pick = 1
         )
-        SELECT customer_id, CAST($day AS DATE) AS observation_date,
-            arg_min(reason_kind, priority) AS reason_kind, arg_min(reason, priority) AS reason
-        FROM missing WHERE customer_id IS NOT NULL GROUP BY customer_id
+        SELECT customer_id, CAST($day AS DATE) AS observation_date, reason_kind, reason
+        FROM best b
+        WHERE reason_kind = 'rejected'
+            OR (reason_kind = 'cancelled' AND since >= CAST($day - INTERVAL 1 MONTH AS DATE))
+            OR (reason_kind = 'not_observed' AND (
+                EXISTS (SELECT 1 FROM {scored} s WHERE s.customer_id = b.customer_id
+                    AND s.observation_date = CAST($day - INTERVAL 1 MONTH AS DATE))
+                OR NOT EXISTS (SELECT 1 FROM {scored} s WHERE s.customer_id = b.customer_id
+                    AND s.observation_date < $day)))
         UNION ALL
         SELECT NULL, CAST($day AS DATE), reason_kind, reason FROM missing
         WHERE customer_id IS NULL
