@@ -43,7 +43,7 @@ class ScoringConfig(dg.Config):
     "version, and the move since last month (previous probability and tier, tier_change). "
     "One decision: risk_tier high exactly when churn_label = 1. The newest month is "
     "exported as Parquet and CSV under $CHURN_HOME/exports/, with the customers that got no "
-    "score and why in customer_scores_unscored_<date>.csv.",
+    "score and why in customer_scores_unscored_YYYY-MM-DD.csv.",
     partitions_def=PARTITIONS,
     backfill_policy=SINGLE_RUN,
     pool=WAREHOUSE_POOL,
