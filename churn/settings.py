@@ -41,6 +41,26 @@ def churn_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve()
 
 
+TODAY_ENV = "CHURN_TODAY"
+
+
+def today(env: Mapping[str, str] | None = None) -> date:
+    """ "Today": ``CHURN_TODAY`` (an ISO date) when set, else the wall clock.
+
+    Read on every call, never cached in :class:`Settings`: the calendar's month in progress
+    follows it at every run, sensor tick and schedule tick, so a long-running code location
+    sees a new month without a restart and a test or replay steps time by changing one
+    variable."""
+    env = os.environ if env is None else env
+    raw = (env.get(TODAY_ENV) or "").strip()
+    if not raw:
+        return date.today()
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as error:
+        raise ValueError(f"{TODAY_ENV} must be an ISO date (YYYY-MM-DD), got {raw!r}") from error
+
+
 def bentoml_home(env: Mapping[str, str] | None = None) -> Path:
     """The model and Bento store: ``BENTOML_HOME``, else ``$CHURN_HOME/bentoml``, so one home
     never sees another home's models (BentoML's own default is one store per user)."""

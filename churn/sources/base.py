@@ -42,6 +42,26 @@ model's features can be computed from an event history."""
 Log = Callable[[str], None]
 
 
+class CalendarError(ValueError):
+    """A source whose observation calendar cannot be built; the message names the config key
+    (``observation.start``, ``observation.end``, ``as_of``) and the date at fault."""
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def config_name(config: SourceConfig | None) -> str:
+    """How an error names the source: its YAML file, or the embedded synthetic source."""
+    return "synthetic source" if config is None else config.config_path.name
+
+
+def newest_event(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The day of the newest staged event (None: no event staged)."""
+    row = con.execute("SELECT CAST(max(event_time) AS DATE) FROM stg_events").fetchone()
+    return row[0] if row else None
+
+
 def add_months(day: date, months: int) -> date:
     """The first day of the month ``months`` after ``day``'s month."""
     month_index = day.month - 1 + months
@@ -91,6 +111,8 @@ class Source(ABC):
     card_shape: ClassVar[CardShape]
     tables: ClassVar[tuple[Table, ...]] = RAW_TABLES
     """The raw tables this kind lands and stages; the others' assets create no table."""
+    calendar_table: ClassVar[Table] = EVENTS
+    """The table whose staging fixes the calendar (the newest event, or a flat snapshot)."""
     replays_incoming: ClassVar[bool] = False
     """Whether archived ``incoming/`` files (five-table contract) are replayed on a reload."""
 
@@ -118,8 +140,15 @@ class Source(ABC):
     # --- calendar -----------------------------------------------------------------------------
 
     @abstractmethod
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        """The first and last monthly observation dates (month starts)."""
+    def calendar(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, today: date
+    ) -> tuple[date, date]:
+        """The first and last monthly observation dates (month starts) of what has landed.
+
+        Asked after staging, on every landing: the calendar follows the data (the newest
+        landed event) and ``today`` (:func:`churn.settings.today`), so a new month appears
+        when its data lands, never because the code location was restarted. A date the
+        calendar cannot hold raises :class:`CalendarError` naming the config key."""
 
     # --- raw ------------------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ from churn.sources.history import HistorySource
 
 if TYPE_CHECKING:
     from churn.engine import Engine
-    from churn.settings import Settings
 
 
 class EventLogSource(HistorySource):
@@ -43,10 +42,6 @@ class EventLogSource(HistorySource):
     def log_config(self) -> SourceConfig:
         assert self.config is not None, "an event log always has a config"
         return self.config
-
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        assert self.log_config.observation is not None
-        return self.log_config.observation.start, self.log_config.observation.end
 
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path

@@ -28,7 +28,6 @@ from churn.sources.history import HistorySource
 
 if TYPE_CHECKING:
     from churn.engine import Engine
-    from churn.settings import Settings
 
 
 class FiveTableSource(HistorySource):
@@ -40,10 +39,6 @@ class FiveTableSource(HistorySource):
     @classmethod
     def accepts(cls, config: SourceConfig | None) -> bool:
         return config is not None and config.shape == "events" and not config.is_event_log
-
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        assert self.config is not None and self.config.observation is not None
-        return self.config.observation.start, self.config.observation.end
 
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path

@@ -124,7 +124,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
         run_config={
             "ops": {"raw_tables": {"config": {"incoming_files": [str(p) for p, _ in accepted]}}}
         },
-        tags=full_range_tags(settings)
+        tags=full_range_tags(context.instance)
         | {"churn/trigger": "incoming", "churn/files": str(len(accepted))},
     )
 
