@@ -120,7 +120,8 @@ class Settings:
     """``CHURN_WAREHOUSE``: a DuckDB file path or a ``md:<database>`` (MotherDuck) URI; empty
     means ``$CHURN_HOME/warehouse.duckdb``."""
     source_config: SourceConfig | None = None
-    """The parsed YAML when ``CHURN_SOURCE`` names one (read at load: partitions follow it)."""
+    """The parsed YAML when ``CHURN_SOURCE`` names one (read at load, so a broken config fails
+    before any run; the calendar follows what is landed, see ``churn_assets.partitions``)."""
     incoming_check_max_bytes: int = 50_000_000
     """``CHURN_INCOMING_CHECK_MAX_BYTES``: files in ``incoming/`` up to this size are fully
     validated by the sensor; larger ones get only the cheap checks there (name, suffix,

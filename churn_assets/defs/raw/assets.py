@@ -41,9 +41,9 @@ class RawSourceConfig(dg.Config):
     incoming_files: list[str] | None = None
     """Validated files from ``incoming/`` to append; when set, the source is not reloaded."""
     source: str | None = None
-    """A source config YAML (or ``synthetic``) for this run, overriding ``CHURN_SOURCE``. The
-    observation calendar still comes from ``CHURN_SOURCE`` at load time: for an events source
-    with another calendar, set the variable and restart instead."""
+    """A source config YAML (or ``synthetic``) for this run, overriding ``CHURN_SOURCE``. Its
+    calendar replaces the previous one when it is staged; the run's own partition range was
+    fixed before, so the new months are run by ``new_month_sensor`` or a following run."""
 
 
 def column_descriptions(table_name: str) -> dict[str, str]:
