@@ -132,7 +132,7 @@ def test_monitoring_assets_carry_the_refresh_condition() -> None:
     for key in ("drift_report", "model_performance"):
         assert graph.get(dg.AssetKey(key)).automation_condition == REFRESH
     statuses = {s.name: s.default_status for s in defs.sensors or []}
-    assert len(statuses) == 5 and "scoring_automation" in statuses
+    assert len(statuses) == 6 and {"scoring_automation", "new_month_sensor"} <= set(statuses)
     assert set(statuses.values()) == {dg.DefaultSensorStatus.RUNNING}
 
 

@@ -175,6 +175,11 @@ class Source(ABC):
         """Why files from ``incoming/`` cannot be appended to this source, or None."""
         return None
 
+    def incoming_renames(self) -> dict[str, dict[str, str]]:
+        """table -> (contract column -> file column): the names ``incoming/`` files of this
+        source use, which are its own files' names (none: the contract's)."""
+        return {}
+
     # --- staging ----------------------------------------------------------------------------
 
     @abstractmethod

@@ -47,6 +47,12 @@ class FiveTableSource(HistorySource):
         mapped = self.config.tables[table.name]
         return mapped.path, land_file(con, mapped.path, table, replace=True, renames=mapped.columns)
 
+    def incoming_renames(self) -> dict[str, dict[str, str]]:
+        """The YAML's mapping: a new file of a table has the columns of that table's file."""
+        if self.config is None:
+            return {}
+        return {name: dict(mapped.columns) for name, mapped in self.config.tables.items()}
+
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None
     ) -> Staged:

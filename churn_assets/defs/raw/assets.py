@@ -133,8 +133,8 @@ def raw_tables(
         _forget_other_source(con, context, source_name)
         record_source(con, source_name, source.config, source.observation_date)
         if source.replays_incoming:
-            # incoming/ files follow the five-table contract
-            replay_landed(con, context.log.info, context.log.warning)
+            # incoming/ files of a five-table source, under its own column names
+            replay_landed(con, context.log.info, context.log.warning, source.incoming_renames())
         shape = {"source": source_name, "source_shape": source.kind}
         for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
@@ -184,7 +184,9 @@ def _land_incoming(
                 context.log.warning(f"quarantined {target}: {reason}")
                 continue
             try:
-                outcome = append_incoming(con, path, churn_home.folder("landed"))
+                outcome = append_incoming(
+                    con, path, churn_home.folder("landed"), source.incoming_renames()
+                )
             except SourceFileError as error:
                 target = quarantine(path, str(error), churn_home.folder("quarantine"))
                 quarantined.append(f"{path.name}: {error}")
