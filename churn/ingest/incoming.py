@@ -41,6 +41,10 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+Lander = Callable[[duckdb.DuckDBPyConnection, Path, Table, str], int]
+"""Appends one validated file to its raw table: (connection, file, table, recorded file name)
+-> rows. The default is the contract's typed append (with a source's renames); an event log
+brings its own (its mapping, whole-row event ids)."""
 Renames = Mapping[str, Mapping[str, str]]
 """table name -> (contract column -> the file's column): a mapped source's own column names
 (its YAML's ``columns:``), so its incoming files look like its own files."""
@@ -211,7 +215,13 @@ as its rows, so a file is landed exactly once however often it is dropped or a r
 
 
 def append_incoming(
-    con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path, renames: Renames | None = None
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    landed_dir: Path,
+    renames: Renames | None = None,
+    *,
+    validate: Callable[[Path], Table] | None = None,
+    land: Lander | None = None,
 ) -> tuple[str, int] | None:
     """Validate one incoming file, append it to its raw table exactly once and archive it.
 
@@ -222,8 +232,12 @@ def append_incoming(
     The archive copy gets its final name only after the transaction committed: the sensor
     takes an archived copy for "already ingested", so a copy of a file that did not land
     would make the sensor quarantine it with a false reason.
+
+    ``validate`` and ``land`` replace the contract's checks and append for a source whose files
+    follow their own shape (an event log).
     """
-    table = validate_file(path, renames=renames)
+    table = validate(path) if validate is not None else validate_file(path, renames=renames)
+    land = land or _contract_lander(renames)
     digest = content_hash(path)
     con.execute(LANDED_DDL)
     landed_dir.mkdir(parents=True, exist_ok=True)
@@ -239,14 +253,7 @@ def append_incoming(
     landed = False
     try:
         with transaction(con):
-            rows = land_file(
-                con,
-                pending,
-                table,
-                replace=False,
-                renames=(renames or {}).get(table.name),
-                source_name=archived.name,
-            )
+            rows = land(con, pending, table, archived.name)
             con.execute(
                 f"INSERT INTO {LANDED_TABLE} VALUES (?, ?, ?, ?, now(), ?)",
                 [path.name, table.name, digest, rows, str(archived)],
@@ -260,11 +267,20 @@ def append_incoming(
     return table.name, rows
 
 
+def _contract_lander(renames: Renames | None) -> Lander:
+    def land(con: duckdb.DuckDBPyConnection, path: Path, table: Table, name: str) -> int:
+        table_renames = (renames or {}).get(table.name)
+        return land_file(con, path, table, replace=False, renames=table_renames, source_name=name)
+
+    return land
+
+
 def replay_landed(
     con: duckdb.DuckDBPyConnection,
     log: Callable[[str], None],
     warn: Callable[[str], None],
     renames: Renames | None = None,
+    land: Lander | None = None,
 ) -> None:
     """After a full reload, re-append every file accepted from ``incoming/`` before, in order."""
     con.execute(LANDED_DDL)
@@ -276,11 +292,5 @@ def replay_landed(
         if not path.exists():
             warn(f"archived incoming file {path} is gone; not replayed")
             continue
-        rows = land_file(
-            con,
-            path,
-            TABLES_BY_NAME[table_name],
-            replace=False,
-            renames=(renames or {}).get(table_name),
-        )
+        rows = (land or _contract_lander(renames))(con, path, TABLES_BY_NAME[table_name], path.name)
         log(f"raw_{table_name}: replayed {rows:,} rows from {path.name}")

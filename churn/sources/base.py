@@ -28,6 +28,7 @@ from churn.features.definition import Feature
 from churn.features.event_spec import drop_spec
 from churn.features.events import DEFAULT_TOP_EVENT_TYPES, EventFeatureSpec
 from churn.ingest.flat import InferredColumn
+from churn.ingest.incoming import append_incoming, replay_landed, validate_file
 from churn.ingest.schema import EVENTS, RAW_TABLES, Table
 from churn.ingest.staging import StagingResult, rejects_name, staged_name
 from churn.sources.config import SourceConfig
@@ -179,6 +180,21 @@ class Source(ABC):
         """table -> (contract column -> file column): the names ``incoming/`` files of this
         source use, which are its own files' names (none: the contract's)."""
         return {}
+
+    def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
+        """The table an ``incoming/`` file lands in, or :class:`SourceFileError` saying why it
+        cannot (what the sensor and the landing run check, so both agree)."""
+        return validate_file(path, contents=contents, renames=self.incoming_renames())
+
+    def append_incoming(
+        self, con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
+    ) -> tuple[str, int] | None:
+        """Append one ``incoming/`` file exactly once (see :func:`append_incoming`)."""
+        return append_incoming(con, path, landed_dir, self.incoming_renames())
+
+    def replay_incoming(self, con: duckdb.DuckDBPyConnection, log: Log, warn: Log) -> None:
+        """After a full reload: re-append every file accepted from ``incoming/`` before."""
+        replay_landed(con, log, warn, self.incoming_renames())
 
     # --- staging ----------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import duckdb
 
 from churn.features import flat as flat_features
 from churn.ingest.flat import inferred_columns, stage_flat
-from churn.ingest.landing import land_flat
+from churn.ingest.landing import SourceFileError, land_flat
 from churn.ingest.schema import CUSTOMERS, Table
 from churn.ingest.sources import flat_observation_date
 from churn.sources.base import (
@@ -95,6 +95,13 @@ class FlatTableSource(Source):
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
     ) -> tuple[Path | None, int]:
         return self.table.path, land_flat(con, self.table.path)
+
+    def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
+        """Not yet: a new snapshot of a flat table does not append to the one it has."""
+        raise SourceFileError(
+            f"{path.name}: the {self.name} flat table takes no incoming/ files yet; replace "
+            f"{self.table.path.name} (a new as_of) and re-materialize raw_tables"
+        )
 
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None

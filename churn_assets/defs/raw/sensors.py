@@ -27,7 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import candidate_files, content_hash, quarantine, validate_file
+from churn.ingest.incoming import candidate_files, content_hash, quarantine
 from churn.ingest.landing import SourceFileError
 from churn.settings import load_settings
 from churn.sources.registry import source_for
@@ -73,7 +73,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
     settings = load_settings()
     # the source's own column names (the sensor never reads the warehouse: the environment's
     # source, which is the one the landing run appends to unless a run overrode it)
-    renames = source_for(settings.source_config).incoming_renames()
+    source = source_for(settings.source_config)
     cursor = Cursor.load(context.cursor)
     now = time.time()
     failed_runs = cursor.release_finished(context.instance, now)
@@ -105,7 +105,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
             continue
         small = path.stat().st_size <= settings.incoming_check_max_bytes
         try:
-            validate_file(path, contents=small, renames=renames)
+            source.validate_incoming(path, contents=small)
         except SourceFileError as error:
             target = quarantine(path, str(error), settings.quarantine_dir)
             context.log.warning(f"quarantined {target}: {error}")
