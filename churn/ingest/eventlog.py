@@ -218,8 +218,10 @@ def _events_select(
     elif "event_id" in events.columns:
         raise SourceFileError(f"{path.name}: no column {event_id!r} (tables.events.columns)")
     else:
-        # No id: the whole row is the event's identity, so the same row arriving twice (in
-        # the log and again in an incoming file) is one event that staging keeps once.
+        # No id: the whole row is the event's identity, numbered by its occurrence in the
+        # file: a row an incoming file repeats from the log is one event (staging keeps it
+        # once), while identical rows within one file stay distinct events (two purchases of
+        # the same amount on the same day).
         used = [
             events.file_column(role)
             for role in ("customer_id", "event_time", "event_type", "session_id")
@@ -228,7 +230,10 @@ def _events_select(
         parts = " || chr(31) || ".join(
             f"coalesce(CAST({quote_identifier(column)} AS VARCHAR), '')" for column in used
         )
-        selected.append(f"md5({parts}) AS event_id")
+        row = f"md5({parts})"
+        selected.append(
+            f"{row} || '-' || CAST(row_number() OVER (PARTITION BY {row}) AS VARCHAR) AS event_id"
+        )
     for measure, name in zip(events.measures, staged_measures(events.measures), strict=True):
         selected.append(f"{quote_identifier(measure)} AS {name}")
     return path, selected

@@ -5,8 +5,8 @@ What differs from the subscription kinds: each table is landed with its own colu
 with its detected time formats, the features are the generated family alone (the log's own
 vocabulary, measures and profile), and the churn definition of the config decides who is
 observed and who churned. ``incoming/`` takes new events files under the log's own column
-names; an event without an ``event_id`` is identified by its whole row, so a row that arrives
-twice is kept once.
+names; an event without an ``event_id`` is identified by its whole row (and its occurrence in
+its file), so a row a new file repeats from the log is kept once.
 """
 
 from __future__ import annotations
