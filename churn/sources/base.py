@@ -1,9 +1,10 @@
 """The :class:`Source` protocol: every question the asset layer asks about the source it runs on.
 
 Why one object per kind: otherwise the raw, staging, features and model steps each test the
-config's shape (flat? event log?) wherever the kinds differ, and a new kind edits all of them. Now each kind (``synthetic``, ``five_table``,
-``event_log``, ``flat``) is one class in its own module that answers for itself, built by
-:mod:`churn.sources.registry`; the asset layer asks and never branches on the kind.
+config's shape (flat? event log?) wherever the kinds differ, and a new kind edits all of them. Now
+each kind (``synthetic``, ``five_table``, ``event_log``, ``flat``) is one class in its own module
+that answers for itself, built by :mod:`churn.sources.registry`; the asset layer asks and never
+branches on the kind.
 
 A source object is built in two stages. :func:`~churn.sources.registry.source_for` builds it from
 the YAML config: enough to land and stage. :meth:`Source.resolved` adds what staging decided and
