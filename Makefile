@@ -54,7 +54,7 @@ test: $(STAMP)
 
 # The inner loop: library and unit tests; no server, no Bento build of their own, no Spark.
 test-fast: $(STAMP)
-	@$(PYTEST) -m "$(FAST_MARKERS)" --durations=10
+	@$(PYTEST) -m "$(FAST_MARKERS)" $(PARALLEL) --durations=10
 
 reliability: $(STAMP)
 	@$(PYTEST) -m reliability

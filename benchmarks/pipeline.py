@@ -112,12 +112,13 @@ def features(customers: int, months: int, workdir: Path) -> dict:
     the feature SQL alone over every snapshot, and the leakage check alone, on that warehouse."""
     import duckdb
 
-    from churn.settings import load_settings
     from churn.sources.registry import resolve
-    from churn_assets.partitions import partition_range_argument
+    from churn_assets.pipeline import calendar_argument, land_command
 
     home = workdir / f"features-{customers}"
     env = home_env(home, CHURN_CUSTOMERS=str(customers), CHURN_MONTHS=str(months))
+    # the calendar is written by staging: land first, then read its months from the instance
+    _run(land_command(), env, home / "land.log", timeout=3600)
     command = [
         str(Path(sys.executable).parent / "dagster"),
         "asset",
@@ -127,7 +128,7 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         # tables too, so each table's staging reports both (and every raw table lands).
         ",".join(["*customer_features", *(f"*stg_{t}_rejects" for t in STAGED)]),
         "--partition-range",
-        partition_range_argument(load_settings(env)),
+        calendar_argument(Path(env["DAGSTER_HOME"])) or "",
         "-m",
         "churn_assets.definitions",
     ]

@@ -42,6 +42,26 @@ def churn_home(env: Mapping[str, str] | None = None) -> Path:
     return Path(env.get("CHURN_HOME") or DEFAULT_HOME).resolve()
 
 
+TODAY_ENV = "CHURN_TODAY"
+
+
+def today(env: Mapping[str, str] | None = None) -> date:
+    """ "Today": ``CHURN_TODAY`` (an ISO date) when set, else the wall clock.
+
+    Read on every call, never cached in :class:`Settings`: the calendar's month in progress
+    follows it at every run, sensor tick and schedule tick, so a long-running code location
+    sees a new month without a restart and a test or replay steps time by changing one
+    variable."""
+    env = os.environ if env is None else env
+    raw = (env.get(TODAY_ENV) or "").strip()
+    if not raw:
+        return date.today()
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as error:
+        raise ValueError(f"{TODAY_ENV} must be an ISO date (YYYY-MM-DD), got {raw!r}") from error
+
+
 def bentoml_home(env: Mapping[str, str] | None = None) -> Path:
     """The model and Bento store: ``BENTOML_HOME``, else ``$CHURN_HOME/bentoml``, so one home
     never sees another home's models (BentoML's own default is one store per user)."""
@@ -101,7 +121,8 @@ class Settings:
     """``CHURN_WAREHOUSE``: a DuckDB file path or a ``md:<database>`` (MotherDuck) URI; empty
     means ``$CHURN_HOME/warehouse.duckdb``."""
     source_config: SourceConfig | None = None
-    """The parsed YAML when ``CHURN_SOURCE`` names one (read at load: partitions follow it)."""
+    """The parsed YAML when ``CHURN_SOURCE`` names one (read at load, so a broken config fails
+    before any run; the calendar follows what is landed, see ``churn_assets.partitions``)."""
     incoming_check_max_bytes: int = 50_000_000
     """``CHURN_INCOMING_CHECK_MAX_BYTES``: files in ``incoming/`` up to this size are fully
     validated by the sensor; larger ones get only the cheap checks there (name, suffix,

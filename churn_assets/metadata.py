@@ -17,7 +17,9 @@ import dagster as dg
 import duckdb
 
 from churn.modeling.card import json_safe
+from churn.sources.base import add_months
 from churn.sql import quote_identifier
+from churn_assets.partitions import partition_window
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -102,25 +104,25 @@ def _rows_per_partition(con: duckdb.DuckDBPyConnection, table: str) -> None:
     except dg.DagsterInvariantViolationError:
         return
     partitions = context.assets_def.partitions_def
-    if not isinstance(partitions, dg.TimeWindowPartitionsDefinition):
+    if partitions is None:
         return  # first: an unpartitioned asset in a run tagged with a range has no keys
     if not context.has_partition_key_range:
         return
     keys = context.partition_keys
     if len(keys) < 2:
         return
-    window = context.partition_time_window
+    first, last = partition_window(context)
     column = quote_identifier(PARTITION_COLUMN)
     counts = dict(
         con.execute(
             f"SELECT {column}, count(*) FROM {quote_identifier(table)} "
             f"WHERE {column} >= ? AND {column} < ? GROUP BY 1",
-            [window.start.date(), window.end.date()],
+            [first, last],
         ).fetchall()
     )
     for key in keys:
-        part = partitions.time_window_for_partition_key(key)
-        start, end = part.start.date(), part.end.date()
+        start = dt.date.fromisoformat(key)
+        end = add_months(start, 1)
         rows = sum(n for day, n in counts.items() if start <= _as_date(day) < end)
         context.add_asset_metadata({"dagster/row_count": rows}, partition_key=key)
 

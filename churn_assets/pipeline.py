@@ -1,12 +1,17 @@
 """``make pipeline``: materialize the whole graph once, over every observation month.
 
-This is the contract's plain command with the partition range filled in::
+These are the contract's plain commands, in two steps, because the observation calendar is
+whatever the landed data says (:mod:`churn_assets.partitions`)::
 
-    dagster asset materialize --select '*' --partition-range FIRST...LAST \\
-        -m churn_assets.definitions
+    dagster asset materialize --select 'group:raw or group:staging' -m churn_assets.definitions
+    dagster asset materialize --select 'not (group:raw or group:staging)' \
+        --partition-range FIRST...LAST -m churn_assets.definitions
 
-The range is needed because the snapshot assets are monthly-partitioned; their single-run
-backfill policy makes the whole range one run.
+The first lands and stages the source, which writes its months into the Dagster instance; the
+second runs everything downstream over them (one run: every asset has a single-run backfill
+policy). On a fresh instance no month exists before the first step, so the range cannot be known
+earlier. Both steps need the same persistent instance: ``DAGSTER_HOME``, which the Makefile
+sets and which this module defaults to ``$CHURN_HOME/dagster_home`` when unset.
 
 The run uses the code location's in-process executor (``churn_assets.definitions``), as runs
 launched from the Dagster UI do: every step writes the one DuckDB file, so they run one at a time
@@ -16,12 +21,20 @@ anyway, and the multiprocess executor's process launch and code-location import 
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import replace
+from pathlib import Path
 
-from churn.settings import Settings, bentoml_home, child_environment, load_settings
-from churn_assets.partitions import partition_range_argument
+from churn.settings import (
+    DAGSTER_HOME_ENV,
+    Settings,
+    bentoml_home,
+    child_environment,
+    load_settings,
+)
 
 QUIET_DAGSTER_CLI = "ignore::FutureWarning:click.core"
 """``PYTHONWARNINGS`` for the ``dagster`` CLI: its ``asset materialize`` and ``dev`` commands warn
@@ -29,16 +42,37 @@ that they are superseded (a ``SupersessionWarning``, a FutureWarning raised from
 any churn code can filter it; the contract names these commands, so the notice is noise here."""
 
 
-def cli_environment() -> dict[str, str]:
-    """This process's environment with the CLI's supersession notice silenced."""
+LAND = "group:raw or group:staging"
+"""Step one: land and stage the source (this writes the observation calendar)."""
+DOWNSTREAM = f"not ({LAND})"
+"""Step two: everything downstream, over the calendar's months."""
+
+
+def cli_environment(settings: Settings | None = None) -> dict[str, str]:
+    """This process's environment with the CLI's supersession notice silenced, and
+    ``DAGSTER_HOME`` defaulted: both steps must share one instance (it holds the calendar)."""
     known = child_environment().get("PYTHONWARNINGS")
-    return child_environment(
+    env = child_environment(
         PYTHONWARNINGS=f"{known},{QUIET_DAGSTER_CLI}" if known else QUIET_DAGSTER_CLI
     )
+    if settings is not None and settings.dagster_home is not None:
+        env[DAGSTER_HOME_ENV] = str(settings.dagster_home)
+    return env
 
 
-def materialize_command(selection: str = "*") -> list[str]:
-    settings = load_settings()
+def dagster_home(settings: Settings) -> Path:
+    """``DAGSTER_HOME``, else ``$CHURN_HOME/dagster_home`` (created): the two steps share it."""
+    home = settings.dagster_home or settings.home / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    return home.resolve()
+
+
+def land_command() -> list[str]:
+    return ["dagster", "asset", "materialize", "--select", LAND, "-m", "churn_assets.definitions"]
+
+
+def materialize_command(partition_range: str, selection: str = DOWNSTREAM) -> list[str]:
+    """The second step: ``selection`` over ``partition_range`` (``FIRST...LAST``)."""
     return [
         "dagster",
         "asset",
@@ -46,10 +80,20 @@ def materialize_command(selection: str = "*") -> list[str]:
         "--select",
         selection,
         "--partition-range",
-        partition_range_argument(settings),
+        partition_range,
         "-m",
         "churn_assets.definitions",
     ]
+
+
+def calendar_argument(home: Path) -> str | None:
+    """The ``--partition-range`` of every observation date the instance at ``home`` holds."""
+    import dagster as dg
+
+    from churn_assets.partitions import partition_range_argument
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return partition_range_argument(instance)
 
 
 def release_stale_claims(settings: Settings) -> None:
@@ -61,22 +105,31 @@ def release_stale_claims(settings: Settings) -> None:
 
     from churn_assets.stale_runs import release_stale_runs
 
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(str(settings.dagster_home)) as instance:
         for stale in release_stale_runs(instance):
             print(f"  {stale.describe()}", flush=True)
 
 
 def main() -> int:
     settings = load_settings()
+    settings = replace(settings, dagster_home=dagster_home(settings))
     release_stale_claims(settings)
-    command = materialize_command()
-    print(f"$ {' '.join(command)}", flush=True)
+    env = cli_environment(settings)
     started = time.perf_counter()
-    completed = subprocess.run(command, env=cli_environment(), check=False)
+    for step in (land_command(), None):
+        if step is None:
+            found = calendar_argument(settings.dagster_home)
+            if found is None:
+                print("pipeline failed: staging wrote no observation date", file=sys.stderr)
+                return 1
+            step = materialize_command(found)
+        print(f"$ {' '.join(shlex.quote(part) for part in step)}", flush=True)
+        completed = subprocess.run(step, env=env, check=False)
+        if completed.returncode != 0:
+            seconds = time.perf_counter() - started
+            print(f"pipeline failed after {seconds:.0f} s (see the log above)", file=sys.stderr)
+            return completed.returncode
     seconds = time.perf_counter() - started
-    if completed.returncode != 0:
-        print(f"pipeline failed after {seconds:.0f} s (see the log above)", file=sys.stderr)
-        return completed.returncode
     print(
         f"pipeline done in {seconds:.0f} s\n"
         f"  source:    {settings.source}\n"

@@ -1,8 +1,9 @@
 """Every ``CHURN_*`` setting of the scoring service, parsed and checked once into one object.
 
 A setting that cannot be honoured stops the service before it listens, with an error that names
-the variable and says what is expected: ``CHURN_RATE_BURST=nan`` used to be accepted and made
-every request hang 30 s and fail, ``CHURN_MAX_BODY_BYTES=-1`` made even ``/healthz`` answer 413.
+the variable and says what is expected. A value that parses but cannot work is refused too:
+``CHURN_RATE_BURST=nan`` would grant no token ever (every request would hang and fail), and
+``CHURN_MAX_BODY_BYTES=-1`` would make even ``/healthz`` answer 413.
 ``serving.service`` calls :func:`load_serving_settings` when it is imported, which happens in the
 ``bentoml serve`` process itself, so a bad value is one clear error and a non-zero exit rather
 than a worker that dies and is restarted forever.
@@ -174,8 +175,8 @@ def parse_limit(
     text: str, burst: str | None = None, *, name: str = RATE_ENV, burst_name: str = BURST_ENV
 ) -> Limit:
     """``100/s`` (+ optional burst) -> :class:`Limit`; default burst: one second's worth.
-    A burst must be a finite number >= 1 (``nan`` compares false with everything, so it used
-    to pass a ``< 1`` check and then no token was ever granted)."""
+    A burst must be a finite number >= 1 (``nan`` compares false with everything, so it would
+    pass a ``< 1`` check and then no token would ever be granted)."""
     rate = parse_rate(text, name)
     if burst in (None, ""):
         return Limit(rate, max(1.0, math.ceil(rate)))

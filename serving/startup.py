@@ -1,17 +1,17 @@
 """Checking the packaged models at import, so a damaged one stops ``bentoml serve`` at once.
 
-A truncated or empty ``model.pkl`` used to fail only in the worker's ``__init__``: the worker
-died, BentoML restarted it, and the service crash-looped every 10 s forever while the arbiter
-looked alive. A corrupt ``card.json`` failed at import with a ``JSONDecodeError``, a
-``ValueError``, which BentoML's loader takes for "not a Bento tag" and reports as the unrelated
-``No module named 'churn_service'``. Here both are checked when ``serving.service`` is imported
+Why here: a truncated or empty ``model.pkl`` found only in the worker's ``__init__`` kills the
+worker, BentoML restarts it, and the service crash-loops forever while the arbiter looks alive.
+A corrupt ``card.json`` read unguarded raises a ``JSONDecodeError``, a ``ValueError``, which
+BentoML's loader takes for "not a Bento tag" and reports as the unrelated ``No module named
+'churn_service'``. Here both are checked when ``serving.service`` is imported
 (by the ``bentoml serve`` process itself, before any worker starts) and any failure becomes a
 :class:`ModelLoadError` naming the tag and the file: the command exits non-zero with that line.
 
 The import-time check of ``model.pkl`` walks its pickle opcodes to the final STOP
 (``pickletools.genops``: nothing is executed or imported), which catches an empty or truncated
-file without unpickling it in the ``bentoml serve`` process too (that imported scikit-learn and
-LightGBM there, tens of seconds on a loaded machine). The worker then unpickles it with
+file without unpickling it in the ``bentoml serve`` process too (which would import
+scikit-learn and LightGBM in a process that never scores). The worker then unpickles it with
 :func:`checked_model`, which names the file if the content is damaged in a way only loading
 reveals.
 """

@@ -1,17 +1,21 @@
 """Materialize the real asset graph in-process into a given CHURN_HOME."""
 
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
 
-from churn.settings import load_settings
+from churn.ingest.sources import SOURCE_TABLE, flat_observation_date
+from churn.settings import Settings, load_settings, today
+from churn.sources.base import add_months
+from churn.sources.registry import landed
+from churn.warehouse import connect, table_exists
 from churn_assets.definitions import defs
 from churn_assets.partitions import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
-    first_observation_date,
-    last_observation_date,
+    sync_calendar,
 )
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
@@ -32,6 +36,42 @@ class GraphRun:
         }
 
 
+LAND = dg.AssetSelection.groups("raw", "staging")
+
+
+def staged_calendar(home: Path, settings: Settings) -> tuple[date, date] | None:
+    """The calendar of what ``home``'s warehouse has staged (None: nothing staged yet)."""
+    warehouse = home / "warehouse.duckdb"
+    if not warehouse.exists():
+        return None
+    with connect(warehouse) as con:
+        if not table_exists(con, SOURCE_TABLE):
+            return None  # nothing landed by this code (a test may plant tables)
+        source = landed(con)
+        table = f"stg_{source.calendar_table.name}"
+        if not table_exists(con, table):
+            return None
+        return source.calendar(con, settings, today())
+
+
+def expected_calendar(settings: Settings) -> tuple[date, date] | None:
+    """The calendar a source will have once landed, when its config alone says so (the
+    synthetic generator's months, an ``observation.end``, a flat ``as_of``)."""
+    config = settings.source_config
+    if config is None:
+        size = settings.synthetic
+        return (
+            add_months(size.start_date, size.burn_in_months),
+            add_months(size.start_date, size.months),
+        )
+    if config.flat is not None and not config.flat.time_column:
+        month = flat_observation_date(config).replace(day=1)
+        return month, month
+    if config.observation is not None and config.observation.end is not None:
+        return config.observation.start, config.observation.end
+    return None
+
+
 def materialize_graph(
     home: Path,
     selection: str | dg.AssetSelection = "*",
@@ -41,27 +81,48 @@ def materialize_graph(
     raise_on_error: bool = True,
     run_config: dict | None = None,
     engine: str = "duckdb",
+    instance: dg.DagsterInstance | None = None,
 ) -> GraphRun:
     """Run ``selection`` over the observation range [first, last] with resources in ``home``.
 
     A string selection is comma-separated asset keys, or ``*`` for the whole graph; ``engine``
-    is the engine resource's choice (``duckdb`` or ``spark``).
+    is the engine resource's choice (``duckdb`` or ``spark``). The observation calendar lives in
+    the Dagster instance (written by staging): a fresh ephemeral instance gets the calendar of
+    what is staged, else the one the config implies, else the source is landed and staged first
+    (a calendar that follows the data).
     """
     if isinstance(selection, str) and selection != "*":
         selection = dg.AssetSelection.assets(*selection.split(","))
+    elif selection == "*":
+        selection = dg.AssetSelection.all()
     settings = load_settings()
-    first = first or first_observation_date(settings).isoformat()
-    last = last or last_observation_date(settings).isoformat()
+    instance = instance or dg.DagsterInstance.ephemeral()
+    resources = {
+        "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
+        "churn_home": ChurnHomeResource(home=str(home)),
+        "engine": EngineResource(name=engine, home=str(home)),
+    }
+    calendar = staged_calendar(home, settings) or expected_calendar(settings)
+    if calendar is None:
+        dg.materialize(
+            assets=list(defs.assets or []),
+            selection=LAND,
+            resources=resources,
+            instance=instance,
+            run_config=run_config,
+        )
+        calendar = staged_calendar(home, settings)
+    if calendar is not None:
+        sync_calendar(instance, *calendar)
+    first = first or (calendar[0].isoformat() if calendar else None)
+    last = last or (calendar[1].isoformat() if calendar else None)
+    tags = {PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last} if first else {}
     result = dg.materialize(
         assets=list(defs.assets or []),
         selection=selection,
-        resources={
-            "warehouse": WarehouseResource(path=str(home / "warehouse.duckdb")),
-            "churn_home": ChurnHomeResource(home=str(home)),
-            "engine": EngineResource(name=engine, home=str(home)),
-        },
-        instance=dg.DagsterInstance.ephemeral(),
-        tags={PARTITION_RANGE_START_TAG: first, PARTITION_RANGE_END_TAG: last},
+        resources=resources,
+        instance=instance,
+        tags=tags,
         raise_on_error=raise_on_error,
         run_config=run_config,
     )

@@ -423,12 +423,17 @@ def test_automation_rescores_only_the_newest_month_on_a_new_champion_or_features
     new features for the newest month."""
     import dagster as dg
 
+    from churn.settings import load_settings
     from churn_assets.definitions import defs
     from churn_assets.defs.features.assets import FEATURE_CHECKS
-    from churn_assets.defs.scoring.assets import PARTITIONS
+    from churn_assets.partitions import calendar_keys, sync_calendar
+    from tests.graph import expected_calendar
 
     instance = dg.DagsterInstance.ephemeral()
-    months = PARTITIONS.get_partition_keys()
+    calendar = expected_calendar(load_settings())
+    assert calendar is not None
+    sync_calendar(instance, *calendar)
+    months = calendar_keys(instance)
     scores = dg.AssetKey("customer_scores")
 
     def materialized(key: str, partition: str | None = None) -> None:

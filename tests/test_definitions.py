@@ -21,13 +21,21 @@ from churn_assets.definitions import defs
 SNAPSHOT = Path(__file__).with_name("definitions_snapshot.json")
 
 
+def _partitions(partitions: dg.PartitionsDefinition | None) -> str | None:
+    """The partitions' kind and name (a change of mechanism is a reviewed change)."""
+    if partitions is None:
+        return None
+    name = getattr(partitions, "name", None)
+    return f"{type(partitions).__name__}({name})" if name else type(partitions).__name__
+
+
 def describe(definitions: dg.Definitions) -> dict[str, Any]:
     """What a reviewer should see change: the graph's keys, groups, checks and automation."""
     graph = definitions.resolve_asset_graph()
     assets = {
         key.to_user_string(): {
             "group": graph.get(key).group_name,
-            "partitioned": graph.get(key).partitions_def is not None,
+            "partitions": _partitions(graph.get(key).partitions_def),
             "deps": sorted(dep.to_user_string() for dep in graph.get(key).parent_keys),
         }
         for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string())

@@ -1,8 +1,9 @@
 """drift_check over time on the synthetic world: quiet on its own months and on a stationary new
 month, loud on the shift tool's ``usage_drop``.
 
-The new month is landed as ``docs/drift-walkthrough.md`` does it (incoming files, the calendar one
-month longer), in a fresh process (``tests/shift_probe.py``) on a copy of the session's home.
+The new month is landed as ``docs/drift-walkthrough.md`` does it (incoming files; the calendar
+grows as they land, the same settings), in a fresh process (``tests/shift_probe.py``) on a copy
+of the session's home.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ def _land_shifted_month(materialized: GraphRun, home: Path, kind: str, pct: floa
         "CHURN_HOME": str(home),
         "DAGSTER_HOME": str(home / "dagster_home"),
         "BENTOML_HOME": str(home / "bentoml"),
-        "CHURN_MONTHS": str(int(os.environ["CHURN_MONTHS"]) + 1),
     }
     out = home / "drift_check.json"
     completed = subprocess.run(

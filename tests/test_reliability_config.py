@@ -66,8 +66,8 @@ tables:
             "c.yaml: observation.start: must be a date",
         ),
         (
-            FLAT + "time_column: t\nobservation: {start: 2024-01-01}\n",
-            "c.yaml: observation.end: required key is missing",
+            FLAT + "time_column: t\nobservation: {end: 2025-01-01}\n",
+            "c.yaml: observation.start: required key is missing",
         ),
         (EVENTS + "  events: 5\n", "c.yaml: tables.events: must be a mapping"),
         (

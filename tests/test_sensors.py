@@ -133,7 +133,7 @@ def test_monitoring_assets_carry_the_refresh_condition() -> None:
     for key in ("drift_report", "model_performance"):
         assert graph.get(dg.AssetKey(key)).automation_condition == REFRESH
     statuses = {s.name: s.default_status for s in defs.sensors or []}
-    assert len(statuses) == 5 and "scoring_automation" in statuses
+    assert len(statuses) == 6 and {"scoring_automation", "new_month_sensor"} <= set(statuses)
     assert set(statuses.values()) == {dg.DefaultSensorStatus.RUNNING}
 
 
@@ -184,9 +184,13 @@ def _newest_bento() -> str:
 
 def _run(home: Path, instance, selection, run_config: dict | None = None):
     from churn.settings import load_settings
-    from churn_assets.partitions import full_range_tags
+    from churn_assets.partitions import full_range_tags, sync_calendar
+    from tests.graph import expected_calendar, staged_calendar
 
     settings = load_settings()
+    calendar = staged_calendar(home, settings) or expected_calendar(settings)
+    if calendar is not None:
+        sync_calendar(instance, *calendar)
     return dg.materialize(
         assets=list(defs.assets or []),
         selection=selection,
@@ -196,7 +200,7 @@ def _run(home: Path, instance, selection, run_config: dict | None = None):
             "engine": EngineResource(home=str(home)),
         },
         instance=instance,
-        tags=full_range_tags(settings),
+        tags=full_range_tags(instance),
         run_config=run_config,
         raise_on_error=False,
     )

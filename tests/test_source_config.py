@@ -135,7 +135,6 @@ def test_every_problem_is_reported_at_once(tmp_path):
           customers: 5
         """
     assert _problems(tmp_path, text) == [
-        "source.yaml: observation.end: required key is missing",
         "source.yaml: tables.events.path: events.txt is not a .csv or .parquet or .jsonl or "
         ".json file",
         "source.yaml: tables.events.measures: must be a list of column names, got 'amount'",

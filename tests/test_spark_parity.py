@@ -40,6 +40,7 @@ from churn_assets.definitions import defs
 from churn_assets.partitions import (
     PARTITION_RANGE_END_TAG,
     PARTITION_RANGE_START_TAG,
+    sync_calendar,
 )
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
 
@@ -77,6 +78,9 @@ def _land(folder: Path) -> Path:
 
 
 def _materialize(home: Path, engine: str) -> dg.ExecuteInProcessResult:
+    # The months live in the instance (staging writes them); a run's range must exist first.
+    instance = dg.DagsterInstance.ephemeral()
+    sync_calendar(instance, date.fromisoformat(FIRST), date.fromisoformat(LAST))
     return dg.materialize(
         assets=list(defs.assets or []),
         selection=dg.AssetSelection.groups("staging")
@@ -86,7 +90,7 @@ def _materialize(home: Path, engine: str) -> dg.ExecuteInProcessResult:
             "churn_home": ChurnHomeResource(home=str(home)),
             "engine": EngineResource(name=engine, home=str(home)),
         },
-        instance=dg.DagsterInstance.ephemeral(),
+        instance=instance,
         tags={PARTITION_RANGE_START_TAG: FIRST, PARTITION_RANGE_END_TAG: LAST},
     )
 

@@ -28,6 +28,7 @@ from churn.ingest.landing import (
     create_empty_raw,
     file_columns,
     land_flat,
+    plain_path,
     read_expression,
 )
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, Column, Table
@@ -134,11 +135,14 @@ def _mapped_select(
     table: str,
     required: Sequence[str],
     optional: Sequence[str],
+    path: Path | None = None,
 ) -> tuple[Path, list[str]]:
-    """The file and the SELECT list renaming its mapped columns onto ours (NULL when an
-    optional column is absent; an explicitly mapped column must exist)."""
+    """The file (``path``, else the table's own) and the SELECT list renaming its mapped
+    columns onto ours (NULL when an optional column is absent; an explicitly mapped column
+    must exist)."""
     mapped = source.tables[table]
-    present = set(file_columns(con, mapped.path))
+    path = path or mapped.path
+    present = set(file_columns(con, path))
     selected = []
     for role in (*required, *optional):
         column = mapped.file_column(role)
@@ -146,12 +150,12 @@ def _mapped_select(
             selected.append(f"{quote_identifier(column)} AS {role}")
         elif role in required or role in mapped.columns:
             raise SourceFileError(
-                f"{mapped.path.name}: no column {column!r} (tables.{table}.columns.{role}); "
+                f"{path.name}: no column {column!r} (tables.{table}.columns.{role}); "
                 f"the file has: {', '.join(sorted(present))}"
             )
         else:
             selected.append(f"CAST(NULL AS VARCHAR) AS {role}")
-    return mapped.path, selected
+    return path, selected
 
 
 def _land(con: duckdb.DuckDBPyConnection, target: str, path: Path, selected: list[str]) -> int:
@@ -186,9 +190,18 @@ def land_event_log_table(
 
 
 def _land_events(con: duckdb.DuckDBPyConnection, source: SourceConfig) -> tuple[Path, int]:
+    path, selected = _events_select(con, source, source.tables["events"].path)
+    return path, _land(con, "raw_events", path, selected)
+
+
+def _events_select(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, path: Path
+) -> tuple[Path, list[str]]:
+    """The SELECT list of an events file (the log's own or an ``incoming/`` one): its mapped
+    columns under our names, ``event_id`` and the measures."""
     events = source.tables["events"]
     path, selected = _mapped_select(
-        con, source, "events", ("customer_id", "event_time"), ("event_type", "session_id")
+        con, source, "events", ("customer_id", "event_time"), ("event_type", "session_id"), path
     )
     if "CAST(NULL AS VARCHAR) AS event_type" in selected and source.churn.cancellation_event:
         raise SourceFileError(
@@ -197,20 +210,70 @@ def _land_events(con: duckdb.DuckDBPyConnection, source: SourceConfig) -> tuple[
         )
     present = set(file_columns(con, path))
     event_id = events.file_column("event_id")
+    for measure in events.measures:
+        if measure not in present:
+            raise SourceFileError(f"{path.name}: no column {measure!r} (tables.events.measures)")
     if event_id in present:
         selected.append(f"{quote_identifier(event_id)} AS event_id")
     elif "event_id" in events.columns:
         raise SourceFileError(f"{path.name}: no column {event_id!r} (tables.events.columns)")
-    else:  # no id: every row is its own event (nothing is deduplicated)
-        selected.append("CAST(row_number() OVER () AS VARCHAR) AS event_id")
+    else:
+        # No id: the whole row is the event's identity, numbered by its occurrence in the
+        # file: a row an incoming file repeats from the log is one event (staging keeps it
+        # once), while identical rows within one file stay distinct events (two purchases of
+        # the same amount on the same day).
+        used = [
+            events.file_column(role)
+            for role in ("customer_id", "event_time", "event_type", "session_id")
+            if events.file_column(role) in present
+        ] + list(events.measures)
+        parts = " || chr(31) || ".join(
+            f"coalesce(CAST({quote_identifier(column)} AS VARCHAR), '')" for column in used
+        )
+        row = f"md5({parts})"
+        selected.append(
+            f"{row} || '-' || CAST(row_number() OVER (PARTITION BY {row}) AS VARCHAR) AS event_id"
+        )
     for measure, name in zip(events.measures, staged_measures(events.measures), strict=True):
-        if measure not in present:
-            raise SourceFileError(f"{path.name}: no column {measure!r} (tables.events.measures)")
         selected.append(f"{quote_identifier(measure)} AS {name}")
-    return path, _land(con, "raw_events", path, selected)
+    return path, selected
 
 
-# --- staging ------------------------------------------------------------------------------------
+def check_incoming_events(path: Path, source: SourceConfig, *, contents: bool = True) -> None:
+    """Whether an ``incoming/`` events file of this log can land: the log's own mapped columns
+    and measures, readable, not empty. Values are the staging rules' (rejects with reasons)."""
+    con = duckdb.connect()
+    try:
+        with plain_path(path) as readable:
+            _events_select(con, source, readable)
+            if not contents:
+                return
+            try:
+                rows = con.execute(f"SELECT count(*) FROM {read_expression(readable)}").fetchone()
+            except duckdb.Error as error:
+                raise SourceFileError(f"{path.name}: cannot be read ({error})") from error
+            if rows[0] == 0:
+                raise SourceFileError(f"{path.name}: no rows")
+    finally:
+        con.close()
+
+
+def append_events(
+    con: duckdb.DuckDBPyConnection, source: SourceConfig, path: Path, source_name: str
+) -> int:
+    """Append an ``incoming/`` events file to ``raw_events`` under the log's mapping."""
+    with plain_path(path) as readable:
+        _, selected = _events_select(con, source, readable)
+        lineage = f"now() AS _loaded_at, {quote_literal(source_name)} AS _source_file"
+        try:
+            return con.execute(
+                f"INSERT INTO raw_events BY NAME SELECT {', '.join(selected)}, {lineage} "
+                f"FROM {read_expression(readable)}"
+            ).fetchone()[0]
+        except duckdb.Error as error:
+            raise SourceFileError(
+                f"{path.name}: cannot be appended to raw_events ({error})"
+            ) from error
 
 
 def events_table(time: TimeFormat, measures: Sequence[str]) -> Table:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import duckdb
@@ -41,8 +41,20 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+Lander = Callable[[duckdb.DuckDBPyConnection, Path, Table, str], int]
+"""Appends one validated file to its raw table: (connection, file, table, recorded file name)
+-> rows. The default is the contract's typed append (with a source's renames); an event log
+brings its own (its mapping, whole-row event ids)."""
+Renames = Mapping[str, Mapping[str, str]]
+"""table name -> (contract column -> the file's column): a mapped source's own column names
+(its YAML's ``columns:``), so its incoming files look like its own files."""
+
+
 def table_for(path: Path) -> Table | None:
-    """``payments.csv`` or ``payments_2025-10.parquet`` -> the payments table; else None."""
+    """``incoming/payments/<any name>``, ``payments.csv`` or ``payments_2025-10.parquet`` -> the
+    payments table; else None."""
+    if path.parent.name in TABLES_BY_NAME:
+        return TABLES_BY_NAME[path.parent.name]
     stem = path.name[: -len(path.suffix)] if path.suffix else path.name
     for table in sorted(RAW_TABLES, key=lambda t: -len(t.name)):
         if stem == table.name or stem.startswith(f"{table.name}_"):
@@ -51,18 +63,26 @@ def table_for(path: Path) -> Table | None:
 
 
 def candidate_files(folder: Path) -> list[Path]:
-    """Regular files directly in ``folder``, excluding hidden and partial (``.part``) ones."""
+    """Regular files in ``folder`` and in its ``<table>/`` subfolders, excluding hidden and
+    partial (``.part``) ones."""
     if not folder.exists():
         return []
+    folders = [folder] + [
+        folder / name for name in sorted(TABLES_BY_NAME) if (folder / name).is_dir()
+    ]
     return sorted(
         p
-        for p in folder.iterdir()
+        for where in folders
+        for p in where.iterdir()
         if p.is_file() and not p.name.startswith(".") and not p.name.endswith((".part", ".tmp"))
     )
 
 
-def validate_file(path: Path, *, contents: bool = True) -> Table:
+def validate_file(path: Path, *, contents: bool = True, renames: Renames | None = None) -> Table:
     """The table ``path`` lands in, or :class:`SourceFileError` saying why it cannot land.
+
+    ``renames`` are the source's own column names per table (a five-table config's mapping):
+    its files are checked, and later landed, under those names.
 
     The cheap checks (suffix, table name, header) read a few kilobytes. ``contents`` adds the
     full read: row count, every value against its column's type by the rule landing applies
@@ -77,21 +97,23 @@ def validate_file(path: Path, *, contents: bool = True) -> Table:
     if table is None:
         known = ", ".join(sorted(TABLES_BY_NAME))
         raise SourceFileError(
-            f"{path.name}: not a known table; name files <table>.csv|parquet or "
-            f"<table>_<anything>.csv|parquet with <table> one of {known}"
+            f"{path.name}: not a known table; put files in incoming/<table>/ or name them "
+            f"<table>.csv|parquet or <table>_<anything>.csv|parquet with <table> one of {known}"
         )
     with plain_path(path) as readable:
-        _check_contents(readable, table, contents)
+        _check_contents(readable, table, contents, dict((renames or {}).get(table.name, {})))
     return table
 
 
-def _check_contents(path: Path, table: Table, contents: bool) -> None:
-    """The header, and with ``contents`` every value and key, of the file at ``path``."""
+def _check_contents(path: Path, table: Table, contents: bool, renames: dict[str, str]) -> None:
+    """The header, and with ``contents`` every value and key, of the file at ``path`` (its
+    columns named as ``renames`` says)."""
     con = duckdb.connect()
     try:
         present = set(file_columns(con, path))
-        missing = [name for name in table.column_names if name not in present]
-        if missing and path.suffix == ".csv" and _header_complete(path, table):
+        names = [renames.get(name, name) for name in table.column_names]
+        missing = [name for name in names if name not in present]
+        if missing and path.suffix == ".csv" and _header_complete(path, names):
             raise SourceFileError(
                 f"{path.name}: cannot be read as CSV: its header has every column but the rows "
                 "do not parse consistently (truncated file or stray delimiters)"
@@ -99,7 +121,7 @@ def _check_contents(path: Path, table: Table, contents: bool) -> None:
         if missing:
             raise SourceFileError(
                 f"{path.name}: missing column(s) {', '.join(missing)} required by table "
-                f"'{table.name}' (expected: {', '.join(table.column_names)})"
+                f"'{table.name}' (expected: {', '.join(names)})"
             )
         if not contents:
             return
@@ -110,45 +132,63 @@ def _check_contents(path: Path, table: Table, contents: bool) -> None:
             raise SourceFileError(f"{path.name}: cannot be read ({error})") from error
         if rows == 0:
             raise SourceFileError(f"{path.name}: no rows")
-        _check_types(con, path, table, source)
-        _check_keys(con, path, table, source)
+        _check_types(con, path, table, source, renames)
+        _check_keys(con, path, table, source, renames)
     finally:
         con.close()
 
 
-def _header_complete(path: Path, table: Table) -> bool:
+def _header_complete(path: Path, names: list[str]) -> bool:
     """Whether the first line names every column: then a parse failure means broken rows."""
     with path.open(encoding="utf-8", errors="replace") as handle:
         header = {name.strip().strip('"') for name in handle.readline().split(",")}
-    return all(name in header for name in table.column_names)
+    return all(name in header for name in names)
 
 
-def _check_types(con: duckdb.DuckDBPyConnection, path: Path, table: Table, source: str) -> None:
+def _check_types(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: Table,
+    source: str,
+    renames: dict[str, str],
+) -> None:
     typed = [c for c in table.columns if c.sql_type != "VARCHAR"]
     if not typed:
         return
     counts = con.execute(
         "SELECT "
         + ", ".join(
-            f"count(*) FILTER (WHERE {unparsable(quote_identifier(c.name), c.sql_type)})"
+            f"count(*) FILTER (WHERE "
+            f"{unparsable(quote_identifier(renames.get(c.name, c.name)), c.sql_type)})"
             for c in typed
         )
         + f" FROM {source}"
     ).fetchone()
-    wrong = {c.name: (c.sql_type, n) for c, n in zip(typed, counts, strict=True) if n}
+    wrong = {
+        renames.get(c.name, c.name): (c.sql_type, n)
+        for c, n in zip(typed, counts, strict=True)
+        if n
+    }
     if wrong:
         details = "; ".join(f"{name}: {n} value(s) not {kind}" for name, (kind, n) in wrong.items())
         raise SourceFileError(f"{path.name}: wrong types ({details})")
 
 
-def _check_keys(con: duckdb.DuckDBPyConnection, path: Path, table: Table, source: str) -> None:
-    key = ", ".join(quote_identifier(name) for name in table.key)
+def _check_keys(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: Table,
+    source: str,
+    renames: dict[str, str],
+) -> None:
+    names = [renames.get(name, name) for name in table.key]
+    key = ", ".join(quote_identifier(name) for name in names)
     duplicated = con.execute(
         f"SELECT count(*) FROM (SELECT {key} FROM {source} GROUP BY ALL HAVING count(*) > 1)"
     ).fetchone()[0]
     if duplicated:
         raise SourceFileError(
-            f"{path.name}: {duplicated} duplicate key value(s) in ({', '.join(table.key)})"
+            f"{path.name}: {duplicated} duplicate key value(s) in ({', '.join(names)})"
         )
 
 
@@ -175,7 +215,13 @@ as its rows, so a file is landed exactly once however often it is dropped or a r
 
 
 def append_incoming(
-    con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    landed_dir: Path,
+    renames: Renames | None = None,
+    *,
+    validate: Callable[[Path], Table] | None = None,
+    land: Lander | None = None,
 ) -> tuple[str, int] | None:
     """Validate one incoming file, append it to its raw table exactly once and archive it.
 
@@ -186,8 +232,12 @@ def append_incoming(
     The archive copy gets its final name only after the transaction committed: the sensor
     takes an archived copy for "already ingested", so a copy of a file that did not land
     would make the sensor quarantine it with a false reason.
+
+    ``validate`` and ``land`` replace the contract's checks and append for a source whose files
+    follow their own shape (an event log).
     """
-    table = validate_file(path)
+    table = validate(path) if validate is not None else validate_file(path, renames=renames)
+    land = land or _contract_lander(renames)
     digest = content_hash(path)
     con.execute(LANDED_DDL)
     landed_dir.mkdir(parents=True, exist_ok=True)
@@ -203,7 +253,7 @@ def append_incoming(
     landed = False
     try:
         with transaction(con):
-            rows = land_file(con, pending, table, replace=False, source_name=archived.name)
+            rows = land(con, pending, table, archived.name)
             con.execute(
                 f"INSERT INTO {LANDED_TABLE} VALUES (?, ?, ?, ?, now(), ?)",
                 [path.name, table.name, digest, rows, str(archived)],
@@ -217,8 +267,20 @@ def append_incoming(
     return table.name, rows
 
 
+def _contract_lander(renames: Renames | None) -> Lander:
+    def land(con: duckdb.DuckDBPyConnection, path: Path, table: Table, name: str) -> int:
+        table_renames = (renames or {}).get(table.name)
+        return land_file(con, path, table, replace=False, renames=table_renames, source_name=name)
+
+    return land
+
+
 def replay_landed(
-    con: duckdb.DuckDBPyConnection, log: Callable[[str], None], warn: Callable[[str], None]
+    con: duckdb.DuckDBPyConnection,
+    log: Callable[[str], None],
+    warn: Callable[[str], None],
+    renames: Renames | None = None,
+    land: Lander | None = None,
 ) -> None:
     """After a full reload, re-append every file accepted from ``incoming/`` before, in order."""
     con.execute(LANDED_DDL)
@@ -230,5 +292,5 @@ def replay_landed(
         if not path.exists():
             warn(f"archived incoming file {path} is gone; not replayed")
             continue
-        rows = land_file(con, path, TABLES_BY_NAME[table_name], replace=False)
+        rows = (land or _contract_lander(renames))(con, path, TABLES_BY_NAME[table_name], path.name)
         log(f"raw_{table_name}: replayed {rows:,} rows from {path.name}")

@@ -16,11 +16,14 @@ from churn.warehouse import table_exists
 
 def flat_observation_date(source: SourceConfig, today: date | None = None) -> date:
     """The one observation date of a flat table without a time column: ``as_of``, else the
-    first day of the current month (the load date's month, so partitions stay stable)."""
+    first day of the current month by :func:`churn.settings.today` (``CHURN_TODAY`` or the
+    clock), read when the table lands: the landing records it, so later steps agree."""
+    from churn.settings import today as settings_today
+
     assert source.flat is not None
     if source.flat.as_of is not None:
         return source.flat.as_of
-    return (today or date.today()).replace(day=1)
+    return (today or settings_today()).replace(day=1)
 
 
 SOURCE_TABLE = "raw_source"

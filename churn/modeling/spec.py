@@ -170,8 +170,8 @@ def encode_records(
 
     Serving pays this on every request, so the common case (every record has every feature,
     numbers are numbers, categories are strings) is one C-level pass per row to pull the values
-    out and one numpy conversion per column: 2.7 ms for 1,000 rows x 46 features, against 6.7
-    ms element by element. Anything else (missing keys, text numbers, ``None``) takes the
+    out and one numpy conversion per column, less than half the time of filling the matrix
+    element by element. Anything else (missing keys, text numbers, ``None``) takes the
     per-value path, which gives the same codes.
     """
     matrix = np.empty((len(records), len(specs)), dtype=np.float64)

@@ -51,8 +51,8 @@ aged:
   no single elapsed time ages it: such features are reported (score and verdict) but not counted
   in the share.
 
-Evidently is imported inside the functions: it costs ~14 s to import and the code location (and
-every Dagster step) imports this module.
+Evidently is imported inside the functions: its import is slow (seconds) and the code location
+(and every Dagster step) imports this module.
 """
 
 from __future__ import annotations

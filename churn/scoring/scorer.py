@@ -127,8 +127,7 @@ class Scorer:
         tiers = explained.tiers.tolist()
         names = self.feature_order
         # Python scalars once per batch (indexing numpy element by element costs ~10x more),
-        # and one comprehension over zipped columns: 1.7 ms for 1,000 rows against 2.6 ms for
-        # an indexed loop.
+        # and one comprehension over zipped columns, a third cheaper than an indexed loop.
         top_contributions = explained.top_contributions.tolist()
         top_texts = explained.top_texts.tolist()
         top_names = self._names_array[np.maximum(explained.top_features, 0)].tolist()

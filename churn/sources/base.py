@@ -1,9 +1,10 @@
 """The :class:`Source` protocol: every question the asset layer asks about the source it runs on.
 
-Why one object per kind: the raw, staging, features and model steps used to test the config's
-shape (flat? event log?) wherever they differed. Now each kind (``synthetic``, ``five_table``,
-``event_log``, ``flat``) is one class in its own module that answers for itself, built by
-:mod:`churn.sources.registry`; the asset layer asks and never branches on the kind.
+Why one object per kind: otherwise the raw, staging, features and model steps each test the
+config's shape (flat? event log?) wherever the kinds differ, and a new kind edits all of them. Now
+each kind (``synthetic``, ``five_table``, ``event_log``, ``flat``) is one class in its own module
+that answers for itself, built by :mod:`churn.sources.registry`; the asset layer asks and never
+branches on the kind.
 
 A source object is built in two stages. :func:`~churn.sources.registry.source_for` builds it from
 the YAML config: enough to land and stage. :meth:`Source.resolved` adds what staging decided and
@@ -28,6 +29,7 @@ from churn.features.definition import Feature
 from churn.features.event_spec import drop_spec
 from churn.features.events import DEFAULT_TOP_EVENT_TYPES, EventFeatureSpec
 from churn.ingest.flat import InferredColumn
+from churn.ingest.incoming import append_incoming, replay_landed, validate_file
 from churn.ingest.schema import EVENTS, RAW_TABLES, Table
 from churn.ingest.staging import StagingResult, rejects_name, staged_name
 from churn.sources.config import SourceConfig
@@ -40,6 +42,26 @@ CardShape = Literal["flat", "events"]
 """What the model card records as ``source_shape``: the service reads it to know whether a
 model's features can be computed from an event history."""
 Log = Callable[[str], None]
+
+
+class CalendarError(ValueError):
+    """A source whose observation calendar cannot be built; the message names the config key
+    (``observation.start``, ``observation.end``, ``as_of``) and the date at fault."""
+
+
+def month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def config_name(config: SourceConfig | None) -> str:
+    """How an error names the source: its YAML file, or the embedded synthetic source."""
+    return "synthetic source" if config is None else config.config_path.name
+
+
+def newest_event(con: duckdb.DuckDBPyConnection) -> date | None:
+    """The day of the newest staged event (None: no event staged)."""
+    row = con.execute("SELECT CAST(max(event_time) AS DATE) FROM stg_events").fetchone()
+    return row[0] if row else None
 
 
 def add_months(day: date, months: int) -> date:
@@ -91,6 +113,8 @@ class Source(ABC):
     card_shape: ClassVar[CardShape]
     tables: ClassVar[tuple[Table, ...]] = RAW_TABLES
     """The raw tables this kind lands and stages; the others' assets create no table."""
+    calendar_table: ClassVar[Table] = EVENTS
+    """The table whose staging fixes the calendar (the newest event, or a flat snapshot)."""
     replays_incoming: ClassVar[bool] = False
     """Whether archived ``incoming/`` files (five-table contract) are replayed on a reload."""
 
@@ -118,8 +142,15 @@ class Source(ABC):
     # --- calendar -----------------------------------------------------------------------------
 
     @abstractmethod
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        """The first and last monthly observation dates (month starts)."""
+    def calendar(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, today: date
+    ) -> tuple[date, date]:
+        """The first and last monthly observation dates (month starts) of what has landed.
+
+        Asked after staging, on every landing: the calendar follows the data (the newest
+        landed event) and ``today`` (:func:`churn.settings.today`), so a new month appears
+        when its data lands, never because the code location was restarted. A date the
+        calendar cannot hold raises :class:`CalendarError` naming the config key."""
 
     # --- raw ------------------------------------------------------------------------------------
 
@@ -145,6 +176,26 @@ class Source(ABC):
     def incoming_refusal(self) -> str | None:
         """Why files from ``incoming/`` cannot be appended to this source, or None."""
         return None
+
+    def incoming_renames(self) -> dict[str, dict[str, str]]:
+        """table -> (contract column -> file column): the names ``incoming/`` files of this
+        source use, which are its own files' names (none: the contract's)."""
+        return {}
+
+    def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
+        """The table an ``incoming/`` file lands in, or :class:`SourceFileError` saying why it
+        cannot (what the sensor and the landing run check, so both agree)."""
+        return validate_file(path, contents=contents, renames=self.incoming_renames())
+
+    def append_incoming(
+        self, con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
+    ) -> tuple[str, int] | None:
+        """Append one ``incoming/`` file exactly once (see :func:`append_incoming`)."""
+        return append_incoming(con, path, landed_dir, self.incoming_renames())
+
+    def replay_incoming(self, con: duckdb.DuckDBPyConnection, log: Log, warn: Log) -> None:
+        """After a full reload: re-append every file accepted from ``incoming/`` before."""
+        replay_landed(con, log, warn, self.incoming_renames())
 
     # --- staging ----------------------------------------------------------------------------
 

@@ -272,14 +272,20 @@ class _Block(_Frozen):
 
 class Observation(_Block):
     """The observation calendar: monthly dates from ``start`` to ``end`` (both month starts,
-    both included)."""
+    both included). Without ``end`` the calendar follows the data and the clock: it runs to the
+    month of the newest landed event (a flat table: the current month), and grows as data
+    lands, so a live source needs no edit each month."""
 
     start: MonthStart = Field(description="First observation date (snapped to its month start).")
-    end: MonthStart = Field(description="Last observation date (snapped to its month start).")
+    end: MonthStart | None = Field(
+        None,
+        description="Last observation date (snapped to its month start). Default: the month "
+        "of the newest landed event (a flat table with time_column: the current month).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Observation:
-        if self.end < self.start:
+        if self.end is not None and self.end < self.start:
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
 

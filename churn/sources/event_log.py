@@ -4,8 +4,9 @@ customers (any profile columns) and cancellations tables (:mod:`churn.ingest.eve
 What differs from the subscription kinds: each table is landed with its own columns and staged
 with its detected time formats, the features are the generated family alone (the log's own
 vocabulary, measures and profile), and the churn definition of the config decides who is
-observed and who churned. ``incoming/`` files follow the five-table contract, so they are
-refused here.
+observed and who churned. ``incoming/`` takes new events files under the log's own column
+names; an event without an ``event_id`` is identified by its whole row (and its occurrence in
+its file), so a row a new file repeats from the log is kept once.
 """
 
 from __future__ import annotations
@@ -19,21 +20,23 @@ import duckdb
 from churn.features.event_spec import decide_event_spec, save_spec
 from churn.features.events import ChurnDefinition, EventFeatureSpec
 from churn.ingest import eventlog
+from churn.ingest.incoming import append_incoming, replay_landed, table_for
+from churn.ingest.landing import SourceFileError
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, EVENTS, Table
 from churn.ingest.staging import stage_table
-from churn.sources.base import Staged
+from churn.sources.base import Log, Staged
 from churn.sources.config import SourceConfig
 from churn.sources.history import HistorySource
 
 if TYPE_CHECKING:
     from churn.engine import Engine
-    from churn.settings import Settings
 
 
 class EventLogSource(HistorySource):
     """An events source without payments or tickets: features from its own vocabulary."""
 
     kind: ClassVar[str] = "event_log"
+    replays_incoming: ClassVar[bool] = True
 
     @classmethod
     def accepts(cls, config: SourceConfig | None) -> bool:
@@ -44,20 +47,37 @@ class EventLogSource(HistorySource):
         assert self.config is not None, "an event log always has a config"
         return self.config
 
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        assert self.log_config.observation is not None
-        return self.log_config.observation.start, self.log_config.observation.end
-
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
     ) -> tuple[Path | None, int]:
         return eventlog.land_event_log_table(con, self.log_config, table)
 
-    def incoming_refusal(self) -> str | None:
-        return (
-            f"incoming/ files follow the five-table contract; the {self.name} source is an "
-            "event log: add the rows to its own files and re-materialize raw_tables"
+    def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
+        """New events only (``incoming/events/`` or ``events_*``), under the log's own column
+        names; its customers and cancellations are whole files, replaced by a reload."""
+        table = table_for(path)
+        if table is not EVENTS:
+            known = "not a known table" if table is None else f"a {table.name} file"
+            raise SourceFileError(
+                f"{path.name}: {known}; the {self.name} event log takes new files for its "
+                "events only (incoming/events/); add other rows to the source's own file and "
+                "re-materialize raw_tables"
+            )
+        eventlog.check_incoming_events(path, self.log_config, contents=contents)
+        return EVENTS
+
+    def _append(self, con: duckdb.DuckDBPyConnection, path: Path, table: Table, name: str) -> int:
+        return eventlog.append_events(con, self.log_config, path, name)
+
+    def append_incoming(
+        self, con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
+    ) -> tuple[str, int] | None:
+        return append_incoming(
+            con, path, landed_dir, validate=self.validate_incoming, land=self._append
         )
+
+    def replay_incoming(self, con: duckdb.DuckDBPyConnection, log: Log, warn: Log) -> None:
+        replay_landed(con, log, warn, land=self._append)
 
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None

@@ -28,7 +28,6 @@ from churn.sources.history import HistorySource
 
 if TYPE_CHECKING:
     from churn.engine import Engine
-    from churn.settings import Settings
 
 
 class FiveTableSource(HistorySource):
@@ -41,16 +40,18 @@ class FiveTableSource(HistorySource):
     def accepts(cls, config: SourceConfig | None) -> bool:
         return config is not None and config.shape == "events" and not config.is_event_log
 
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        assert self.config is not None and self.config.observation is not None
-        return self.config.observation.start, self.config.observation.end
-
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
     ) -> tuple[Path | None, int]:
         assert self.config is not None
         mapped = self.config.tables[table.name]
         return mapped.path, land_file(con, mapped.path, table, replace=True, renames=mapped.columns)
+
+    def incoming_renames(self) -> dict[str, dict[str, str]]:
+        """The YAML's mapping: a new file of a table has the columns of that table's file."""
+        if self.config is None:
+            return {}
+        return {name: dict(mapped.columns) for name, mapped in self.config.tables.items()}
 
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None

@@ -17,10 +17,18 @@ import duckdb
 
 from churn.features import flat as flat_features
 from churn.ingest.flat import inferred_columns, stage_flat
-from churn.ingest.landing import land_flat
+from churn.ingest.landing import SourceFileError, land_flat
 from churn.ingest.schema import CUSTOMERS, Table
 from churn.ingest.sources import flat_observation_date
-from churn.sources.base import CardShape, LeakageVerdict, Source, Staged
+from churn.sources.base import (
+    CalendarError,
+    CardShape,
+    LeakageVerdict,
+    Source,
+    Staged,
+    config_name,
+    month_start,
+)
 from churn.sources.config import FlatSource, SourceConfig
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ class FlatTableSource(Source):
     kind: ClassVar[str] = "flat"
     card_shape: ClassVar[CardShape] = "flat"
     tables: ClassVar[tuple[Table, ...]] = (CUSTOMERS,)
+    calendar_table: ClassVar[Table] = CUSTOMERS
 
     @classmethod
     def accepts(cls, config: SourceConfig | None) -> bool:
@@ -51,17 +60,48 @@ class FlatTableSource(Source):
         assert self.config is not None and self.config.flat is not None
         return self.config.flat
 
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        if self.table.time_column or self.observation_date is None:
-            assert self.config is not None and self.config.observation is not None
-            return self.config.observation.start, self.config.observation.end
-        month = self.observation_date.replace(day=1)
-        return month, month
+    def calendar(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, today: date
+    ) -> tuple[date, date]:
+        """Without a time column: the one month of the snapshot's date (``as_of``, else the
+        month it landed in by ``today``). With one: ``observation.start`` to
+        ``observation.end``, by default to the month in progress. Never past today's month."""
+        where = config_name(self.config)
+        current = month_start(today)
+        if not self.table.time_column:
+            assert self.observation_date is not None, "landing fixes the observation date"
+            month = month_start(self.observation_date)
+            if month > current:
+                raise CalendarError(
+                    f"{where}: as_of {self.observation_date} is after the month in progress "
+                    f"({current}, by CHURN_TODAY or the clock)"
+                )
+            return month, month
+        assert self.config is not None and self.config.observation is not None
+        start, end = self.config.observation.start, self.config.observation.end
+        if end is not None and end > current:
+            raise CalendarError(
+                f"{where}: observation.end {end} is after the month in progress ({current}, "
+                "by CHURN_TODAY or the clock); leave end out to follow the clock"
+            )
+        last = end or current
+        if last < start:
+            raise CalendarError(
+                f"{where}: observation.start {start} is after the month in progress ({current})"
+            )
+        return start, last
 
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
     ) -> tuple[Path | None, int]:
         return self.table.path, land_flat(con, self.table.path)
+
+    def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
+        """Not yet: a new snapshot of a flat table does not append to the one it has."""
+        raise SourceFileError(
+            f"{path.name}: the {self.name} flat table takes no incoming/ files yet; replace "
+            f"{self.table.path.name} (a new as_of) and re-materialize raw_tables"
+        )
 
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None

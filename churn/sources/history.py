@@ -9,7 +9,7 @@ they generate and who is observed; those stay in their own modules.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import duckdb
 
@@ -24,13 +24,55 @@ from churn.features.events import (
 )
 from churn.features.labels import data_end
 from churn.features.leakage import leakage_differences
-from churn.sources.base import CardShape, LeakageVerdict, Source
+from churn.sources.base import (
+    CalendarError,
+    CardShape,
+    LeakageVerdict,
+    Source,
+    config_name,
+    month_start,
+    newest_event,
+)
+
+if TYPE_CHECKING:
+    from churn.settings import Settings
 
 
 class HistorySource(Source):
     """A source whose features come from its event history (abstract: one subclass per kind)."""
 
     card_shape: ClassVar[CardShape] = "events"
+
+    def calendar(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, today: date
+    ) -> tuple[date, date]:
+        """``observation.start`` to ``observation.end``, or, without ``end``, to the month in
+        which the newest landed event falls (never past today's month: a future-dated event
+        does not open a month nobody lives in yet)."""
+        assert self.config is not None and self.config.observation is not None
+        where = config_name(self.config)
+        start, end = self.config.observation.start, self.config.observation.end
+        current = month_start(today)
+        if end is not None:
+            if end > current:
+                raise CalendarError(
+                    f"{where}: observation.end {end} is after the month in progress "
+                    f"({current}, by CHURN_TODAY or the clock); leave end out to follow the data"
+                )
+            return start, end
+        newest = newest_event(con)
+        if newest is None:
+            raise CalendarError(
+                f"{where}: observation.end is not set and no event has landed: the calendar "
+                "follows the newest event, so stage the events first or set observation.end"
+            )
+        last = min(month_start(newest), current)
+        if last < start:
+            raise CalendarError(
+                f"{where}: observation.start {start} is after the month of the newest landed "
+                f"event ({newest}): the calendar would be empty"
+            )
+        return start, last
 
     def resolved(self, con: duckdb.DuckDBPyConnection) -> Self:
         spec = load_spec(con)

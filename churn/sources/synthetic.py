@@ -15,7 +15,7 @@ import duckdb
 
 from churn.ingest.landing import SourceFileError, find_source_file, land_file
 from churn.ingest.schema import Table
-from churn.sources.base import Log, add_months
+from churn.sources.base import CalendarError, Log, add_months, newest_event
 from churn.sources.config import SourceConfig
 from churn.sources.five_table import FiveTableSource
 
@@ -32,13 +32,22 @@ class SyntheticSource(FiveTableSource):
     def accepts(cls, config: SourceConfig | None) -> bool:
         return config is None
 
-    def observation_range(self, settings: Settings) -> tuple[date, date]:
-        """After the burn-in (the 90-day windows need history) to the data's last month."""
+    def calendar(
+        self, con: duckdb.DuckDBPyConnection, settings: Settings, today: date
+    ) -> tuple[date, date]:
+        """After the burn-in (the 90-day windows need history) to the generator's last
+        observation date: the month after the newest generated month, as the generator's own
+        calendar has it. A month the shift tool adds (through ``incoming/``) extends it."""
         size = settings.synthetic
-        return (
-            add_months(size.start_date, size.burn_in_months),
-            add_months(size.start_date, size.months),
-        )
+        first = add_months(size.start_date, size.burn_in_months)
+        newest = newest_event(con)
+        last = add_months(size.start_date, size.months) if newest is None else add_months(newest, 1)
+        if last < first:
+            raise CalendarError(
+                f"synthetic source: its newest event ({newest}) falls in the burn-in before "
+                f"{first} (CHURN_START_DATE plus {size.burn_in_months} months)"
+            )
+        return first, last
 
     def prepare_files(
         self, settings: Settings, raw_dir: Path, truth_dir: Path, *, regenerate: bool, log: Log

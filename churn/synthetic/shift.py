@@ -14,9 +14,8 @@ As many customers cancel as in the last month, the least engaged first, so the m
 new one keeps a plausible label rate once it matures (cancellations are written for every kind).
 
 Files are written as ``<table>_<YYYY-MM>_<kind>.parquet`` (``*.part`` first, then renamed, so the
-sensor never sees a half-written file). Partitions: the new month's observation date exists only
-when ``CHURN_MONTHS`` is raised by one (see docs/drift-walkthrough.md); the command prints the
-value.
+sensor never sees a half-written file). Partitions: the new month's observation date joins the
+calendar when the files land (staging writes it into the Dagster instance; no restart).
 
 Run it again and it writes the month after *that*: months written before, still waiting in
 ``incoming/`` or already archived in ``landed/``, count as history (their newest customer
@@ -239,13 +238,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def calendar_hint(month: date, start: date) -> str:
-    """Which ``CHURN_MONTHS`` makes the observation date that sees ``month`` a partition."""
+    """Which observation date sees ``month``: it joins the calendar when the files land (the
+    calendar follows the newest landed event; no restart)."""
     observed = date(month.year + month.month // 12, month.month % 12 + 1, 1)
-    months = (observed.year - start.year) * 12 + observed.month - start.month
     return (
-        f"wrote {month:%Y-%m}; the snapshot that sees it is {observed}, a partition once "
-        f"CHURN_MONTHS={months} (with CHURN_START_DATE={start}): restart Dagster "
-        "(or make demo) with it"
+        f"wrote {month:%Y-%m}; the snapshot that sees it is {observed}: it joins the "
+        "observation calendar when these files land from incoming/ (no restart needed)"
     )
 
 

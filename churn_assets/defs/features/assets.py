@@ -11,16 +11,15 @@ from datetime import date
 import dagster as dg
 
 from churn.features import FEATURES, KEY_COLUMNS, Feature
-from churn.settings import load_settings
 from churn.sources.base import Source
 from churn.sources.registry import resolve
 from churn.sql import quote_identifier, quote_literal
 from churn.warehouse import transaction
 from churn_assets.metadata import markdown_table, table_metadata
-from churn_assets.partitions import SINGLE_RUN, observation_partitions
+from churn_assets.partitions import OBSERVATION_DATES, SINGLE_RUN, partition_window
 from churn_assets.resources import WAREHOUSE_POOL, EngineResource, WarehouseResource
 
-PARTITIONS = observation_partitions(load_settings())
+PARTITIONS = OBSERVATION_DATES
 
 KEY_DESCRIPTIONS = {
     "customer_id": "Customer observed.",
@@ -35,8 +34,8 @@ LABEL_DESCRIPTIONS = KEY_DESCRIPTIONS | {
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[str, str]:
-    window = context.partition_time_window
-    return window.start.date().isoformat(), window.end.date().isoformat()
+    first, end = partition_window(context)
+    return first.isoformat(), end.isoformat()
 
 
 def _in_window(start: str, end: str) -> str:

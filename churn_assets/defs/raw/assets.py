@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import append_incoming, quarantine, replay_landed, table_for
+from churn.ingest.incoming import quarantine, table_for
 from churn.ingest.landing import SourceFileError
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.ingest.sources import SOURCE_TABLE, record_source
@@ -41,9 +41,9 @@ class RawSourceConfig(dg.Config):
     incoming_files: list[str] | None = None
     """Validated files from ``incoming/`` to append; when set, the source is not reloaded."""
     source: str | None = None
-    """A source config YAML (or ``synthetic``) for this run, overriding ``CHURN_SOURCE``. The
-    observation calendar still comes from ``CHURN_SOURCE`` at load time: for an events source
-    with another calendar, set the variable and restart instead."""
+    """A source config YAML (or ``synthetic``) for this run, overriding ``CHURN_SOURCE``. Its
+    calendar replaces the previous one when it is staged; the run's own partition range was
+    fixed before, so the new months are run by ``new_month_sensor`` or a following run."""
 
 
 def column_descriptions(table_name: str) -> dict[str, str]:
@@ -133,8 +133,8 @@ def raw_tables(
         _forget_other_source(con, context, source_name)
         record_source(con, source_name, source.config, source.observation_date)
         if source.replays_incoming:
-            # incoming/ files follow the five-table contract
-            replay_landed(con, context.log.info, context.log.warning)
+            # incoming/ files, under the source's own column names
+            source.replay_incoming(con, context.log.info, context.log.warning)
         shape = {"source": source_name, "source_shape": source.kind}
         for table, path, seconds in loaded:
             metadata = table_metadata(con, raw_name(table), column_descriptions(table.name))
@@ -184,7 +184,7 @@ def _land_incoming(
                 context.log.warning(f"quarantined {target}: {reason}")
                 continue
             try:
-                outcome = append_incoming(con, path, churn_home.folder("landed"))
+                outcome = source.append_incoming(con, path, churn_home.folder("landed"))
             except SourceFileError as error:
                 target = quarantine(path, str(error), churn_home.folder("quarantine"))
                 quarantined.append(f"{path.name}: {error}")

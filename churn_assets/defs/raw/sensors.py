@@ -27,9 +27,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from churn.ingest.incoming import candidate_files, content_hash, quarantine, validate_file
+from churn.ingest.incoming import candidate_files, content_hash, quarantine
 from churn.ingest.landing import SourceFileError
 from churn.settings import load_settings
+from churn.sources.registry import source_for
 from churn_assets.partitions import full_range_tags
 
 REQUEST_TIMEOUT_SECONDS = 600.0
@@ -70,6 +71,9 @@ def _already_landed(path: Path, digest: str, landed_dir: Path) -> Path | None:
 )
 def incoming_files_sensor(context: dg.SensorEvaluationContext):
     settings = load_settings()
+    # the source's own column names (the sensor never reads the warehouse: the environment's
+    # source, which is the one the landing run appends to unless a run overrode it)
+    source = source_for(settings.source_config)
     cursor = Cursor.load(context.cursor)
     now = time.time()
     failed_runs = cursor.release_finished(context.instance, now)
@@ -101,7 +105,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
             continue
         small = path.stat().st_size <= settings.incoming_check_max_bytes
         try:
-            validate_file(path, contents=small)
+            source.validate_incoming(path, contents=small)
         except SourceFileError as error:
             target = quarantine(path, str(error), settings.quarantine_dir)
             context.log.warning(f"quarantined {target}: {error}")
@@ -124,7 +128,7 @@ def incoming_files_sensor(context: dg.SensorEvaluationContext):
         run_config={
             "ops": {"raw_tables": {"config": {"incoming_files": [str(p) for p, _ in accepted]}}}
         },
-        tags=full_range_tags(settings)
+        tags=full_range_tags(context.instance)
         | {"churn/trigger": "incoming", "churn/files": str(len(accepted))},
     )
 

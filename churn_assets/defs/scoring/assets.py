@@ -16,17 +16,15 @@ import dagster as dg
 
 from churn_assets.defs.features.assets import PARTITIONS, _in_window, _replace_window, _window
 from churn_assets.metadata import column_schema, markdown_table
-from churn_assets.partitions import SINGLE_RUN
+from churn_assets.partitions import SINGLE_RUN, eager_newest
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
 TABLE = "customer_scores"
 EXPORT_FOLDER = "exports"
 
-SCORING_REFRESH = (
-    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-)
-"""The newest month (``eager`` only ever targets the latest time partition), re-scored when a
-new champion lands or its features are rebuilt; never over a failed blocking check upstream."""
+SCORING_REFRESH = eager_newest() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+"""The newest month (the calendar's newest observation date), re-scored when a new champion
+lands or its features are rebuilt; never over a failed blocking check upstream."""
 
 
 class ScoringConfig(dg.Config):

@@ -18,4 +18,7 @@ scoring_automation = dg.AutomationConditionSensorDefinition(
     target=SCORING,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Re-scores the newest month when a new champion lands or its features change.",
+    # the newest-month condition is churn's own (a dynamic calendar has no latest time window):
+    # custom conditions are evaluated in the code location
+    use_user_code_server=True,
 )

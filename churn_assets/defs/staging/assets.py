@@ -6,6 +6,8 @@ in the rejects table with their reason); a reject share above the limit is an er
 everything downstream, because it means the source itself is broken.
 """
 
+from datetime import date
+
 import dagster as dg
 
 from churn.features.events import features, vocabulary_rows
@@ -13,13 +15,13 @@ from churn.ingest.flat import InferredColumn
 from churn.ingest.landing import SourceFileError
 from churn.ingest.schema import CUSTOMERS, EVENTS, RAW_TABLES, Table
 from churn.ingest.staging import StagingResult, raw_name, rejects_name, staged_name
-from churn.settings import load_settings
-from churn.sources.base import Source
+from churn.settings import load_settings, today
+from churn.sources.base import CalendarError, Source
 from churn.sources.config import SourceConfigError
 from churn.sources.registry import landed
 from churn_assets.defs.raw.assets import column_descriptions
 from churn_assets.metadata import markdown_table, table_metadata
-from churn_assets.partitions import SINGLE_RUN, last_observation_date
+from churn_assets.partitions import SINGLE_RUN, sync_calendar
 from churn_assets.resources import WAREHOUSE_POOL, EngineResource, WarehouseResource
 
 RULE_CHECKS: dict[str, tuple[str, ...]] = {
@@ -143,11 +145,25 @@ def _flat_metadata(inferred: list[InferredColumn]) -> dict:
     }
 
 
-def _decide_event_features(con, source: Source) -> dict:
+def _sync_calendar(context: dg.AssetExecutionContext, con, source: Source) -> tuple[date, dict]:
+    """Write the source's observation calendar (from what just landed, and today) into the
+    instance's partitions: a new month of data is a new partition, with no restart."""
+    try:
+        first, last = source.calendar(con, load_settings(), today())
+    except CalendarError as error:
+        raise dg.Failure(description=str(error)) from error
+    change = sync_calendar(context.instance, first, last)
+    context.log.info(f"observation calendar {first} .. {last}: {change.describe()}")
+    return last, {
+        "observation_calendar": f"{first} .. {last}",
+        "calendar_change": change.describe(),
+    }
+
+
+def _decide_event_features(con, source: Source, last: date) -> dict:
     """Fix the generated feature family (vocabulary, measures, profile, churn definition) from
     the staged events: every later step, and the model card, reads this decision."""
     settings = load_settings()
-    last = last_observation_date(settings)
     spec = source.decide_features(
         con, last_observation_date=last, horizon_days=settings.horizon_days
     )
@@ -240,8 +256,11 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 extra |= _flat_metadata(staged.inferred)
             if staged.time_formats:
                 extra["time_format"] = dg.MetadataValue.json(staged.time_formats)
-            if table is EVENTS:
-                extra |= _decide_event_features(con, source)
+            if table is source.calendar_table:
+                last, calendar = _sync_calendar(context, con, source)
+                extra |= calendar
+                if table is EVENTS:
+                    extra |= _decide_event_features(con, source, last)
             duplicate_keys_left = con.execute(
                 f"SELECT count(*) - count(DISTINCT ({key})) FROM {staged_name(table)}"
             ).fetchone()[0]
