@@ -67,7 +67,8 @@ def _rejects_id(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def _candidates(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """SELECTs of (customer_id, reason_kind, reason, priority, since) over the staged tables;
+    """SELECTs of (customer_id, reason_kind, reason, priority, since) over the staged tables,
+    each naming its columns (a UNION takes its names from whichever part comes first);
     each takes the observation date as the parameter ``$day``. ``since`` is when a cancelled
     customer left."""
     parts: list[str] = []
@@ -80,9 +81,10 @@ def _candidates(con: duckdb.DuckDBPyConnection) -> list[str]:
         )
     if "cancel_date" in _columns(con, "stg_cancellations"):
         parts.append(
-            "SELECT customer_id, 'cancelled', 'cancelled on ' || CAST(min(cancel_date) AS "
-            "VARCHAR) || ', before the date: already churned', 2, "
-            "CAST(min(cancel_date) AS DATE) FROM stg_cancellations "
+            "SELECT customer_id, 'cancelled' AS reason_kind, 'cancelled on ' || "
+            "CAST(min(cancel_date) AS VARCHAR) || ', before the date: already churned' AS "
+            "reason, 2 AS priority, CAST(min(cancel_date) AS DATE) AS since "
+            "FROM stg_cancellations "
             "WHERE cancel_date < $day GROUP BY customer_id"
         )
     customers = _columns(con, "stg_customers")
@@ -94,13 +96,15 @@ def _candidates(con: duckdb.DuckDBPyConnection) -> list[str]:
         else:
             when = "TRUE"
         parts.append(
-            f"SELECT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3, "
-            f"CAST(NULL AS DATE) FROM stg_customers WHERE {when}"
+            f"SELECT customer_id, 'not_observed' AS reason_kind, "
+            f"{quote_literal(NOT_OBSERVED)} AS reason, 3 AS priority, "
+            f"CAST(NULL AS DATE) AS since FROM stg_customers WHERE {when}"
         )
     if {"customer_id", "event_time"} <= _columns(con, "stg_events"):
         parts.append(
-            f"SELECT DISTINCT customer_id, 'not_observed', {quote_literal(NOT_OBSERVED)}, 3, "
-            "CAST(NULL AS DATE) FROM stg_events WHERE event_time < $day"
+            f"SELECT DISTINCT customer_id, 'not_observed' AS reason_kind, "
+            f"{quote_literal(NOT_OBSERVED)} AS reason, 3 AS priority, "
+            "CAST(NULL AS DATE) AS since FROM stg_events WHERE event_time < $day"
         )
     return parts
 
