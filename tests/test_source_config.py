@@ -168,6 +168,24 @@ def test_yaml_tags_that_build_objects_are_refused(tmp_path):
         load_source(tmp_path / "source.yaml")
 
 
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path):
+    """A 'billion laughs' file: nine levels of nine aliases would be 9**9 strings in memory."""
+    levels = ["a0: &a0 [lol]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)
+    ]
+    bomb = tmp_path / "source.yaml"
+    bomb.write_text("\n".join(levels) + "\nshape: flat\n")
+    assert bomb.stat().st_size < 1000
+    with pytest.raises(SourceConfigError, match=r"aliases \(\*name\) are not allowed"):
+        load_source(bomb)
+
+
+def test_a_huge_config_file_is_refused_by_size(tmp_path):
+    (tmp_path / "source.yaml").write_text("shape: flat\n" + "# padding\n" * 200_000)
+    with pytest.raises(SourceConfigError, match=r"^source\.yaml: .* bytes; a source config"):
+        load_source(tmp_path / "source.yaml")
+
+
 # --- defaults and the meaning of a short YAML ---------------------------------------------------
 
 

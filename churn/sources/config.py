@@ -724,10 +724,21 @@ def load_source(path: str | Path) -> SourceConfig:
     return parse_source(read_yaml(config_path), config_path)
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A source config is a page of keys; a bigger file is a mistake, not a config."""
+
+
 def read_yaml(config_path: Path) -> Any:
-    """The YAML's data as the config reads it: safe tags only, dates and yes/no as text."""
+    """The YAML's data as the config reads it: safe tags only, dates and yes/no as text, no
+    aliases, at most :data:`MAX_CONFIG_BYTES`."""
     import yaml
 
+    size = config_path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise SourceConfigError(
+            f"{config_path.name}: {size:,} bytes; a source config may hold at most "
+            f"{MAX_CONFIG_BYTES:,}"
+        )
     try:
         return yaml.load(config_path.read_text(encoding="utf-8"), Loader=_loader())
     except yaml.YAMLError as error:
@@ -741,11 +752,23 @@ def _loader() -> type:
     """YAML's safe loader, but dates and yes/no stay text: PyYAML turns ``2025-13-45`` into a
     bare ``ValueError`` while loading, before any key is known (as text, the date check rejects
     it naming the key), and ``positive: yes`` into ``True``, which never matches a label column
-    holding ``yes``. No key of a source config takes a boolean."""
+    holding ``yes``. No key of a source config takes a boolean.
+
+    Aliases (``*name``) are refused where they are read: a few hundred bytes of nested aliases
+    expand into billions of nodes (a "billion laughs" file) before any key could be checked,
+    and no key of a source config needs one."""
     import yaml
 
     class SourceLoader(yaml.SafeLoader):
-        pass
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    "aliases (*name) are not allowed in a source config",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
 
     SourceLoader.yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag not in TEXT_TAGS]
