@@ -126,9 +126,18 @@ def trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def api_keys(env: Mapping[str, str]) -> tuple[bytes, ...]:
-    """Non-empty keys from ``CHURN_API_KEYS``; an empty tuple means authentication is off."""
+    """Non-empty keys from ``CHURN_API_KEYS``; unset or empty means authentication is off.
+
+    A value that holds no real key (``,`` or blanks) refuses to start: whoever set it meant to
+    turn authentication on, and starting open would say nothing about it."""
     raw = env.get(API_KEYS_ENV) or ""
-    return tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+    keys = tuple(key.strip().encode() for key in raw.split(",") if key.strip())
+    if raw and not keys:
+        raise SettingError(
+            f"{API_KEYS_ENV}={raw!r}: holds no key; give comma-separated keys, or unset it to "
+            "serve without authentication"
+        )
+    return keys
 
 
 # --- rate limits (``serving.ratelimit`` enforces them) ---------------------------------------

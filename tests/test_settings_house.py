@@ -163,6 +163,13 @@ def test_serving_settings_are_one_object_from_one_mapping(tmp_path):
         settings.serving_mode(has_challenger=False)
 
 
+@pytest.mark.parametrize("value", [",", " ", " , ,"])
+def test_an_api_key_list_with_no_real_key_refuses_to_start(value):
+    with pytest.raises(SettingError, match=r"CHURN_API_KEYS=.*holds no key"):
+        load_serving_settings({"CHURN_API_KEYS": value})
+    assert load_serving_settings({"CHURN_API_KEYS": ""}).api_keys == ()  # empty = unset: open
+
+
 def test_serving_mode_defaults_follow_the_challenger():
     settings = load_serving_settings({})
     assert settings.serving_mode(has_challenger=True).mode == SHADOW
