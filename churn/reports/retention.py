@@ -47,6 +47,7 @@ PLAN_COLUMNS = ("contact", "holdout")
 REALIZED_COLUMNS = (
     "observation_date",
     "model_version",
+    "window",
     "scored_rows",
     "share_labelled",
     "positives",

@@ -53,6 +53,7 @@ HEADERS = {
     "precision_at_threshold": "precision",
     "recall_at_threshold": "recall",
     "top_decile_lift": "top-decile lift",
+    "window": "in the model's data",
     "effect": "effect of contact",
     "effect_low": "effect, low",
     "effect_high": "effect, high",
@@ -168,7 +169,7 @@ def _economics(page: RetentionPage) -> str:
         "month at these economics; expected value = probability x success rate x value of a "
         "kept customer - cost of a contact.</p>"
     )
-    return _table(["", "value"], rows, table_id="economics") + note
+    return _table(["setting", "value"], rows, table_id="economics") + note
 
 
 def _the_list(page: RetentionPage) -> str:
@@ -223,7 +224,8 @@ def _realized(page: RetentionPage) -> str:
     )
     note = (
         '<p class="note">Each scored month against its labels once they matured: AUC, and '
-        "precision and recall of the high tier.</p>"
+        "precision and recall of the high tier. Only <b>unseen</b> months are out of sample: "
+        "months the model trained or was validated or tested on flatter it.</p>"
     )
     return note + _table(page.realized_columns, rows, table_id="realized") + effect + chart
 

@@ -118,8 +118,8 @@ def histogram(
         parts.append(
             f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
             f'stroke="{colour}" stroke-width="1.5"{dashes}/>'
-            f'<text x="{x + 3:.1f}" y="{TOP + 10 + 12 * k}" font-size="10" fill="{colour}">'
-            f"{html.escape(label)}</text>"
+            f'<text x="{WIDTH - RIGHT - 4}" y="{TOP + 12 + 13 * k}" font-size="10" '
+            f'text-anchor="end" fill="{colour}">{html.escape(f"{label} (line)")}</text>'
         )
     return _frame(title, "".join(parts))
 

@@ -62,7 +62,7 @@ def retention_report(
     warehouse: WarehouseResource,
     churn_home: ChurnHomeResource,
 ) -> dg.MaterializeResult:
-    from churn.monitoring.performance import stored_scores_realized
+    from churn.monitoring.performance import stored_scores_realized, window_of
     from churn.reports import retention, retention_html
     from churn.warehouse import table_exists
 
@@ -73,8 +73,12 @@ def retention_report(
     with warehouse.connect(context, read_only=True) as con:
         if not table_exists(con, TABLE):
             return dg.MaterializeResult(metadata={"pages": 0, "note": "no scores yet"})
-        realized = [month.to_dict() for month in stored_scores_realized(con)]
         cards = _Cards()
+        realized = [
+            month.to_dict()
+            | {"window": window_of(month.observation_date, cards.card(month.model_version))}
+            for month in stored_scores_realized(con)
+        ]
         for day in retention.scored_dates(con, TABLE, start, end):
             page = retention.gather(
                 con,
