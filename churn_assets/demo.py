@@ -195,7 +195,11 @@ class BentoSupervisor:
 
 
 def banner(dagster_port: int | None, bento_port: int, body: Path, ready: bool) -> None:
+    from churn.reports.retention import newest_page
+
     ui = f"  Dagster UI:      http://localhost:{dagster_port}\n" if dagster_port else ""
+    page = newest_page(load_settings().reports_dir)
+    report = f"  Retention page:  {page.resolve().as_uri()}\n" if page else ""
     print(
         "\n"
         f"{ui}"
@@ -203,6 +207,7 @@ def banner(dagster_port: int | None, bento_port: int, body: Path, ready: bool) -
         f"{'' if ready else '  [not ready yet, see its log above]'}\n"
         f"  Try it:          curl -s -X POST http://localhost:{bento_port}/score "
         f"-H 'Content-Type: application/json' -d @{body}\n"
+        f"{report}"
         "  A newly promoted champion's Bento is served here automatically.\n"
         "  Stop with Ctrl-C.\n",
         flush=True,

@@ -155,3 +155,53 @@ def table_metadata(
         "dagster/table_name": f"warehouse.main.{table}",
         "preview": preview(con, f"SELECT * FROM {quoted} WHERE {where}"),
     }
+
+
+# --- customer_scores: what the retention side of the UI reads ---------------------------------
+
+TIER_ORDER = ("high", "medium", "low")
+"""Riskiest first, as a reader scans them (alphabetical order would put low before medium)."""
+
+MOVED = ("new_high", "up", "down")
+"""The tier changes that count as a customer having moved since last month."""
+
+
+def _tier_rank(tier: str) -> int:
+    return TIER_ORDER.index(tier) if tier in TIER_ORDER else len(TIER_ORDER)
+
+
+def tier_table(counts: Mapping[str, int]) -> dg.MetadataValue:
+    """Customers per risk tier, high to low, with each tier's share (a table, not JSON)."""
+    total = sum(counts.values())
+    rows = [
+        [tier, f"{counts.get(tier, 0):,}", f"{counts.get(tier, 0) / total:.1%}" if total else ""]
+        for tier in sorted(counts, key=_tier_rank)
+    ]
+    return dg.MetadataValue.md(markdown_table(["risk_tier", "customers", "share"], rows))
+
+
+def tiers_per_month_table(rows: Sequence[Sequence[Any]]) -> dg.MetadataValue:
+    """(observation_date, risk_tier, customers, labelled 1, mean p) rows, month by month with
+    the tiers high to low and the mean probability rounded to three places."""
+    ordered = sorted(rows, key=lambda row: (str(row[0]), _tier_rank(row[1])))
+    cells = [
+        [day, tier, f"{n:,}", f"{int(k or 0):,}", f"{p:.3f}"] for day, tier, n, k, p in ordered
+    ]
+    columns = ["observation_date", "risk_tier", "customers", "churn_label = 1", "mean p"]
+    return dg.MetadataValue.md(markdown_table(columns, cells))
+
+
+def thresholds_table(decision: float, cuts: Sequence[float]) -> dg.MetadataValue:
+    """The decision threshold and the tier cut points, as probabilities to four places."""
+    rows = [
+        ["decision threshold (churn_label = 1, tier high)", f"{decision:.4f}"],
+        ["low | medium cut", f"{cuts[0]:.4f}"],
+        ["medium | high cut", f"{cuts[1]:.4f}"],
+    ]
+    return dg.MetadataValue.md(markdown_table(["threshold", "probability"], rows))
+
+
+def moved_count(changes: Sequence[Sequence[Any]]) -> int:
+    """Customers whose tier changed since last month, from (tier_change, customers, ...) rows
+    (``new`` customers had no tier last month, so they did not move)."""
+    return int(sum(row[1] for row in changes if row[0] in MOVED))

@@ -135,7 +135,8 @@ def main() -> int:
         f"  source:    {settings.source}\n"
         f"  warehouse: {settings.warehouse_location}\n"
         f"  raw files: {settings.raw_dir if settings.is_synthetic else settings.source}\n"
-        f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/)\n"
+        f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/, "
+        "retention_<date>.html)\n"
         f"  models:    BentoML store {bentoml_home()} (churn_model, churn_service)\n"
         f"  dagster:   {settings.dagster_home or '(DAGSTER_HOME unset)'}"
     )

@@ -54,3 +54,46 @@ def test_the_drift_report_summary_is_inline_and_evidently_states_the_check_limit
         if "drift_share" in m["config"]
     }
     assert limits == {DEFAULT_DRIFT_SHARE}  # the report header's threshold, not Evidently's 0.5
+
+
+def _markdown_rows(text: str) -> list[list[str]]:
+    """The body rows of a markdown table (header and rule dropped)."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:]]
+
+
+def test_customer_scores_shows_tables_high_to_low_rounded_and_who_moved(
+    materialized: GraphRun,
+):
+    """Tiers, thresholds and tiers per month are markdown tables (not JSON), tiers run high to
+    low, numbers are rounded, and the number of customers who changed tier is a figure."""
+    metadata = materialization(materialized, "customer_scores").metadata
+    newest = metadata["newest_observation_date"].value
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        tiers = dict(
+            con.execute(
+                "SELECT risk_tier, count(*) FROM customer_scores WHERE observation_date = ? "
+                "GROUP BY 1",
+                [newest],
+            ).fetchall()
+        )
+        moved = con.execute(
+            "SELECT count(*) FROM customer_scores WHERE observation_date = ? "
+            "AND tier_change IN ('new_high', 'up', 'down')",
+            [newest],
+        ).fetchone()[0]
+    for key in ("tier_counts", "tier_counts_newest_month", "thresholds", "tiers_per_month"):
+        assert isinstance(metadata[key], dg.MarkdownMetadataValue), key
+    newest_rows = _markdown_rows(metadata["tier_counts_newest_month"].value)
+    assert [row[:2] for row in newest_rows] == [
+        [tier, f"{tiers.get(tier, 0):,}"] for tier in ("high", "medium", "low")
+    ]
+    per_month = _markdown_rows(metadata["tiers_per_month"].value)
+    for day in {row[0] for row in per_month}:
+        order = [row[1] for row in per_month if row[0] == day]
+        assert order == sorted(order, key=["high", "medium", "low"].index)
+    assert all(len(row[4].split(".")[1]) == 3 for row in per_month)  # mean p to 3 places
+    threshold = metadata["decision_threshold"].value
+    assert threshold == round(threshold, 4)
+    assert _markdown_rows(metadata["thresholds"].value)[0][1] == f"{threshold:.4f}"
+    assert metadata["customers_moved_newest_month"].value == moved > 0

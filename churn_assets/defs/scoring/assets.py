@@ -15,7 +15,14 @@ import time
 import dagster as dg
 
 from churn_assets.defs.features.assets import PARTITIONS, _in_window, _replace_window, _window
-from churn_assets.metadata import column_schema, markdown_table
+from churn_assets.metadata import (
+    column_schema,
+    markdown_table,
+    moved_count,
+    thresholds_table,
+    tier_table,
+    tiers_per_month_table,
+)
 from churn_assets.partitions import SINGLE_RUN, eager_newest
 from churn_assets.resources import WAREHOUSE_POOL, ChurnHomeResource, WarehouseResource
 
@@ -124,7 +131,7 @@ def customer_scores(
     from churn.modeling.plots import score_histogram
 
     histogram = score_histogram(newest_probabilities, scorer.default_threshold, scorer.tier_cuts)
-    counts = {tier: 0 for tier in ("low", "medium", "high")}
+    counts = {tier: 0 for tier in ("high", "medium", "low")}
     newest_counts = dict(counts)
     for day, tier, rows, _, _ in tiers:
         counts[tier] = counts.get(tier, 0) + rows
@@ -136,20 +143,17 @@ def customer_scores(
             "dagster/column_schema": schema,
             "dagster/table_name": f"warehouse.main.{TABLE}",
             "model_tag": champion.tag,
-            "decision_threshold": scorer.default_threshold,
+            "decision_threshold": round(scorer.default_threshold, 4),
+            "thresholds": thresholds_table(scorer.default_threshold, scorer.tier_cuts),
             "contacts_recommended": int(scored["churn_label"].sum()),
-            "tier_counts": dg.MetadataValue.json(counts),
-            "tier_counts_newest_month": dg.MetadataValue.json(newest_counts),
-            "tiers_per_month": dg.MetadataValue.md(
-                markdown_table(
-                    ["observation_date", "risk_tier", "customers", "churn_label = 1", "mean p"],
-                    tiers,
-                )
-            ),
+            "tier_counts": tier_table(counts),
+            "tier_counts_newest_month": tier_table(newest_counts),
+            "tiers_per_month": tiers_per_month_table(tiers),
             "tier_changes_newest_month": dg.MetadataValue.md(
                 markdown_table(["tier_change", "customers", "of them high now"], moved)
             ),
             "new_high_newest_month": next(n for change, n, _ in moved if change == "new_high"),
+            "customers_moved_newest_month": moved_count(moved),
             "scoring_seconds": round(seconds, 3),
             "rows_per_second": round(len(scored) / seconds) if seconds else 0,
             "newest_observation_date": str(newest),
