@@ -48,8 +48,8 @@ CREATE TABLE IF NOT EXISTS {SNAPSHOT_FILES} (
 the snapshot date they were given (NULL: each row's ``time_column``), why, and the landing
 order (newest file wins a date). The config's own file has no row: sequence 0."""
 
-FILE_DATE_COLUMN = "_file_snapshot_date"
-FILE_SEQUENCE_COLUMN = "_file_sequence"
+FILE_DATE_COLUMN = "_churn_file_snapshot_date"
+FILE_SEQUENCE_COLUMN = "_churn_file_sequence"
 """Columns :func:`latest_files_relation` adds to the raw rows for staging."""
 
 _NAME_DATE = re.compile(r"(?<!\d)(\d{4})-(\d{2})(?:-(\d{2}))?(?!\d)")
@@ -205,6 +205,12 @@ def recorded_date(con: duckdb.DuckDBPyConnection, source_file: str) -> tuple[boo
     return (row is not None, row[0] if row else None)
 
 
+def landed_snapshot_files(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The incoming files landed as snapshots of a flat table (what a reload replays)."""
+    con.execute(SNAPSHOT_FILES_DDL)
+    return {row[0] for row in con.execute(f"SELECT source_file FROM {SNAPSHOT_FILES}").fetchall()}
+
+
 def append_snapshot(
     con: duckdb.DuckDBPyConnection, path: Path, source: FlatSource, source_file: str, today: date
 ) -> int:
@@ -254,9 +260,9 @@ def latest_files_relation(when: str) -> str:
     (a broken time value) stay, for staging to reject with the reason."""
     day = f"coalesce({FILE_DATE_COLUMN}, {when})"
     return (
-        f"SELECT * EXCLUDE (_newest) FROM (SELECT *, max({FILE_SEQUENCE_COLUMN}) OVER "
-        f"(PARTITION BY {day}) AS _newest FROM ({_dated()}) AS dated) AS ranked "
-        f"WHERE {FILE_SEQUENCE_COLUMN} = _newest OR {day} IS NULL"
+        f"SELECT * FROM (SELECT *, max({FILE_SEQUENCE_COLUMN}) OVER "
+        f"(PARTITION BY {day}) AS _churn_newest_file FROM ({_dated()}) AS dated) AS ranked "
+        f"WHERE {FILE_SEQUENCE_COLUMN} = _churn_newest_file OR {day} IS NULL"
     )
 
 

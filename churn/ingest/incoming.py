@@ -311,14 +311,21 @@ def replay_landed(
     warn: Callable[[str], None],
     renames: Renames | None = None,
     land: Lander | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> None:
-    """After a full reload, re-append every file accepted from ``incoming/`` before, in order."""
+    """After a full reload, re-append every file accepted from ``incoming/`` before, in order.
+
+    ``keep`` (archived file name -> replay it?) lets a source replay only the files it landed
+    itself, when the same home held another source before."""
     con.execute(LANDED_DDL)
     landed = con.execute(
         f"SELECT table_name, archived_path FROM {LANDED_TABLE} ORDER BY landed_at"
     ).fetchall()
     for table_name, archived in landed:
         path = Path(archived)
+        if keep is not None and not keep(path.name):
+            log(f"{path.name}: landed for another source; not replayed")
+            continue
         if not path.exists():
             warn(f"archived incoming file {path} is gone; not replayed")
             continue

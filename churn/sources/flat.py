@@ -25,6 +25,7 @@ from churn.ingest.flat_snapshots import (
     append_snapshot,
     check_flat_file,
     check_snapshot_date,
+    landed_snapshot_files,
     snapshot_date_rule,
     snapshot_dates,
 )
@@ -149,7 +150,8 @@ class FlatTableSource(Source):
 
     def replay_incoming(self, con: duckdb.DuckDBPyConnection, log: Log, warn: Log) -> None:
         """After a full reload: every snapshot landed before, at the date it was given."""
-        replay_landed(con, log, warn, land=self._append)
+        snapshots = landed_snapshot_files(con)
+        replay_landed(con, log, warn, land=self._append, keep=snapshots.__contains__)
 
     def stage(
         self, con: duckdb.DuckDBPyConnection, table: Table, engine: Engine | None = None
