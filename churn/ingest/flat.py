@@ -26,6 +26,12 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
+from churn.ingest.flat_snapshots import (
+    FILE_DATE_COLUMN,
+    SNAPSHOT_FILES_DDL,
+    latest_files_relation,
+    replaced_snapshots,
+)
 from churn.ingest.staging import LINEAGE_COLUMNS, StagingResult, Violation, split_rows
 from churn.ingest.values import typed_value
 from churn.sources.config import FlatSource, SourceConfigError
@@ -228,18 +234,20 @@ def _violations(columns: list[InferredColumn], source: FlatSource) -> list[Viola
         ),
     ]
     if source.time_column:
+        # only where the row's date comes from it (an incoming file may date itself by name)
         text = _text(source.time_column)
+        undated = f"{FILE_DATE_COLUMN} IS NULL"
         found.append(
             Violation(
                 "invalid_type",
-                f"{text} IS NOT NULL AND {_instant(text)} IS NULL",
+                f"{undated} AND {text} IS NOT NULL AND {_instant(text)} IS NULL",
                 f"{quote_literal(f'{source.time_column}=')} || {text} || ' is not a valid DATE'",
             )
         )
         found.append(
             Violation(
                 "missing_required",
-                f"{text} IS NULL",
+                f"{undated} AND {text} IS NULL",
                 quote_literal(f"{source.time_column} is missing"),
             )
         )
@@ -258,16 +266,16 @@ def stage_flat(
     """Rebuild ``stg_customers``, its rejects and ``flat_columns`` from ``raw_customers``.
 
     ``stg_customers`` holds ``customer_id``, the typed features (by feature name), ``churned``
-    and ``observation_date`` (the time column truncated to its month, else ``observation_date``).
+    and ``observation_date``: the snapshot date of the row's incoming file
+    (:mod:`churn.ingest.flat_snapshots`), else the time column truncated to its month, else
+    ``observation_date``. Each date keeps the rows of the newest file that has it.
     """
     columns = infer_columns(con, source)
     features = [c for c in columns if c.role == "feature"]
     positives = ", ".join(quote_literal(value.lower()) for value in source.positive)
-    if source.time_column:
-        instant = _instant(_text(source.time_column))
-        when = f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
-    else:
-        when = f"DATE {quote_literal(observation_date.isoformat())}"
+    own = row_date(source, observation_date)
+    when = f"coalesce({FILE_DATE_COLUMN}, {own})"
+    con.execute(SNAPSHOT_FILES_DDL)
 
     def before_commit() -> None:
         _check_label_classes(con, source)
@@ -278,7 +286,7 @@ def stage_flat(
         engine,
         "customers",
         raw="raw_customers",
-        relation="SELECT * FROM raw_customers",
+        relation=latest_files_relation(own),
         violations=_violations(columns, source),
         shown=as_arrived(columns),
         staged=[
@@ -291,6 +299,22 @@ def stage_flat(
         before_commit=before_commit,
     )
     return result, columns
+
+
+def row_date(source: FlatSource, observation_date: date) -> str:
+    """SQL for a raw row's own snapshot date, when its file gives none: the time column's
+    month, else the config's one observation date."""
+    if source.time_column:
+        instant = _instant(_text(source.time_column))
+        return f"CAST(date_trunc('month', CAST({instant} AS DATE)) AS DATE)"
+    return f"DATE {quote_literal(observation_date.isoformat())}"
+
+
+def replaced(
+    con: duckdb.DuckDBPyConnection, source: FlatSource, observation_date: date
+) -> list[dict[str, object]]:
+    """The snapshot dates a newer file replaced, for the staging metadata."""
+    return replaced_snapshots(con, row_date(source, observation_date))
 
 
 def _write_columns(con: duckdb.DuckDBPyConnection, columns: list[InferredColumn]) -> None:

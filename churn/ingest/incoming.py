@@ -275,20 +275,57 @@ def _contract_lander(renames: Renames | None) -> Lander:
     return land
 
 
+def redelivered_name(raw_table: str) -> str:
+    """Where :func:`set_aside_redelivered` keeps the rows it took out of ``raw_table``."""
+    return f"{raw_table}_redelivered"
+
+
+def set_aside_redelivered(
+    con: duckdb.DuckDBPyConnection, raw_table: str, key: str, source_file: str
+) -> int:
+    """Move the rows just appended from ``source_file`` whose ``key`` an earlier file already
+    delivered out of ``raw_table`` into :func:`redelivered_name`; return how many.
+
+    Why at landing: a feed that re-sends events (a retried export, overlapping windows) must
+    not count them twice, and the first delivery is the one already staged, scored and
+    learned from; staging keeps the newest version of a key, so the later copy would
+    otherwise replace it. The rows are kept aside, as they arrived, not lost. Runs inside the
+    caller's transaction (the file's landing)."""
+    raw, aside, column = (
+        quote_identifier(n) for n in (raw_table, redelivered_name(raw_table), key)
+    )
+    con.execute(f"CREATE TABLE IF NOT EXISTS {aside} AS SELECT * FROM {raw} LIMIT 0")
+    repeated = (
+        f"_source_file = ? AND {column} IN (SELECT {column} FROM {raw} "
+        f"WHERE _source_file <> ? AND {column} IS NOT NULL)"
+    )
+    con.execute(
+        f"INSERT INTO {aside} BY NAME SELECT * FROM {raw} WHERE {repeated}", [source_file] * 2
+    )
+    return con.execute(f"DELETE FROM {raw} WHERE {repeated}", [source_file] * 2).fetchone()[0]
+
+
 def replay_landed(
     con: duckdb.DuckDBPyConnection,
     log: Callable[[str], None],
     warn: Callable[[str], None],
     renames: Renames | None = None,
     land: Lander | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> None:
-    """After a full reload, re-append every file accepted from ``incoming/`` before, in order."""
+    """After a full reload, re-append every file accepted from ``incoming/`` before, in order.
+
+    ``keep`` (archived file name -> replay it?) lets a source replay only the files it landed
+    itself, when the same home held another source before."""
     con.execute(LANDED_DDL)
     landed = con.execute(
         f"SELECT table_name, archived_path FROM {LANDED_TABLE} ORDER BY landed_at"
     ).fetchall()
     for table_name, archived in landed:
         path = Path(archived)
+        if keep is not None and not keep(path.name):
+            log(f"{path.name}: landed for another source; not replayed")
+            continue
         if not path.exists():
             warn(f"archived incoming file {path} is gone; not replayed")
             continue

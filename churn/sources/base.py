@@ -81,6 +81,9 @@ class Staged:
     """Column decisions of a flat table or an event log's customers table."""
     time_formats: dict[str, str] = field(default_factory=dict)
     """column -> how its times were read (an event log's detected formats, with why)."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """JSON-ready facts the kind reports about this staging (a flat table's replaced
+    snapshots), shown in the staged table's metadata."""
 
 
 @dataclass(frozen=True)

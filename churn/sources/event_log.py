@@ -6,7 +6,9 @@ with its detected time formats, the features are the generated family alone (the
 vocabulary, measures and profile), and the churn definition of the config decides who is
 observed and who churned. ``incoming/`` takes new events files under the log's own column
 names; an event without an ``event_id`` is identified by its whole row (and its occurrence in
-its file), so a row a new file repeats from the log is kept once.
+its file), so a row a new file repeats from the log is kept once. An event a new file
+re-delivers (the same ``event_id``, or the same whole row) is set aside at landing: the first
+delivery wins, and the staging metadata counts the ones dropped.
 """
 
 from __future__ import annotations
@@ -20,13 +22,21 @@ import duckdb
 from churn.features.event_spec import decide_event_spec, save_spec
 from churn.features.events import ChurnDefinition, EventFeatureSpec
 from churn.ingest import eventlog
-from churn.ingest.incoming import append_incoming, replay_landed, table_for
+from churn.ingest.incoming import (
+    append_incoming,
+    redelivered_name,
+    replay_landed,
+    set_aside_redelivered,
+    table_for,
+)
 from churn.ingest.landing import SourceFileError
 from churn.ingest.schema import CANCELLATIONS, CUSTOMERS, EVENTS, Table
-from churn.ingest.staging import stage_table
+from churn.ingest.staging import raw_name, stage_table
 from churn.sources.base import Log, Staged
 from churn.sources.config import SourceConfig
 from churn.sources.history import HistorySource
+from churn.sql import quote_identifier
+from churn.warehouse import table_exists
 
 if TYPE_CHECKING:
     from churn.engine import Engine
@@ -50,6 +60,10 @@ class EventLogSource(HistorySource):
     def land(
         self, con: duckdb.DuckDBPyConnection, table: Table, raw_dir: Path
     ) -> tuple[Path | None, int]:
+        if table is EVENTS:  # a full reload: the replayed files set their repeats aside again
+            con.execute(
+                f"DROP TABLE IF EXISTS {quote_identifier(redelivered_name(raw_name(EVENTS)))}"
+            )
         return eventlog.land_event_log_table(con, self.log_config, table)
 
     def validate_incoming(self, path: Path, *, contents: bool = True) -> Table:
@@ -67,7 +81,8 @@ class EventLogSource(HistorySource):
         return EVENTS
 
     def _append(self, con: duckdb.DuckDBPyConnection, path: Path, table: Table, name: str) -> int:
-        return eventlog.append_events(con, self.log_config, path, name)
+        rows = eventlog.append_events(con, self.log_config, path, name)
+        return rows - set_aside_redelivered(con, raw_name(EVENTS), "event_id", name)
 
     def append_incoming(
         self, con: duckdb.DuckDBPyConnection, path: Path, landed_dir: Path
@@ -91,7 +106,19 @@ class EventLogSource(HistorySource):
             return Staged(result, "customer_id", inferred, formats)
         if table is EVENTS:
             result, time = eventlog.stage_events(con, self.log_config, engine)
-            return Staged(result, key, None, {"event_time": f"{time.kind} ({time.reason})"})
+            aside = redelivered_name(raw_name(EVENTS))
+            dropped = (
+                con.execute(f"SELECT count(*) FROM {quote_identifier(aside)}").fetchone()[0]
+                if table_exists(con, aside)
+                else 0
+            )
+            return Staged(
+                result,
+                key,
+                None,
+                {"event_time": f"{time.kind} ({time.reason})"},
+                metadata={"redelivered_events_dropped": dropped},
+            )
         if table is CANCELLATIONS:
             result, time = eventlog.stage_cancellations(con, self.log_config, engine)
             formats = {"cancel_date": f"{time.kind} ({time.reason})"} if time else {}

@@ -256,6 +256,10 @@ def build_staging_asset(table: Table) -> dg.AssetsDefinition:
                 extra |= _flat_metadata(staged.inferred)
             if staged.time_formats:
                 extra["time_format"] = dg.MetadataValue.json(staged.time_formats)
+            extra |= {
+                key: dg.MetadataValue.json(v) if isinstance(v, list | dict) else v
+                for key, v in staged.metadata.items()
+            }
             if table is source.calendar_table:
                 last, calendar = _sync_calendar(context, con, source)
                 extra |= calendar
