@@ -125,6 +125,11 @@ def test_an_event_log_value_is_the_monthly_average_of_the_longest_window(tmp_pat
     features = pd.DataFrame({"amount_sum_90d": [90.0, 0.0, np.nan, -5.0]})
     values = customer_values(features, economics, config)
     np.testing.assert_allclose(values, [90 / 90 * DAYS_PER_MONTH * 12, 50, 50, 50])
+    wider = pd.DataFrame({"amount_sum_30d": [1.0], "amount_sum_180d": [360.0]})
+    assert value_feature(economics, config, list(wider.columns))[0] == "amount_sum_180d"
+    np.testing.assert_allclose(
+        customer_values(wider, economics, config), [360 / 180 * DAYS_PER_MONTH * 12]
+    )
 
 
 def test_a_flat_value_is_its_column_times_months(tmp_path):

@@ -21,6 +21,8 @@ Label and tier never change here: capacity and the holdout choose ``contact`` on
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -53,13 +55,16 @@ def source_economics(settings: Settings) -> Economics:
     return Economics() if config is None else Economics(**config.economics.model_dump())
 
 
-def value_feature(economics: Economics, config: SourceConfig | None) -> tuple[str, float] | None:
+def value_feature(
+    economics: Economics, config: SourceConfig | None, columns: Sequence[str] = ()
+) -> tuple[str, float] | None:
     """The feature holding ``retained_value_measure`` and the factor that turns it into a
     monthly average, or ``None`` when every customer is worth the configured number.
 
     A flat table's column is taken as monthly already (e.g. ``MonthlyCharges``); an event
-    log's measure is its sum over the longest window; the five-table ``amount`` is
-    ``amount_paid_90d``. All are point in time: features see only data before the date."""
+    log's measure is its sum over the longest window among the feature ``columns`` (default
+    windows without them); the five-table ``amount`` is ``amount_paid_90d``. All are point in
+    time: features see only data before the date."""
     measure = economics.retained_value_measure
     if measure is None:
         return None
@@ -70,7 +75,9 @@ def value_feature(economics: Economics, config: SourceConfig | None) -> tuple[st
         if measure not in measures:
             raise ValueError(f"{MEASURE_KEY}: {measure!r} is not a measure of tables.events")
         slug = _measure_slugs(measures)[measures.index(measure)]
-        window = max(DEFAULT_WINDOWS)
+        pattern = re.compile(rf"{re.escape(slug)}_sum_(\d+)d")
+        windows = [int(m.group(1)) for c in columns if (m := pattern.fullmatch(c))]
+        window = max(windows or DEFAULT_WINDOWS)
         return f"{slug}_sum_{window}d", DAYS_PER_MONTH / window
     if measure not in FIVE_TABLE_MEASURES:
         raise ValueError(f"{MEASURE_KEY}: {measure!r} is not a five-table measure (amount)")
@@ -100,7 +107,7 @@ def customer_values(
     """Each customer's value: the monthly average of the measure times ``months``; the
     configured number where the customer has none (missing, or not positive)."""
     n = len(features)
-    found = value_feature(economics, config)
+    found = value_feature(economics, config, list(features.columns))
     if found is None:
         return np.full(n, economics.retained_value)
     column, factor = found
