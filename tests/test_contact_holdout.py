@@ -267,3 +267,29 @@ def test_no_contact_effect_exists_in_the_default_history_and_the_interval_says_s
     assert "Newcombe" in metadata["realized_effect_method"].value
     by_month = metadata["customer_scores_realized_results"].value
     assert all(0 < row["holdout_share"] < row["contact_share"] for row in by_month)
+
+
+@pytest.mark.slow
+def test_the_flat_example_values_each_customer_by_its_own_monthly_charges():
+    """The flat example's config takes the value from ``MonthlyCharges`` (12 months): the card
+    keeps that, the threshold is still chosen with the fallback 240, and ``customer_scores``
+    holds each customer's own value and the configured holdout."""
+    from tests.byod_support import run_example
+
+    run = run_example("flat")
+    card = run.cards()[-1]
+    assert card["economics"]["retained_value_measure"] == "MonthlyCharges"
+    assert card["economics"]["retained_value_months"] == 12
+    assert card["economics"]["retained_value"] == 240
+    scores = _read(
+        run.warehouse,
+        "SELECT s.*, f.monthly_charges FROM customer_scores s "
+        "JOIN customer_features f USING (customer_id, observation_date)",
+    )
+    charges = scores["monthly_charges"].to_numpy(dtype=float)
+    expected = np.where(charges > 0, charges * 12, 240.0)
+    np.testing.assert_allclose(scores["retained_value"], expected)
+    selected = scores["contact"] | scores["holdout"]
+    assert selected.sum() > 0
+    assert scores["holdout"].sum() == round(0.1 * selected.sum())
+    assert (scores.loc[selected, "risk_tier"] == "high").all()
