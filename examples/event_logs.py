@@ -73,6 +73,9 @@ tables:
     path: purchases.csv
     columns: {customer_id: cust, event_time: bought_on}
     measures: [quantity, amount]
+economics:                      # optional; without it: cost 10, success 0.3, value 240
+  retained_value: {measure: amount, months: 12}   # a customer is worth 12 months of spending
+  capacity: "10%"               # call at most a tenth of the month's customers
 """
 
 # Page counts drawn per user-day, in this column order (see _streaming_day).

@@ -47,6 +47,8 @@ columns:
   ignore: [Notes]
 evaluation:
   cv_folds: 5                    # stratified 5-fold CV reported next to the holdout
+economics:
+  retained_value: {measure: MonthlyCharges, months: 12}   # a year of the customer's own bill
 """
 
 EVENTS_YAML = """\

@@ -226,11 +226,20 @@ def train_candidates(
 
 @dataclass(frozen=True)
 class Economics:
-    """What a retention contact costs and what keeping a customer is worth."""
+    """What a retention contact costs and what keeping a customer is worth, and whom to
+    contact: the source config's ``economics:`` block (:class:`churn.sources.config.
+    EconomicsConfig`, same field names), kept in the model card. The threshold is chosen with
+    ``retained_value`` (the fallback when the value comes from a measure); the rest decides
+    ``contact`` and ``holdout`` in ``customer_scores`` (:mod:`churn.scoring.contact`)."""
 
     intervention_cost: float = 10.0
     retained_value: float = 240.0
     success_rate: float = 0.3
+    retained_value_measure: str | None = None
+    retained_value_months: float | None = None
+    capacity_count: int | None = None
+    capacity_share: float | None = None
+    holdout_share: float = 0.1
 
 
 @dataclass

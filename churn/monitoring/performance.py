@@ -9,13 +9,15 @@ Two sources of scored-and-labeled rows:
   measures a champion whose traffic cannot be joined to labels (and the batch population).
 
 And, per month, the batch list itself: the rows ``customer_scores`` wrote, joined to the labels
-once they mature (:func:`stored_scores_realized`).
+once they mature (:func:`stored_scores_realized`), and the realized effect of contacting them:
+churn among the contacted against the seeded held-out control group (:func:`realized_effect`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 import duckdb
@@ -129,6 +131,10 @@ class StoredScoresMonth:
     threshold: float | None = None
     """The decision threshold precision and recall are taken at (the scoring model's card);
     ``None``: the stored ``churn_label`` (the same threshold at scoring time) was used."""
+    contact_share: float | None = None
+    """Share of the month's scored rows with ``contact = true`` (``None``: no such column)."""
+    holdout_share: float | None = None
+    """Share of the month's scored rows held out as the control group."""
 
     @property
     def share_labelled(self) -> float | None:
@@ -153,9 +159,14 @@ def stored_scores_realized(
     """
     if not table_exists(con, "customer_scores") or not table_exists(con, "churn_labels"):
         return []
+    shares = (
+        "avg(CAST(s.contact AS DOUBLE)), avg(CAST(s.holdout AS DOUBLE))"
+        if _has_contact_columns(con)
+        else "NULL, NULL"
+    )
     rows = con.execute(
-        """
-        SELECT CAST(s.observation_date AS VARCHAR), s.model_version, count(*),
+        f"""
+        SELECT CAST(s.observation_date AS VARCHAR), s.model_version, count(*), {shares},
                list(CAST(l.churned AS INTEGER) ORDER BY s.customer_id)
                    FILTER (WHERE l.churned IS NOT NULL),
                list(s.churn_probability ORDER BY s.customer_id)
@@ -169,7 +180,16 @@ def stored_scores_realized(
         """
     ).fetchall()
     months = []
-    for day, version, scored, labels, probabilities, decisions in rows:
+    for (
+        day,
+        version,
+        scored,
+        contact_share,
+        holdout_share,
+        labels,
+        probabilities,
+        decisions,
+    ) in rows:
         y = np.asarray(labels, dtype=np.int64)
         p = np.asarray(probabilities, dtype=np.float64)
         threshold = threshold_of(version) if threshold_of is not None else None
@@ -191,6 +211,8 @@ def stored_scores_realized(
                 recall_at_threshold=hits / int(y.sum()) if y.sum() else None,
                 scored_rows=int(scored),
                 threshold=threshold,
+                contact_share=contact_share,
+                holdout_share=holdout_share,
             )
         )
     return months
@@ -205,3 +227,131 @@ def window_of(observation_date: str, card: dict | None) -> str:
         if observation_date[:10] in window.get(f"{block}_dates", []):
             return block
     return "unseen"
+
+
+def _has_contact_columns(con: duckdb.DuckDBPyConnection) -> bool:
+    """``customer_scores`` written before the contact rule has no ``contact``/``holdout``."""
+    columns = {row[0] for row in con.execute("DESCRIBE customer_scores").fetchall()}
+    return {"contact", "holdout"} <= columns
+
+
+EFFECT_METHOD = "Newcombe hybrid score interval (Wilson score intervals of each rate)"
+"""How the interval of the difference of two churn rates is computed (:func:`newcombe`)."""
+
+
+def wilson(events: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``events / n`` (``n`` > 0): unlike the normal
+    approximation it stays inside [0, 1] and is sensible at 0 or ``n`` events, which a small
+    control group often has."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = events / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe(
+    events_a: int, n_a: int, events_b: int, n_b: int, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """``(difference, low, high)`` of ``p_a - p_b`` for two independent proportions, by
+    Newcombe's hybrid score method (1998, method 10): each rate's Wilson interval, combined
+    as ``d - sqrt((p_a - l_a)^2 + (u_b - p_b)^2)`` and ``d + sqrt((u_a - p_a)^2 +
+    (p_b - l_b)^2)``. Good coverage at small counts, where the Wald interval is too narrow."""
+    p_a, p_b = events_a / n_a, events_b / n_b
+    l_a, u_a = wilson(events_a, n_a, confidence)
+    l_b, u_b = wilson(events_b, n_b, confidence)
+    d = p_a - p_b
+    low = d - ((p_a - l_a) ** 2 + (u_b - p_b) ** 2) ** 0.5
+    high = d + ((u_a - p_a) ** 2 + (p_b - l_b) ** 2) ** 0.5
+    return d, low, high
+
+
+@dataclass(frozen=True)
+class RealizedEffect:
+    """Churn among the contacted against the held-out control group, for one month whose
+    labels matured (or ``all`` of them pooled).
+
+    ``difference`` = contacted churn rate - held-out churn rate: negative when contacting
+    kept customers. Both groups were chosen by the same rule and split by a hash that does
+    not depend on the score, so the difference estimates the effect of the contact itself,
+    not the model's accuracy."""
+
+    observation_date: str
+    contacted: int
+    contacted_churned: int
+    held_out: int
+    held_out_churned: int
+    contacted_churn_rate: float | None
+    held_out_churn_rate: float | None
+    difference: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float = 0.95
+    method: str = EFFECT_METHOD
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def effect(
+    day: str,
+    contacted: int,
+    contacted_churned: int,
+    held_out: int,
+    held_out_churned: int,
+    confidence: float = 0.95,
+) -> RealizedEffect:
+    """One :class:`RealizedEffect`; rates and interval are ``None`` for an empty group."""
+    rate_a = contacted_churned / contacted if contacted else None
+    rate_b = held_out_churned / held_out if held_out else None
+    d = low = high = None
+    if contacted and held_out:
+        d, low, high = newcombe(
+            contacted_churned, contacted, held_out_churned, held_out, confidence
+        )
+    return RealizedEffect(
+        observation_date=day,
+        contacted=contacted,
+        contacted_churned=contacted_churned,
+        held_out=held_out,
+        held_out_churned=held_out_churned,
+        contacted_churn_rate=rate_a,
+        held_out_churn_rate=rate_b,
+        difference=d,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+    )
+
+
+def realized_effect(
+    con: duckdb.DuckDBPyConnection, confidence: float = 0.95
+) -> list[RealizedEffect]:
+    """Per month of ``customer_scores`` whose labels matured: churn among the ``contact`` rows
+    against the ``holdout`` rows, the difference and its interval (:func:`newcombe`); then
+    ``all`` matured months pooled. Only rows with a matured label count. Empty without the
+    tables or the columns."""
+    if not table_exists(con, "customer_scores") or not table_exists(con, "churn_labels"):
+        return []
+    if not _has_contact_columns(con):
+        return []
+    rows = con.execute(
+        """
+        SELECT CAST(s.observation_date AS VARCHAR),
+               count_if(s.contact), count_if(s.contact AND l.churned),
+               count_if(s.holdout), count_if(s.holdout AND l.churned)
+        FROM customer_scores s
+        JOIN churn_labels l USING (customer_id, observation_date)
+        WHERE l.churned IS NOT NULL
+        GROUP BY ALL
+        ORDER BY 1
+        """
+    ).fetchall()
+    months = [effect(*(int(v) if i else v for i, v in enumerate(row)), confidence) for row in rows]
+    if len(months) > 1:
+        totals = [
+            sum(getattr(m, key) for m in months)
+            for key in ("contacted", "contacted_churned", "held_out", "held_out_churned")
+        ]
+        months.append(effect("all", *totals, confidence))
+    return months

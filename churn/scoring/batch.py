@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from churn.modeling.training import Economics
+    from churn.sources.config import SourceConfig
 
 CHUNK_ROWS = 2_000
 
@@ -44,7 +45,10 @@ SCORE_COLUMNS = [
     "threshold",
     "risk_tier",
     *REASON_COLUMNS,
+    "retained_value",
     "expected_value",
+    "contact",
+    "holdout",
     "model_version",
 ]
 COLUMN_DESCRIPTIONS = {
@@ -56,8 +60,16 @@ COLUMN_DESCRIPTIONS = {
     "threshold": "The model's decision threshold (expected value, chosen on validation).",
     "risk_tier": "high exactly when churn_label = 1 (probability >= threshold); medium and low "
     "split the rest at the card's cut point.",
-    "expected_value": "Expected value of contacting the customer: p * success_rate * "
-    "retained_value - intervention_cost (the model card's economics).",
+    "retained_value": "What keeping the customer is worth: their own average monthly measure "
+    "times months when the source config's economics take it from a measure (the configured "
+    "number where they have none), else the configured number.",
+    "expected_value": "Expected value of contacting the customer: churn_probability * "
+    "success_rate * retained_value - intervention_cost (the source config's economics).",
+    "contact": "True: contact this customer. The churn_label = 1 rows with a positive "
+    "expected_value, ranked by it and cut at capacity, minus the holdout.",
+    "holdout": "True: selected like a contact but held out (not contacted) as the control "
+    "group: round(holdout_share * selected) per month, by a seeded hash of (customer_id, "
+    "observation_date). contact and holdout are never both true.",
     "model_version": "Version of churn_model in the BentoML store that scored the row.",
     "risk_rank": "1 = the riskiest customer of the observation date.",
     "scored_at": "When the row was scored (UTC).",
@@ -74,22 +86,23 @@ for _k in range(1, TOP_REASONS + 1):
     }
 
 
-def expected_value(probabilities: np.ndarray, economics: Economics) -> np.ndarray:
-    """What contacting each customer is worth on average, given the card's economics."""
-    gain = economics.success_rate * economics.retained_value
-    return probabilities * gain - economics.intervention_cost
-
-
 def score_frame(
     scorer: Scorer,
     features: pd.DataFrame,
     economics: Economics,
     *,
+    source: SourceConfig | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> pd.DataFrame:
     """Score every row of ``features`` (``customer_id``, ``observation_date`` and the model's
-    features) at the model's decision threshold; one output row per input row, same order."""
+    features) at the model's decision threshold; one output row per input row, same order.
+
+    ``economics`` (with the ``source`` whose measure gives each customer's value) set
+    ``retained_value``, ``expected_value``, ``contact`` and ``holdout``
+    (:mod:`churn.scoring.contact`); they never change the label or the tier."""
     import pandas as pd
+
+    from churn.scoring.contact import choose_contacts, customer_values, expected_values
 
     X = encode_frame(features, scorer.specs)
     n = len(features)
@@ -123,7 +136,10 @@ def score_frame(
         columns[f"reason_{k + 1}_value"] = _values_as_text(features, scorer, top[:, k])
         columns[f"reason_{k + 1}_contribution"] = pushes[:, k]
         columns[f"reason_{k + 1}_text"] = texts[:, k]
-    columns["expected_value"] = expected_value(probabilities, economics)
+    values = customer_values(features, economics, source)
+    columns["retained_value"] = values
+    columns["expected_value"] = expected_values(probabilities, values, economics)
+    columns["contact"], columns["holdout"] = choose_contacts(pd.DataFrame(columns), economics)
     columns["model_version"] = np.full(n, scorer.model_version, dtype=object)
     return pd.DataFrame(columns, columns=SCORE_COLUMNS)
 

@@ -270,6 +270,204 @@ class _Block(_Frozen):
         return data
 
 
+# --- the economics block -------------------------------------------------------------------------
+
+DEFAULT_INTERVENTION_COST = 10.0
+DEFAULT_SUCCESS_RATE = 0.3
+DEFAULT_RETAINED_VALUE = 240.0
+DEFAULT_HOLDOUT_SHARE = 0.1
+"""Today's synthetic numbers (:class:`churn.modeling.training.Economics` has the same): a
+contact costs 10, a kept customer is worth 240, and one contact in three keeps a churner."""
+
+
+def _number(value: Any, what: str) -> float:
+    """A YAML number (not text, not a bool: ``cost: "10"`` or ``cost: yes`` is a typo)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"must be {what}, got {value!r}")
+    return float(value)
+
+
+def _non_negative(value: Any) -> float:
+    number = _number(value, "a number >= 0")
+    if not number >= 0:
+        raise ValueError(f"must be a number >= 0, got {value!r}")
+    return number
+
+
+def _positive(value: Any) -> float:
+    number = _number(value, "a number > 0")
+    if not number > 0:
+        raise ValueError(f"must be a number > 0, got {value!r}")
+    return number
+
+
+def _success_rate(value: Any) -> float:
+    rate = _number(value, "a share in (0, 1]")
+    if not 0 < rate <= 1:
+        raise ValueError(f"must be a share in (0, 1], got {value!r}")
+    return rate
+
+
+def _holdout_share(value: Any) -> float:
+    share = _number(value, "a share with 0 <= share < 1")
+    if not 0 <= share < 1:
+        raise ValueError(f"must be a share with 0 <= share < 1, got {value!r}")
+    return share
+
+
+def _capacity(value: Any) -> int | float:
+    """A count (``500``) or a share of the month's scored customers (``"10%"``, ``0.1``): a
+    whole number is a count, a fraction or a percentage a share."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            share = float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"must be a count or a share like '10%', got {value!r}") from None
+    elif isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"must be a count >= 0 or a share like '10%', got {value!r}")
+        return value
+    elif isinstance(value, float):
+        share = value
+    else:
+        raise ValueError(f"must be a count (500) or a share ('10%' or 0.1), got {value!r}")
+    if not 0 < share <= 1:
+        raise ValueError(f"a share must be in (0, 1] (a count is a whole number), got {value!r}")
+    return share
+
+
+NonNegative = Annotated[
+    float,
+    PlainValidator(_non_negative, json_schema_input_type=float),
+    Field(json_schema_extra={"minimum": 0}),
+]
+Positive = Annotated[
+    float,
+    PlainValidator(_positive, json_schema_input_type=float),
+    Field(json_schema_extra={"exclusiveMinimum": 0}),
+]
+SuccessRate = Annotated[
+    float,
+    PlainValidator(_success_rate, json_schema_input_type=float),
+    Field(json_schema_extra={"exclusiveMinimum": 0, "maximum": 1}),
+]
+HoldoutShare = Annotated[
+    float,
+    PlainValidator(_holdout_share, json_schema_input_type=float),
+    Field(json_schema_extra={"minimum": 0, "exclusiveMaximum": 1}),
+]
+Capacity = Annotated[
+    int | float,
+    PlainValidator(_capacity, json_schema_input_type=int | float | str),
+]
+
+
+class RetainedValueYaml(_Block):
+    """A kept customer's value from their own history: the average monthly ``measure`` before
+    the observation date, times ``months``; ``default`` where a customer has none."""
+
+    measure: ColumnName = Field(
+        description="The measure (an event log's measure, a flat table's numeric column, or "
+        "amount for the five-table schema) whose monthly average is the customer's value."
+    )
+    months: Positive = Field(
+        12.0, description="How many months of that average a kept customer is worth."
+    )
+    default: Positive = Field(
+        DEFAULT_RETAINED_VALUE,
+        description="The value of a customer without any of the measure (and the value the "
+        "decision threshold is chosen with).",
+    )
+
+
+def _retained_value(value: Any) -> Any:
+    """A number is the value of every customer; a mapping takes it from a measure."""
+    if isinstance(value, Mapping):
+        return RetainedValueYaml.model_validate(value)
+    return _positive(value)
+
+
+class EconomicsYaml(_Block):
+    """The ``economics:`` block: what a retention contact costs and earns, and whom to contact.
+
+    ``churn_label`` (the high tier) is chosen at the threshold where a contact pays on average;
+    of those, the ones with a positive expected value are ranked by it and cut at ``capacity``;
+    ``holdout_share`` of them are held out as the control group."""
+
+    intervention_cost: NonNegative = Field(
+        DEFAULT_INTERVENTION_COST, description="What one contact costs."
+    )
+    success_rate: SuccessRate = Field(
+        DEFAULT_SUCCESS_RATE, description="Share of contacted churners the contact keeps."
+    )
+    retained_value: Annotated[
+        float | RetainedValueYaml,
+        PlainValidator(_retained_value, json_schema_input_type=float | RetainedValueYaml),
+    ] = Field(
+        DEFAULT_RETAINED_VALUE,
+        description="What keeping a customer is worth: a number, or {measure, months, "
+        "default}: the customer's own average monthly measure times months.",
+    )
+    capacity: Capacity | None = Field(
+        None,
+        description="Contacts per month: a count (500) or a share of the month's scored "
+        "customers ('10%' or 0.1). Default: no cap.",
+    )
+    holdout_share: HoldoutShare = Field(
+        DEFAULT_HOLDOUT_SHARE,
+        description="Share of the selected customers held out (not contacted) as the control "
+        "group, 0 <= share < 1.",
+    )
+
+    def config(self) -> EconomicsConfig:
+        value = self.retained_value
+        by_measure = isinstance(value, RetainedValueYaml)
+        capacity = self.capacity
+        return EconomicsConfig(
+            intervention_cost=self.intervention_cost,
+            success_rate=self.success_rate,
+            retained_value=value.default if by_measure else value,
+            retained_value_measure=value.measure if by_measure else None,
+            retained_value_months=value.months if by_measure else None,
+            capacity_count=capacity if isinstance(capacity, int) else None,
+            capacity_share=capacity if isinstance(capacity, float) else None,
+            holdout_share=self.holdout_share,
+        )
+
+
+class EconomicsConfig(_Frozen):
+    """The economics as the pipeline reads them (the same field names as
+    :class:`churn.modeling.training.Economics`, which the model card keeps)."""
+
+    intervention_cost: float = DEFAULT_INTERVENTION_COST
+    success_rate: float = DEFAULT_SUCCESS_RATE
+    retained_value: float = DEFAULT_RETAINED_VALUE
+    """Every customer's value, or the fallback of ``retained_value_measure``."""
+    retained_value_measure: str | None = None
+    retained_value_months: float | None = None
+    capacity_count: int | None = None
+    capacity_share: float | None = None
+    """At most one of the two is set; neither: no cap."""
+    holdout_share: float = DEFAULT_HOLDOUT_SHARE
+
+
+_ECONOMICS = Field(
+    None,
+    description="Contact economics: intervention_cost, success_rate, retained_value, capacity, "
+    "holdout_share (defaults: 10, 0.3, 240, no cap, 0.1).",
+)
+
+
+def _value_measure_check(economics: EconomicsYaml | None, allowed: tuple[str, ...], where: str):
+    """A measure the source does not have is an error naming the key, before any run."""
+    value = economics.retained_value if economics is not None else None
+    if isinstance(value, RetainedValueYaml) and value.measure not in allowed:
+        raise _KeyedError(
+            "economics.retained_value.measure",
+            f"{value.measure!r} is not {where} (allowed: {', '.join(allowed) or 'none'})",
+        )
+
+
 class Observation(_Block):
     """The observation calendar: monthly dates from ``start`` to ``end`` (both month starts,
     both included). Without ``end`` the calendar follows the data and the clock: it runs to the
@@ -368,6 +566,7 @@ class FlatYaml(_Block):
     evaluation: Evaluation | None = Field(
         None, description="The split: cv_folds, validation_share, test_share, seed."
     )
+    economics: EconomicsYaml | None = _ECONOMICS
 
     @model_validator(mode="after")
     def _calendar_for_time_column(self) -> FlatYaml:
@@ -377,6 +576,19 @@ class FlatYaml(_Block):
                 "a flat table with time_column needs observation: {start, end} "
                 "(the monthly calendar its rows fall into)",
             )
+        return self
+
+    @model_validator(mode="after")
+    def _value_from_a_feature_column(self) -> FlatYaml:
+        value = self.economics.retained_value if self.economics is not None else None
+        if isinstance(value, RetainedValueYaml):
+            ignored = (self.id_column, self.label.column, *(self.columns or FlatColumns()).ignore)
+            if value.measure in ignored:
+                raise _KeyedError(
+                    "economics.retained_value.measure",
+                    f"{value.measure!r} is the id, the label or an ignored column; it must be "
+                    "a numeric feature column (the customer's monthly value)",
+                )
         return self
 
     def config(self, config_path: Path) -> SourceConfig:
@@ -403,6 +615,7 @@ class FlatYaml(_Block):
             name=self.name or config_path.parent.name,
             observation=self.observation,
             flat=flat,
+            economics=(self.economics or EconomicsYaml()).config(),
         )
 
 
@@ -573,6 +786,7 @@ class EventsYaml(_Block):
         "cancellations table).",
     )
     features: Features | None = Field(None, description="Generated features: top_event_types.")
+    economics: EconomicsYaml | None = _ECONOMICS
 
     @model_validator(mode="after")
     def _churn_defined(self) -> EventsYaml:
@@ -586,6 +800,15 @@ class EventsYaml(_Block):
             )
         return self
 
+    @model_validator(mode="after")
+    def _value_from_a_measure(self) -> EventsYaml:
+        if isinstance(self.tables, EventLogTables):
+            measures = self.tables.events.measures
+            _value_measure_check(self.economics, measures, "a measure of tables.events")
+        else:
+            _value_measure_check(self.economics, ("amount",), "a five-table measure")
+        return self
+
     def config(self, config_path: Path) -> SourceConfig:
         entries = {name: getattr(self.tables, name) for name in type(self.tables).model_fields}
         return SourceConfig(
@@ -596,6 +819,7 @@ class EventsYaml(_Block):
             tables={name: entry.mapped() for name, entry in entries.items() if entry is not None},
             churn=self.churn or ChurnConfig(),
             top_event_types=(self.features or Features()).top_event_types,
+            economics=(self.economics or EconomicsYaml()).config(),
         )
 
 
@@ -656,6 +880,7 @@ class SourceConfig(_Frozen):
     tables: Mapping[str, MappedTable] = Field(default_factory=dict)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     top_event_types: int = DEFAULT_TOP_EVENT_TYPES
+    economics: EconomicsConfig = Field(default_factory=EconomicsConfig)
 
     @property
     def is_event_log(self) -> bool:

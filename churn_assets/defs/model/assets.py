@@ -88,11 +88,25 @@ class EvaluationConfig(dg.Config):
     """Paired bootstrap resamples for the champion comparison."""
     confidence: float = 0.95
     """Confidence level of the interval of (winner AUC - champion AUC)."""
-    intervention_cost: float = 10.0
-    retained_value: float = 240.0
-    success_rate: float = 0.3
+    intervention_cost: float | None = None
+    retained_value: float | None = None
+    success_rate: float | None = None
+    """Run-time overrides of the source config's economics (its ``economics:`` block; the
+    defaults 10, 240, 0.3 without one), which choose the decision threshold."""
     backtest_months: int = 4
     """Origin months of the rolling backtest of the winner's recipe (0 turns it off)."""
+
+
+def _economics(economics, config: EvaluationConfig):
+    """The source's economics with the run config's overrides (the keys it sets)."""
+    from dataclasses import replace
+
+    overrides = {
+        key: float(value)
+        for key in ("intervention_cost", "retained_value", "success_rate")
+        if (value := getattr(config, key)) is not None
+    }
+    return replace(economics, **overrides)
 
 
 def _model_spec_kwargs() -> dict:
@@ -303,8 +317,9 @@ def model_evaluation(
         decide,
         same_training_data,
     )
-    from churn.modeling.training import Economics, evaluate_candidates
+    from churn.modeling.training import evaluate_candidates
     from churn.registry import history
+    from churn.scoring.contact import source_economics
 
     data, models = candidate_models["data"], candidate_models["models"]
     truth_file = churn_home.root / "truth" / "churn_truth.parquet"
@@ -313,7 +328,7 @@ def model_evaluation(
         data,
         models,
         truth,
-        Economics(config.intervention_cost, config.retained_value, config.success_rate),
+        _economics(source_economics(load_settings()), config),
     )
     try:  # a champion of another source is never the yardstick (one home, one world)
         champion = registry.champion_for_source(load_settings().source)
@@ -489,6 +504,7 @@ def champion_model(
     from churn.modeling.card import build_card
     from churn.modeling.gate import NOTHING_NEW
     from churn.registry import history, policy
+    from churn.scoring.contact import economics_rows
 
     data, evaluation = model_evaluation["data"], model_evaluation["evaluation"]
     decision = model_evaluation["decision"]
@@ -536,5 +552,8 @@ def champion_model(
             "model_kind": evaluation.winner,
             "test_roc_auc": evaluation.winning.test["roc_auc"],
             "model_card": dg.MetadataValue.json(card),
+            "economics": dg.MetadataValue.md(
+                markdown_table(["key", "value", "meaning"], economics_rows(evaluation.economics))
+            ),
         }
     )

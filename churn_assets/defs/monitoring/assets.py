@@ -304,8 +304,11 @@ class PerformanceConfig(dg.Config):
     "mature: logged /score_events rows joined to churn_labels, and the champion re-scoring "
     "matured snapshots after its test window; compared with the model card. Also, per scored "
     "month with matured labels, how the list customer_scores wrote did: AUC, precision and "
-    "recall at the scoring model's decision threshold, the share labelled, the model version "
-    "(table, plot, reports/model_performance/realized_by_month.png).",
+    "recall at the scoring model's decision threshold, the share labelled, the model version, "
+    "the contacted and held-out shares (table, plot, "
+    "reports/model_performance/realized_by_month.png); and the realized effect of the "
+    "contact: churn among the contacted vs the held-out control group per matured month, "
+    "the difference with its 95% Newcombe (Wilson score) interval.",
     kinds={"duckdb"},
     check_specs=[
         dg.AssetCheckSpec(
@@ -338,6 +341,7 @@ def model_performance(
             results.append(perf.realized("logged", version, y, scores, card))
         unseen = perf.unseen_matured(con, perf.last_seen_date(champion.card))
         stored = perf.stored_scores_realized(con, lambda v: _threshold(card_of(v)))
+        effects = perf.realized_effect(con)
         comparisons, promotion_check = challenger_evaluation(
             con,
             champion,
@@ -362,6 +366,7 @@ def model_performance(
     )
     yield dg.MaterializeResult(
         metadata=stored_metadata
+        | _effect_metadata(effects)
         | {
             "champion": champion.tag,
             "evaluations": table if results else "no matured scored rows yet",
@@ -417,6 +422,7 @@ def _stored_scores_metadata(months, card_of: Callable[[str], dict | None], folde
     columns = ["observation_date", "model_version", "window", "scored_rows", "rows"]
     columns += ["share_labelled", "positives", "roc_auc", "threshold", "precision_at_threshold"]
     columns += ["recall_at_threshold", "contacted", "top_decile_lift", "top_decile_capture"]
+    columns += ["contact_share", "holdout_share"]
     table = table_value(columns, [[row[c] for c in columns] for row in rows])
     png = realized_by_month_plot(rows)
     folder.mkdir(parents=True, exist_ok=True)
@@ -429,6 +435,23 @@ def _stored_scores_metadata(months, card_of: Callable[[str], dict | None], folde
             f"**realized quality by month**\n\n![realized](data:image/png;base64,{image})"
         ),
         "realized_by_month_png": dg.MetadataValue.path(str(folder / "realized_by_month.png")),
+    }
+
+
+def _effect_metadata(effects) -> dict:
+    """The realized effect of the contact per matured month (and pooled): churn among the
+    contacted and the held out, the difference and its interval, as a table and as JSON."""
+    if not effects:
+        return {"realized_effect": "no matured month with contacted customers yet"}
+    columns = ["observation_date", "contacted", "contacted_churn_rate", "held_out"]
+    columns += ["held_out_churn_rate", "difference", "ci_low", "ci_high"]
+    rows = [effect.to_dict() for effect in effects]
+    return {
+        "realized_effect": table_value(columns, [[row[c] for c in columns] for row in rows]),
+        "realized_effect_results": dg.MetadataValue.json(json_safe(rows)),
+        "realized_effect_method": f"difference = contacted churn rate - held-out churn rate "
+        f"(negative: the contact kept customers); {effects[0].confidence:.0%} interval: "
+        f"{effects[0].method}",
     }
 
 

@@ -44,9 +44,12 @@ class ScoringConfig(dg.Config):
     deps=["customer_features", "champion_model"],
     description="Every customer observed on the date, scored by the champion with the "
     "service's own scorer: probability, label at the model's decision threshold, risk tier, "
-    "top three reasons (with plain-language text), expected value of a contact, model "
-    "version, and the move since last month (previous probability and tier, tier_change). "
-    "One decision: risk_tier high exactly when churn_label = 1. The newest month is "
+    "top three reasons (with plain-language text), the customer's value and the expected "
+    "value of a contact, contact and holdout (the high tier with a positive expected value, "
+    "ranked by it, cut at capacity, a seeded control group held out; from the source "
+    "config's economics), model version, and the move since last month (previous "
+    "probability and tier, tier_change). One decision: risk_tier high exactly when "
+    "churn_label = 1; capacity and the holdout never change it. The newest month is "
     "exported as Parquet and CSV under $CHURN_HOME/exports/, with the customers that got no "
     "score and why in customer_scores_unscored_YYYY-MM-DD.csv.",
     partitions_def=PARTITIONS,
@@ -64,19 +67,21 @@ def customer_scores(
     churn_home: ChurnHomeResource,
 ):
     from churn import registry
-    from churn.modeling.card import card_economics
     from churn.scoring.batch import COLUMN_DESCRIPTIONS, score_frame
+    from churn.scoring.contact import source_economics
     from churn.scoring.export import export_scores
     from churn.scoring.movement import COLUMN_DESCRIPTIONS as MOVEMENT_COLUMNS
     from churn.scoring.movement import add_previous_month, tier_changes
     from churn.scoring.scorer import Scorer
     from churn.scoring.unscored import counts as unscored_counts
     from churn.scoring.unscored import unscored
+    from churn.settings import load_settings
     from churn.warehouse import table_exists
 
     champion = registry.load_model()
     scorer = Scorer(champion.model, champion.card, champion.version)
-    economics = card_economics(champion.card)
+    settings = load_settings()
+    economics = source_economics(settings)
     start, end = _window(context)
     with warehouse.connect(context) as con:
         features = con.execute(
@@ -85,7 +90,16 @@ def customer_scores(
             [start, end],
         ).df()
         started = time.perf_counter()
-        scored = score_frame(scorer, features, economics, chunk_rows=config.chunk_rows)
+        try:
+            scored = score_frame(
+                scorer,
+                features,
+                economics,
+                source=settings.source_config,
+                chunk_rows=config.chunk_rows,
+            )
+        except ValueError as error:  # a value measure the features do not have, by its key
+            raise dg.Failure(description=str(error)) from error
         seconds = time.perf_counter() - started
         context.log.info(
             f"scored {len(scored):,} rows with {champion.tag} in {seconds:.2f} s "
@@ -112,9 +126,14 @@ def customer_scores(
         newest = con.execute(f"SELECT max(observation_date) FROM {TABLE}").fetchone()[0]
         if newest is None:  # nothing observed in the window nor before: nothing to export
             return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+        contacts = con.execute(
+            f"SELECT count_if(churn_label = 1 AND expected_value > 0), count_if(contact), "
+            f"count_if(holdout) FROM {TABLE} WHERE observation_date = ?",
+            [newest],
+        ).fetchone()
         top = con.execute(
             "SELECT risk_rank, customer_id, round(churn_probability, 4), churn_label, risk_tier, "
-            "tier_change, reason_1_text, round(expected_value, 2) "
+            "tier_change, reason_1_text, round(expected_value, 2), contact, holdout "
             f"FROM {TABLE} WHERE observation_date = ? ORDER BY risk_rank LIMIT ?",
             [newest, config.preview_rows],
         ).fetchall()
@@ -129,6 +148,7 @@ def customer_scores(
         )
     context.log.info(f"exported {exported.rows:,} rows of {newest} to {exported.files}")
     from churn.modeling.plots import score_histogram
+    from churn.scoring.contact import economics_rows
 
     histogram = score_histogram(newest_probabilities, scorer.default_threshold, scorer.tier_cuts)
     counts = {tier: 0 for tier in ("high", "medium", "low")}
@@ -146,6 +166,12 @@ def customer_scores(
             "decision_threshold": round(scorer.default_threshold, 4),
             "thresholds": thresholds_table(scorer.default_threshold, scorer.tier_cuts),
             "contacts_recommended": int(scored["churn_label"].sum()),
+            "candidates_newest_month": int(contacts[0]),
+            "contacted_newest_month": int(contacts[1]),
+            "held_out_newest_month": int(contacts[2]),
+            "economics": dg.MetadataValue.md(
+                markdown_table(["key", "value", "meaning"], economics_rows(economics))
+            ),
             "tier_counts": tier_table(counts),
             "tier_counts_newest_month": tier_table(newest_counts),
             "tiers_per_month": tiers_per_month_table(tiers),
@@ -159,7 +185,10 @@ def customer_scores(
             "newest_observation_date": str(newest),
             "top_of_the_list": dg.MetadataValue.md(
                 markdown_table(
-                    ["rank", "customer_id", "p", "label", "tier", "change", "reason", "EV"],
+                    [
+                        *("rank", "customer_id", "p", "label", "tier", "change", "reason"),
+                        *("EV", "contact", "holdout"),
+                    ],
                     top,
                 )
             ),
