@@ -32,7 +32,7 @@ from pathlib import Path
 
 from churn.settings import load_settings
 from churn_assets.pipeline import cli_environment
-from churn_assets.relay import TcpRelay
+from churn_assets.relay import LOOPBACK, TcpRelay
 
 BENTO_NAME = "churn_service"
 POLL_SECONDS = 5.0
@@ -129,9 +129,9 @@ class BentoSupervisor:
     """Keeps the newest Bento answering on one port: a relay (``churn_assets.relay``) owns the
     port, each Bento runs on a private one, and a switch re-points the relay."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK) -> None:
         self.port = port
-        self.relay = TcpRelay(port)
+        self.relay = TcpRelay(port, host)
         self.serving: BuiltBento | None = None
         self.refused: BuiltBento | None = None
         self.process: subprocess.Popen | None = None
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops as cleanly as Ctrl-C
     ui: subprocess.Popen | None = None
-    supervisor = BentoSupervisor(bento_port)
+    supervisor = BentoSupervisor(bento_port, settings.bento_host)
     try:
         if not args.no_ui:
             command = ["dagster", "dev", "-w", "workspace.yaml", "-p", str(dagster_port)]
