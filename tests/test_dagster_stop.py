@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -34,11 +35,9 @@ def _tree(pid: int) -> list[psutil.Process]:
 def _alive(processes: list[psutil.Process]) -> list[str]:
     left = []
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.Error):
             if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
                 left.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
-        except psutil.Error:
-            pass
     return left
 
 
@@ -89,7 +88,5 @@ def test_ctrl_c_stops_the_ui_and_its_whole_tree_within_seconds(tmp_path):
         assert target.wait(timeout=1) == 0
     finally:
         for process in _tree(target.pid):
-            try:
+            with contextlib.suppress(psutil.Error):
                 process.kill()
-            except psutil.Error:
-                pass
