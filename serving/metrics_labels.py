@@ -34,14 +34,26 @@ except ImportError:  # pragma: no cover - BentoML is a dependency of the service
     instruments = None  # type: ignore[assignment]
 
 
+_EXACT: dict[tuple[int, str], str] = {}
+"""Paths that are a route's own template, per router: the hot routes skip the route scan. Only
+such paths are kept, so the table is bounded by the routes, whatever clients send."""
+
+
 def route_label(scope: Scope) -> str:
     """The path template of the first route of the Starlette app that matches ``scope`` fully
     or by path only (a wrong method is still that route's request), else :data:`UNMATCHED`."""
     router = getattr(scope.get("app"), "router", None)
+    path = scope.get("path", "")
+    known = _EXACT.get((id(router), path))
+    if known is not None:
+        return known
     for route in getattr(router, "routes", ()):
         match, _ = route.matches(scope)
         if match != Match.NONE:
-            return str(getattr(route, "path", UNMATCHED))
+            label = str(getattr(route, "path", UNMATCHED))
+            if label == path:
+                _EXACT[(id(router), path)] = label
+            return label
     return UNMATCHED
 
 
