@@ -142,7 +142,13 @@ def test_two_trickling_uploads_do_not_lock_others_out(servers):
             for sock in tricklers:
                 with contextlib.suppress(OSError):
                     sock.sendall(b" ")
-            statuses.append(httpx.post(f"{server.url}/model", json={}, timeout=30).status_code)
+            response = httpx.post(  # 3 bytes: with the 2 x 33554431 announced, over 64 MiB
+                f"{server.url}/model",
+                content=b"{ }",
+                headers={"content-type": "application/json"},
+                timeout=30,
+            )
+            statuses.append(response.status_code)
         assert statuses == [200] * 4
         answers = [closed_within(sock, BODY_TIMEOUT + 10) for sock in tricklers]
     finally:
