@@ -50,6 +50,18 @@ RATE_ENV = "CHURN_RATE_LIMIT"
 BURST_ENV = "CHURN_RATE_BURST"
 PER_KEY_ENV = "CHURN_RATE_LIMIT_KEYS"
 OMP_THREADS_ENV = "OMP_NUM_THREADS"
+HEAD_TIMEOUT_ENV = "CHURN_HEAD_TIMEOUT_SECONDS"
+DEFAULT_HEAD_TIMEOUT_SECONDS = 10.0
+"""From a connection's first byte (or its previous answer) to the end of its request head.
+Browsers send a head in one packet; a client trickling one is holding a connection open."""
+BODY_TIMEOUT_ENV = "CHURN_BODY_TIMEOUT_SECONDS"
+DEFAULT_BODY_TIMEOUT_SECONDS = 20.0
+"""From the end of the head to the end of the body: below BentoML's 30 s request timeout, so a
+slow upload gets our 408 rather than its 504 (``serving.limits``)."""
+MIN_BODY_RATE_ENV = "CHURN_MIN_BODY_RATE"
+DEFAULT_MIN_BODY_RATE = 16 * 1024
+"""Bytes per second a body must average once its grace period is over (``serving.limits``)."""
+MAX_TIMEOUT_SECONDS = 3600.0
 MAX_BYTES_LIMIT = 1 << 40
 """Above 1 TiB a byte limit is a typo, not a setting."""
 
@@ -284,6 +296,12 @@ class ServingSettings:
     challenger_tag: str | None = None
     """``CHURN_CHALLENGER_TAG`` as given: a tag, ``auto``, ``none`` or unset."""
     prediction_logs_dir: Path = field(default_factory=lambda: churn_home({}) / "prediction_logs")
+    head_timeout_seconds: float = DEFAULT_HEAD_TIMEOUT_SECONDS
+    """``CHURN_HEAD_TIMEOUT_SECONDS``: a request head not complete by then is 408 and closed."""
+    body_timeout_seconds: float = DEFAULT_BODY_TIMEOUT_SECONDS
+    """``CHURN_BODY_TIMEOUT_SECONDS``: a body not complete by then is 408 and closed."""
+    min_body_rate: int = DEFAULT_MIN_BODY_RATE
+    """``CHURN_MIN_BODY_RATE`` (bytes/s): a body falling behind it is 408 and closed."""
 
     def serving_mode(self, has_challenger: bool) -> ServingMode:
         """Who answers, once it is known whether a challenger is packaged."""
@@ -308,6 +326,9 @@ def load_serving_settings(
         )
     mode, fraction = requested_mode(env)
     settings = ServingSettings(
+        head_timeout_seconds=_seconds(env, HEAD_TIMEOUT_ENV, DEFAULT_HEAD_TIMEOUT_SECONDS),
+        body_timeout_seconds=_seconds(env, BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT_SECONDS),
+        min_body_rate=positive_int(env, MIN_BODY_RATE_ENV, DEFAULT_MIN_BODY_RATE),
         max_body_bytes=max_body,
         max_inflight_bytes=inflight,
         trusted_proxies=trusted_proxies(env),
@@ -322,6 +343,13 @@ def load_serving_settings(
     if has_challenger is not None:
         settings.serving_mode(has_challenger)
     return settings
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """``env[name]`` as a finite number of seconds in ``[0.1, 3600]``; unset -> ``default``.
+    ``nan`` or ``inf`` would mean no timeout at all, which is what the setting exists to stop."""
+    raw = (env.get(name) or "").strip()
+    return finite_float(name, raw, 0.1, MAX_TIMEOUT_SECONDS) if raw else default
 
 
 # --- what the process environment must carry for BentoML and uvicorn -------------------------

@@ -4,8 +4,10 @@ BentoML turns a pydantic ``ValidationError`` raised while handling a request int
 body. Checks that need more than one field (a history row for another customer, a signup after
 ``as_of``) raise the same error (:func:`invalid_request`), and the ASGI middlewares that refuse a
 request before BentoML sees it (401 key, 413 body, 415 media type, 429 rate, 431 headers, 503
-busy) write the same body with :func:`send_error`, so a client handles one error format
-whatever the check was.
+busy, 408 slow body) write the same body with :func:`send_error`, so a client handles one error
+format whatever the check was. Starlette's own 404 (no such route) and 405 (wrong method) are
+plain text; :class:`BoundedErrorsMiddleware` rewrites them into this shape, and the uvicorn
+protocol (``serving.http_limits``) answers its parser's 400, 408 and 431 in it too.
 """
 
 from __future__ import annotations
@@ -124,10 +126,18 @@ def bound_refusal(payload: Any) -> Any:
     return bounded
 
 
+ROUTING_ERRORS = {
+    404: ("not found", "not_found", "no route here; see /docs.json for the routes"),
+    405: ("method not allowed", "method_not_allowed", "this route does not take this method"),
+}
+"""Starlette's plain-text answers, as (error, type, message) of the shared shape."""
+
+
 class BoundedErrorsMiddleware:
-    """Rewrites the app's JSON 4xx answers through :func:`bound_refusal`. Only 4xx responses
-    are held back (they are small unless something echoed the request); 2xx answers stream
-    through untouched, so the scoring path pays one status check."""
+    """Rewrites the app's JSON 4xx answers through :func:`bound_refusal`, and Starlette's
+    plain-text 404/405 into the shared shape (``loc: ["path"]``, ``Allow`` kept). Only 4xx
+    responses are held back (they are small unless something echoed the request); 2xx
+    answers stream through untouched, so the scoring path pays one status check."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -142,7 +152,9 @@ class BoundedErrorsMiddleware:
         async def bounded_send(message: MutableMapping[str, Any]) -> None:
             nonlocal start
             if message["type"] == "http.response.start":
-                if 400 <= message["status"] < 500 and _is_json(message):
+                if 400 <= message["status"] < 500 and (
+                    _is_json(message) or message["status"] in ROUTING_ERRORS
+                ):
                     start = message
                     return
                 await send(message)
@@ -153,8 +165,14 @@ class BoundedErrorsMiddleware:
             chunks.append(message.get("body", b""))
             if message.get("more_body", False):
                 return
-            body = _bounded_body(b"".join(chunks))
-            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            if _is_json(start):
+                body = _bounded_body(b"".join(chunks))
+            else:
+                error, kind, msg = ROUTING_ERRORS[start["status"]]
+                body = error_body(error, kind, ["path"], msg)
+            drop = (b"content-length", b"content-type")
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in drop]
+            headers.append((b"content-type", b"application/json"))
             headers.append((b"content-length", str(len(body)).encode()))
             await send({**start, "headers": headers})
             await send({"type": "http.response.body", "body": body})

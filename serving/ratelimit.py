@@ -10,9 +10,13 @@ limits):
   commas, e.g. ``batch-job=1000/s:2000,partner=5/s``. Keys are compared by SHA-256 digest and never
   logged.
 
-Who is a caller: with ``CHURN_API_KEYS`` set, the bearer key (this middleware sits *inside*
-``ApiKeyMiddleware``, so only valid keys get here; unauthenticated requests were already refused
-with 401). With authentication off, the client address (``scope["client"]``): the TCP peer,
+Who is a caller: with ``CHURN_API_KEYS`` set, a request carrying one of the keys is its key;
+any other request (no key, a wrong one) is its client address, and is counted against the
+default limit like everyone else's *before* it is refused with 401: this middleware sits
+*outside* ``ApiKeyMiddleware``, so a client guessing keys or probing paths gets 429 like any
+other caller over its rate, instead of an unlimited stream of 401s (each one costing a
+response, a log line and, before route labels, a metrics series). With authentication off,
+every caller is its client address (``scope["client"]``): the TCP peer,
 unless the peer is listed in ``CHURN_TRUSTED_PROXIES`` (then uvicorn takes the address from its
 ``X-Forwarded-For``; see ``serving.config``). Nobody is trusted by default: uvicorn's own default
 trusts loopback, so a client on the same host (or a local proxy that passes the header through)
@@ -31,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token
+from serving.auth import ASGIApp, Receive, Scope, Send, _is_open, bearer_token, key_matches
 from serving.config import (
     Limit,
     RateLimits,
@@ -72,21 +76,21 @@ class RateLimitMiddleware:
         limits: RateLimits,
         clock: Callable[[], float] = time.monotonic,
         *,
-        keyed: bool = False,
+        keys: tuple[bytes, ...] = (),
     ) -> None:
-        """``keyed``: API keys are configured, so a caller is its bearer key (only valid keys
-        get here: this middleware sits inside ``ApiKeyMiddleware``), else its address."""
+        """``keys``: the configured API keys (``ServingSettings.api_keys``); a request with
+        one of them is counted by its key, every other request by its address."""
         self.app = app
         self.limits = limits
         self.clock = clock
-        self.keyed = keyed
+        self.keys = keys
         self.buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
         self.limited = 0
 
     def caller(self, scope: Scope) -> bytes:
-        if self.keyed:
+        if self.keys:
             token = bearer_token(scope)
-            if token is not None:
+            if token is not None and key_matches(token, self.keys):
                 return b"key:" + key_digest(token)
         client = scope.get("client") or ("unknown", 0)
         return b"addr:" + str(client[0]).encode()

@@ -15,7 +15,9 @@ Errors: schema violations are BentoML's 400 with a ``detail`` list whose ``loc``
 (kept rather than remapped to 422 so every refusal, ours included, has one status and shape,
 ``serving.errors``, with echoed text bounded); a missing API key is 401 (``serving.auth``); a
 non-JSON body 415, an oversized body 413, too many bytes in flight 503 (``serving.limits``); an
-oversized request head 431 (``serving.http_limits``); a full prediction-log backlog 503
+oversized request head 431 and a slow one 408 (``serving.http_limits``), a slow body 408
+(``serving.limits``), an unknown route 404 and a wrong method 405 in the same shape
+(``serving.errors``); a full prediction-log backlog 503
 (``serving.prediction_logging``). A model that cannot be found raises ``ModelNotFoundError``,
 an empty or truncated one ``ModelLoadError`` (``serving.startup``), and a bad ``CHURN_*`` setting
 ``SettingError`` (``serving.config``), all at import, which stops startup.
@@ -46,7 +48,7 @@ from starlette.responses import Response
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
 from churn.scoring.scorer import Scorer
-from serving import http_limits, metrics_files
+from serving import http_limits, metrics_files, metrics_labels
 from serving.auth import ApiKeyMiddleware
 from serving.challenger import (
     Router,
@@ -134,8 +136,11 @@ by then, so it is installed here, in workers only; nothing public does the job: 
 startup hooks and ``__init__`` in the ASGI lifespan, after uvicorn has resolved its protocol
 class, and exposes no uvicorn parser setting."""
 if _UVICORN_WORKER:
-    http_limits.install()
+    http_limits.install(SETTINGS.head_timeout_seconds)
     metrics_files.install()  # before any metric is recorded: no SIGBUS on a full disk
+# BentoML builds its metrics middleware when it builds the app, after this import: from then on
+# it labels requests by route, not by whatever path a client sends (serving.metrics_labels).
+metrics_labels.install()
 
 
 @bentoml.service(
@@ -329,15 +334,19 @@ def _check_history(request: Any, customer_id: str, observation_date: date) -> No
         invalid_request("ScoreEventsRequest", problems)
 
 
-# Starlette runs the first-added middleware outermost: keys are checked before a body is read.
-ChurnService.add_asgi_middleware(ApiKeyMiddleware, keys=SETTINGS.api_keys)
-ChurnService.add_asgi_middleware(  # inside auth: limits are per valid key
-    RateLimitMiddleware, limits=SETTINGS.rate_limits, keyed=bool(SETTINGS.api_keys)
+# Starlette runs the first-added middleware outermost. Rate limits come first so a client
+# without a valid key is limited by address before its 401 (serving.ratelimit); keys are
+# checked before a body is read.
+ChurnService.add_asgi_middleware(
+    RateLimitMiddleware, limits=SETTINGS.rate_limits, keys=SETTINGS.api_keys
 )
+ChurnService.add_asgi_middleware(ApiKeyMiddleware, keys=SETTINGS.api_keys)
 ChurnService.add_asgi_middleware(LogBacklogMiddleware)  # before reading a body it cannot log
-ChurnService.add_asgi_middleware(  # 415 / 413 / 503 before the body is read
+ChurnService.add_asgi_middleware(  # 415 / 413 / 503 / 408 while the body is read
     BodyLimitMiddleware,
     max_bytes=SETTINGS.max_body_bytes,
     max_inflight=SETTINGS.max_inflight_bytes,
+    body_timeout=SETTINGS.body_timeout_seconds,
+    min_rate=SETTINGS.min_body_rate,
 )
 ChurnService.add_asgi_middleware(BoundedErrorsMiddleware)  # innermost: bounds BentoML's 4xx

@@ -164,7 +164,7 @@ def test_token_bucket_429_retry_after_and_open_paths():
     limits = configured_limits(
         {"CHURN_RATE_LIMIT": "2/s", "CHURN_RATE_BURST": "3", "CHURN_RATE_LIMIT_KEYS": "big=50/s"}
     )
-    app = RateLimitMiddleware(ok_app, limits, clock=clock, keyed=True)  # callers are keys
+    app = RateLimitMiddleware(ok_app, limits, clock=clock, keys=(b"alpha", b"beta", b"big"))
     assert [call(app, "/score", "alpha")[0] for _ in range(3)] == [200, 200, 200]
     status, headers = call(app, "/score", "alpha")
     assert status == 429 and headers["retry-after"] == "1"
