@@ -46,8 +46,9 @@ schema: $(STAMP)
 serve: $(STAMP)
 	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/bentoml serve churn_service:latest --port $(CHURN_BENTO_PORT)
 
+# `dagster dev` in its own process group, stopped within seconds on Ctrl-C (churn_assets/processes.py).
 dagster: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	@PATH=$(CURDIR)/$(BIN):$$PATH PYTHONWARNINGS=ignore::FutureWarning:click.core $(BIN)/dagster dev -w workspace.yaml -p $(CHURN_DAGSTER_PORT)
+	@PATH=$(CURDIR)/$(BIN):$$PATH CHURN_DAGSTER_PORT=$(CHURN_DAGSTER_PORT) $(BIN)/python -m churn_assets.demo --ui-only
 
 test: $(STAMP)
 	@$(PYTEST) -m "not reliability" $(PARALLEL) --durations=25
@@ -56,8 +57,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	@$(PYTEST) -m "$(FAST_MARKERS)" $(PARALLEL) --durations=10
 
+# The reliability-marked runs, then the full-disk cases (also in `make test`), reported by name.
 reliability: $(STAMP)
-	@$(PYTEST) -m reliability
+	@$(PYTEST) -m reliability; marked=$$?; \
+	$(PYTEST) -v -rA tests/test_reliability_full_disk.py tests/test_metrics_files.py; \
+	disk=$$?; exit $$(( marked || disk ))
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .

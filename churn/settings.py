@@ -13,6 +13,7 @@ written by the functions here too (:func:`pin_homes`, :func:`use_bundled_java`,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -136,6 +137,12 @@ class Settings:
     """``CHURN_DAGSTER_PORT``: the demo's Dagster UI."""
     bento_port: int = 3001
     """``CHURN_BENTO_PORT``: the demo's scoring service."""
+    bento_host: str = "127.0.0.1"
+    """``CHURN_BENTO_HOST``: the address the demo's relay binds; loopback unless widened
+    (``0.0.0.0`` to reach the demo's service from another machine)."""
+    log_level: str = "info"
+    """``CHURN_LOG_LEVEL`` (``debug``, ``info``, ``warning``, ``error``): what ``make pipeline``
+    and ``make demo`` print of Dagster's run log; ``debug`` is the full event log."""
     dagster_home: Path | None = None
     """``DAGSTER_HOME``; unset means an ephemeral Dagster instance per run."""
     alert_webhook: str = ""
@@ -237,6 +244,26 @@ def alert_webhook(env: Mapping[str, str]) -> str:
     return value
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")
+
+
+def bento_host(env: Mapping[str, str]) -> str:
+    """``CHURN_BENTO_HOST``: an IP address or host name (no spaces, no scheme)."""
+    value = (env.get("CHURN_BENTO_HOST") or "127.0.0.1").strip()
+    if not _HOST.fullmatch(value):
+        raise ValueError(f"CHURN_BENTO_HOST must be an IP address or host name, got {value!r}")
+    return value
+
+
+def log_level(env: Mapping[str, str]) -> str:
+    """``CHURN_LOG_LEVEL``, lower case; the error names the variable and the choices."""
+    value = (env.get("CHURN_LOG_LEVEL") or "info").strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"CHURN_LOG_LEVEL={value!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return value
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read the ``CHURN_*`` variables; unset variables take the documented defaults."""
     env = os.environ if env is None else env
@@ -275,6 +302,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bento_port=_port(env, "CHURN_BENTO_PORT", 3001),
         dagster_home=Path(env[DAGSTER_HOME_ENV]) if env.get(DAGSTER_HOME_ENV) else None,
         alert_webhook=alert_webhook(env),
+        bento_host=bento_host(env),
+        log_level=log_level(env),
     )
 
 

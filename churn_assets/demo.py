@@ -12,14 +12,22 @@ never replaces a working one; then the relay that owns the service's port
 (``churn_assets.relay``) sends new connections to it and the old server is stopped gracefully:
 no gap. In production the same switch is a new image and a rolling update (README).
 
-``--no-ui`` serves only the Bento (what the tests start); ``--poll`` sets the interval.
+``--no-ui`` serves only the Bento (what the tests start); ``--ui-only`` serves only the Dagster
+UI in the foreground (``make dagster``); ``--poll`` sets the interval.
+
+Quiet by default (``CHURN_LOG_LEVEL``, :mod:`churn.settings`): the demo's ``dagster dev`` writes
+its log, including the event logs of runs the sensors launch, to ``$CHURN_HOME/logs/dagster.log``
+instead of the terminal; ``CHURN_LOG_LEVEL=debug`` keeps it in the terminal, at INFO.
+
+Stopping: every server runs in its own process group and is stopped by
+:func:`churn_assets.processes.stop_group`, which escalates to SIGTERM and SIGKILL on the whole
+group, so Ctrl-C returns within seconds even when ``dagster dev``'s children hang on shutdown.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -32,12 +40,16 @@ from pathlib import Path
 
 from churn.settings import load_settings
 from churn_assets.pipeline import cli_environment
-from churn_assets.relay import TcpRelay
+from churn_assets.processes import start_group, stop_group
+from churn_assets.relay import LOOPBACK, TcpRelay
 
 BENTO_NAME = "churn_service"
 POLL_SECONDS = 5.0
 READY_SECONDS = 180.0
 STOP_SECONDS = 30.0
+"""A Bento's graceful shutdown (requests in flight finish, the prediction log is published)."""
+UI_STOP_SECONDS = 5.0
+"""``dagster dev``'s graceful shutdown before its group is terminated (see ``processes``)."""
 
 
 def sample_request(path: Path) -> Path:
@@ -81,26 +93,57 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(command: list[str]) -> subprocess.Popen:
+def start(command: list[str], **popen: object) -> subprocess.Popen:
     """A server in its own process group: the terminal's Ctrl-C reaches only this supervisor,
     which then stops each server once, in order (a second SIGINT makes ``dagster dev`` kill its
     code server abruptly)."""
-    return subprocess.Popen(command, env=cli_environment(), start_new_session=True)
+    return start_group(command, env=cli_environment(), **popen)
 
 
 def stop(*processes: subprocess.Popen | None, seconds: float = STOP_SECONDS) -> None:
     """SIGINT to each (the servers' graceful shutdown) at once, then, after ``seconds`` in all,
-    the whole group of any that lingers: stopping two servers takes no longer than one."""
+    SIGTERM and SIGKILL to the group of any that lingers: stopping two servers takes no longer
+    than one."""
     running = [p for p in processes if p is not None and p.poll() is None]
     for process in running:
         process.send_signal(signal.SIGINT)
     deadline = time.monotonic() + seconds
     for process in running:
-        try:
-            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_group(process, None, grace_seconds=max(deadline - time.monotonic(), 0.1))
+
+
+def dagster_dev_command(port: int, log_level: str) -> list[str]:
+    """``dagster dev`` on ``port``; its own log at INFO only with ``CHURN_LOG_LEVEL=debug``
+    (otherwise a sensor check every 15 s would bury everything else)."""
+    level = "info" if log_level == "debug" else "warning"
+    return ["dagster", "dev", "-w", "workspace.yaml", "-p", str(port), "--log-level", level]
+
+
+def dagster_log(home: Path) -> Path:
+    """Where the demo's ``dagster dev`` writes (runs launched by sensors included)."""
+    folder = home / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / "dagster.log"
+
+
+def serve_ui_only(port: int, log_level: str) -> int:
+    """``make dagster``: the UI in the foreground until Ctrl-C or SIGTERM, then its whole
+    process group stopped within seconds."""
+    ui = start(dagster_dev_command(port, log_level))
+    log(f"Dagster UI on http://localhost:{port} (Ctrl-C stops it)")
+    try:
+        while ui.poll() is None and not STOP_REQUESTED.is_set():
+            time.sleep(0.5)
+        if STOP_REQUESTED.is_set():
+            raise KeyboardInterrupt
+        log(f"dagster dev exited ({ui.returncode})")
+        return ui.returncode or 1
+    except KeyboardInterrupt:
+        log("stopping the Dagster UI")
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut shutdown
+        stop(ui, seconds=UI_STOP_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -129,9 +172,9 @@ class BentoSupervisor:
     """Keeps the newest Bento answering on one port: a relay (``churn_assets.relay``) owns the
     port, each Bento runs on a private one, and a switch re-points the relay."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, host: str = LOOPBACK) -> None:
         self.port = port
-        self.relay = TcpRelay(port)
+        self.relay = TcpRelay(port, host)
         self.serving: BuiltBento | None = None
         self.refused: BuiltBento | None = None
         self.process: subprocess.Popen | None = None
@@ -227,21 +270,27 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m churn_assets.demo", description=__doc__)
     parser.add_argument("--no-ui", action="store_true", help="serve only the Bento")
+    parser.add_argument("--ui-only", action="store_true", help="serve only the Dagster UI")
     parser.add_argument("--poll", type=float, default=POLL_SECONDS, help="seconds between polls")
     args = parser.parse_args(argv)
     settings = load_settings()
     dagster_port, bento_port = settings.dagster_port, settings.bento_port
-    body = sample_request(settings.home / "sample_request.json")
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill <pid>` stops as cleanly as Ctrl-C
+    if args.ui_only:
+        return serve_ui_only(dagster_port, settings.log_level)
+    body = sample_request(settings.home / "sample_request.json")
     ui: subprocess.Popen | None = None
-    supervisor = BentoSupervisor(bento_port)
+    supervisor = BentoSupervisor(bento_port, settings.bento_host)
     try:
         if not args.no_ui:
-            command = ["dagster", "dev", "-w", "workspace.yaml", "-p", str(dagster_port)]
-            # The daemon's INFO lines (a sensor check every 15 s) would bury the banner; runs and
-            # sensor ticks stay visible in the UI.
-            ui = start([*command, "--log-level", "warning"])
+            command = dagster_dev_command(dagster_port, settings.log_level)
+            if settings.log_level == "debug":
+                ui = start(command)
+            else:  # sensor runs print their whole event log: keep it out of the terminal
+                ui_log = dagster_log(settings.home)
+                log(f"Dagster's log (runs launched by sensors included): {ui_log}")
+                ui = start(command, stdout=ui_log.open("a"), stderr=subprocess.STDOUT)
         try:
             ready = supervisor.start()
         except OSError as error:  # the port is taken: say which, as the README's FAQ does
@@ -266,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut shutdown
         supervisor.stop()
         if ui is not None:
-            stop(ui)
+            stop(ui, seconds=UI_STOP_SECONDS)
 
 
 if __name__ == "__main__":

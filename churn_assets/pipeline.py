@@ -21,6 +21,7 @@ anyway, and the multiprocess executor's process launch and code-location import 
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import sys
@@ -40,6 +41,16 @@ QUIET_DAGSTER_CLI = "ignore::FutureWarning:click.core"
 """``PYTHONWARNINGS`` for the ``dagster`` CLI: its ``asset materialize`` and ``dev`` commands warn
 that they are superseded (a ``SupersessionWarning``, a FutureWarning raised from click) before
 any churn code can filter it; the contract names these commands, so the notice is noise here."""
+
+
+def run_log_config(log_level: str = "info") -> str:
+    """``--config-json`` for both steps: the run's console log at ``CHURN_LOG_LEVEL``.
+
+    Dagster's default console logger prints every DEBUG event (step inputs and outputs loaded
+    and handled, engine events: 447 lines for the default graph); INFO keeps what the assets
+    say (progress, row counts, rejects, the gate's decision) and every warning and failure."""
+    level = log_level.upper()
+    return json.dumps({"loggers": {"console": {"config": {"log_level": level}}}})
 
 
 LAND = "group:raw or group:staging"
@@ -67,11 +78,23 @@ def dagster_home(settings: Settings) -> Path:
     return home.resolve()
 
 
-def land_command() -> list[str]:
-    return ["dagster", "asset", "materialize", "--select", LAND, "-m", "churn_assets.definitions"]
+def land_command(log_level: str = "info") -> list[str]:
+    return [
+        "dagster",
+        "asset",
+        "materialize",
+        "--select",
+        LAND,
+        "-m",
+        "churn_assets.definitions",
+        "--config-json",
+        run_log_config(log_level),
+    ]
 
 
-def materialize_command(partition_range: str, selection: str = DOWNSTREAM) -> list[str]:
+def materialize_command(
+    partition_range: str, selection: str = DOWNSTREAM, log_level: str = "info"
+) -> list[str]:
     """The second step: ``selection`` over ``partition_range`` (``FIRST...LAST``)."""
     return [
         "dagster",
@@ -83,6 +106,8 @@ def materialize_command(partition_range: str, selection: str = DOWNSTREAM) -> li
         partition_range,
         "-m",
         "churn_assets.definitions",
+        "--config-json",
+        run_log_config(log_level),
     ]
 
 
@@ -115,33 +140,55 @@ def main() -> int:
     settings = replace(settings, dagster_home=dagster_home(settings))
     release_stale_claims(settings)
     env = cli_environment(settings)
-    started = time.perf_counter()
-    for step in (land_command(), None):
+    started, started_at = time.perf_counter(), time.time()
+    for step in (land_command(settings.log_level), None):
         if step is None:
             found = calendar_argument(settings.dagster_home)
             if found is None:
                 print("pipeline failed: staging wrote no observation date", file=sys.stderr)
                 return 1
-            step = materialize_command(found)
-        print(f"$ {' '.join(shlex.quote(part) for part in step)}", flush=True)
+            step = materialize_command(found, log_level=settings.log_level)
+        shown = step[: step.index("--config-json")]  # the plain command; the log level is ours
+        print(f"$ {' '.join(shlex.quote(part) for part in shown)}", flush=True)
         completed = subprocess.run(step, env=env, check=False)
         if completed.returncode != 0:
             seconds = time.perf_counter() - started
             print(f"pipeline failed after {seconds:.0f} s (see the log above)", file=sys.stderr)
             return completed.returncode
     seconds = time.perf_counter() - started
-    print(
-        f"pipeline done in {seconds:.0f} s\n"
-        f"  source:    {settings.source}\n"
-        f"  warehouse: {settings.warehouse_location}\n"
-        f"  raw files: {settings.raw_dir if settings.is_synthetic else settings.source}\n"
-        f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/, "
-        "retention_<date>.html)\n"
-        f"  models:    BentoML store {bentoml_home()} (churn_model, churn_service)\n"
-        f"  dagster:   {settings.dagster_home or '(DAGSTER_HOME unset)'}"
-    )
+    print(f"pipeline done in {seconds:.0f} s\n" + summary(settings, since=started_at))
     _write_sample(settings)
     return 0
+
+
+def data_files(settings: Settings) -> list[Path]:
+    """The files the run read: the synthetic generator's raw files, or the config's tables."""
+    config = settings.source_config
+    if config is None:
+        return sorted(p for p in settings.raw_dir.rglob("*") if p.is_file())
+    tables = [config.flat.path] if config.flat is not None else []
+    return tables + [table.path for table in config.tables.values()]
+
+
+def summary(settings: Settings, since: float = 0.0) -> str:
+    """Where every output went: the export files this run wrote (modified after ``since``, a
+    ``time.time()``), the data files read, the warehouse, reports, models and Dagster instance
+    (the config's own path is what the user typed, so it is not repeated)."""
+    from churn_assets.defs.scoring.assets import EXPORT_FOLDER
+
+    exports = settings.home / EXPORT_FOLDER
+    files = [p for p in exports.glob("*") if p.is_file()] if exports.is_dir() else []
+    written = sorted(p.name for p in files if p.stat().st_mtime >= since)
+    lines = [
+        f"  exports:   {exports}/ ({', '.join(written) if written else 'none written'})",
+        f"  data:      {', '.join(str(p) for p in data_files(settings)) or '(none found)'}",
+        f"  warehouse: {settings.warehouse_location}",
+        f"  reports:   {settings.reports_dir} (eda/, drift/, model_evaluation/, "
+        "retention_<date>.html)",
+        f"  models:    BentoML store {bentoml_home()} (churn_model, churn_service)",
+        f"  dagster:   {settings.dagster_home or '(DAGSTER_HOME unset)'}",
+    ]
+    return "\n".join(lines)
 
 
 def _write_sample(settings) -> None:

@@ -46,7 +46,7 @@ from starlette.responses import Response
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
 from churn.scoring.scorer import Scorer
-from serving import http_limits
+from serving import http_limits, metrics_files
 from serving.auth import ApiKeyMiddleware
 from serving.challenger import (
     Router,
@@ -135,6 +135,7 @@ startup hooks and ``__init__`` in the ASGI lifespan, after uvicorn has resolved 
 class, and exposes no uvicorn parser setting."""
 if _UVICORN_WORKER:
     http_limits.install()
+    metrics_files.install()  # before any metric is recorded: no SIGBUS on a full disk
 
 
 @bentoml.service(

@@ -312,10 +312,14 @@ class PredictionLogWriter:
         if self._file is None:
             self._open()
         assert self._file is not None
-        with self._file.open("ab") as handle:
+        # Unbuffered: a buffered file's truncate() and close() flush first, so on a full disk
+        # they failed again, the file was abandoned as torn and its earlier rows stayed in an
+        # unpublished ``.open`` file until the next writer started.
+        with self._file.open("ab", buffering=0) as handle:
             try:
-                handle.write(payload)
-                handle.flush()
+                remaining = memoryview(payload)
+                while remaining:  # a raw write may stop short (disk full) before it raises
+                    remaining = remaining[handle.write(remaining) :]
             except BaseException:
                 try:  # no torn line: the rows are retried, so drop what half-arrived
                     handle.truncate(self._written)
