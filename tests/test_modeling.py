@@ -266,6 +266,19 @@ def test_stratified_split_keeps_the_base_rate() -> None:
         assert y[block].mean() == pytest.approx(0.1, abs=0.01)
 
 
+def test_stratified_split_keeps_a_customers_snapshots_in_one_block() -> None:
+    """A flat table grown by snapshots holds each customer at several dates; a customer in both
+    training and test would make the test score an in-sample one."""
+    rng = np.random.default_rng(3)
+    customers = np.repeat([f"C{i}" for i in range(300)], 3)
+    y = (rng.random(customers.size) < 0.15).astype(int)
+    split = stratified_split(y, validation_share=0.2, test_share=0.2, seed=1, groups=customers)
+    blocks = [set(customers[b]) for b in (split.train, split.validation, split.test)]
+    assert not (blocks[0] & blocks[1] or blocks[0] & blocks[2] or blocks[1] & blocks[2])
+    assert sum(len(b) for b in blocks) == 300
+    assert len(blocks[2]) == pytest.approx(60, abs=2)
+
+
 # ---- metrics --------------------------------------------------------------------------------
 
 

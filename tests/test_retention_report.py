@@ -170,7 +170,7 @@ def test_the_rendered_list_is_the_tables_high_tier_riskiest_first(
     assert all(row["cells"][retention.LIST_COLUMNS.index("reason_1_text")] for row in rows)
     assert dom.texts["high-count"] == f"{len(expected):,}"
     assert dom.texts["list-count"] == f"{len(expected):,}"
-    assert "no-plan" in dom.texts  # these scores carry no contact / holdout columns
+    assert "no-plan" not in dom.texts  # customer_scores carries the contact plan
     assert dom.scripts == 0
 
 
@@ -252,6 +252,9 @@ def test_user_values_are_escaped_and_a_contact_plan_is_shown(
             "WHERE observation_date = ? AND customer_id = ?",
             [hostile, hostile, newest, top],
         )
+        con.execute("ALTER TABLE customer_scores DROP COLUMN contact")
+        con.execute("ALTER TABLE customer_scores DROP COLUMN holdout")
+        without_plan = retention.gather(con, "customer_scores", newest, None)
         con.execute("ALTER TABLE customer_scores ADD COLUMN contact BOOLEAN DEFAULT false")
         con.execute("ALTER TABLE customer_scores ADD COLUMN holdout BOOLEAN DEFAULT false")
         con.execute(
@@ -264,6 +267,7 @@ def test_user_values_are_escaped_and_a_contact_plan_is_shown(
             [newest],
         ).fetchone()
         page = retention.gather(con, "customer_scores", newest, None)
+    assert not without_plan.has_plan and "contact" not in without_plan.list_columns
     assert page.has_plan and page.list_columns[-2:] == ["contact", "holdout"]
     text = retention_html.render(page, TITLE)
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text

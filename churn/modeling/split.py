@@ -133,24 +133,44 @@ class IndexSplit:
 
 
 def stratified_split(
-    y: Iterable, *, validation_share: float = 0.15, test_share: float = 0.15, seed: int = 42
+    y: Iterable,
+    *,
+    validation_share: float = 0.15,
+    test_share: float = 0.15,
+    seed: int = 42,
+    groups: Iterable | None = None,
 ) -> IndexSplit:
     """Random split for data without a time axis (flat customer tables), stratified so each
     block keeps the base rate: with a few percent positives an unlucky draw could otherwise
-    leave validation with almost no churners."""
+    leave validation with almost no churners.
+
+    ``groups`` (the customer ids) keeps every row of one group in one block: a flat table that
+    grew by snapshots holds the same customer at several dates, and a customer seen in training
+    and again in test would make the test score an in-sample one. Groups are stratified by
+    whether any of their rows is positive.
+    """
     if not (0 < validation_share < 1 and 0 < test_share < 1 and validation_share + test_share < 1):
         raise ValueError("validation_share and test_share must be in (0, 1) and sum below 1")
     labels = np.asarray(list(y) if not hasattr(y, "__array__") else y)
+    if groups is None:
+        group_of = np.arange(labels.size)
+        group_labels = labels
+    else:
+        _, group_of = np.unique(
+            np.asarray(list(groups), dtype=object).astype(str), return_inverse=True
+        )
+        group_labels = np.zeros(group_of.max() + 1 if group_of.size else 0, dtype=labels.dtype)
+        np.maximum.at(group_labels, group_of, labels)
     rng = np.random.default_rng(seed)
-    blocks: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
-    for value in np.unique(labels):
-        rows = rng.permutation(np.flatnonzero(labels == value))
-        n_test = round(test_share * rows.size)
-        n_validation = round(validation_share * rows.size)
-        blocks[2].append(rows[:n_test])
-        blocks[1].append(rows[n_test : n_test + n_validation])
-        blocks[0].append(rows[n_test + n_validation :])
-    train, validation, test = (np.sort(np.concatenate(parts)) for parts in blocks)
+    block_of_group = np.zeros(group_labels.size, dtype=np.int8)  # 0 train, 1 validation, 2 test
+    for value in np.unique(group_labels):
+        members = rng.permutation(np.flatnonzero(group_labels == value))
+        n_test = round(test_share * members.size)
+        n_validation = round(validation_share * members.size)
+        block_of_group[members[:n_test]] = 2
+        block_of_group[members[n_test : n_test + n_validation]] = 1
+    block = block_of_group[group_of]
+    train, validation, test = (np.flatnonzero(block == b) for b in (0, 1, 2))
     if min(train.size, validation.size, test.size) == 0:
         raise ValueError(f"too few rows ({labels.size}) for a three-way split")
     return IndexSplit(train, validation, test)

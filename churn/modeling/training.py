@@ -139,6 +139,8 @@ def prepare(
                 validation_share=stratified.validation_share,
                 test_share=stratified.test_share,
                 seed=stratified.seed,
+                # several snapshots hold a customer more than once: keep them in one block
+                groups=frame["customer_id"].to_numpy() if len(dates) > 1 else None,
             ),
             tuple(dates),
             stratified.validation_share,
@@ -191,15 +193,36 @@ def cross_validate(
 
     X = np.vstack([data.train.X, data.validation.X])
     y = np.concatenate([data.train.y, data.validation.y])
+    customers = np.concatenate(
+        [
+            data.train.frame["customer_id"].astype(str),
+            data.validation.frame["customer_id"].astype(str),
+        ]
+    )
+    # A customer's snapshots share one fold (stratified by whether any of them churned), so no
+    # fold scores a customer it also trained on.
+    _, group_of = np.unique(customers, return_inverse=True)
+    repeated = group_of.max(initial=-1) + 1 < len(customers)
+    if not repeated:  # one row per customer: each row its own group, in row order
+        group_of = np.arange(len(customers))
+    group_y = np.zeros(group_of.max() + 1 if group_of.size else 0, dtype=y.dtype)
+    np.maximum.at(group_y, group_of, y)
     rng = np.random.default_rng(seed)
-    fold_of = np.empty(len(y), dtype=int)
-    for value in np.unique(y):
-        rows = rng.permutation(np.flatnonzero(y == value))
-        fold_of[rows] = np.arange(rows.size) % folds
+    fold_of_group = np.empty(group_y.size, dtype=int)
+    for value in np.unique(group_y):
+        members = rng.permutation(np.flatnonzero(group_y == value))
+        fold_of_group[members] = np.arange(members.size) % folds
+    fold_of = fold_of_group[group_of]
     scores: dict[str, list[float]] = {"logistic_regression": [], "lightgbm": []}
     for fold in range(folds):
         held, kept = fold_of == fold, np.flatnonzero(fold_of != fold)
-        inner = stratified_split(y[kept], validation_share=0.15, test_share=0.01, seed=seed)
+        inner = stratified_split(
+            y[kept],
+            validation_share=0.15,
+            test_share=0.01,
+            seed=seed,
+            groups=customers[kept] if repeated else None,
+        )
         fit, stop = kept[np.concatenate([inner.train, inner.test])], kept[inner.validation]
         model = train_logistic(X[kept], y[kept], data.specs, logistic)
         scores["logistic_regression"].append(auc(y[held], model.predict_proba(X[held])))

@@ -62,7 +62,11 @@ def retention_report(
     warehouse: WarehouseResource,
     churn_home: ChurnHomeResource,
 ) -> dg.MaterializeResult:
-    from churn.monitoring.performance import stored_scores_realized, window_of
+    from churn.monitoring.performance import (
+        realized_effect,
+        stored_scores_realized,
+        window_of,
+    )
     from churn.reports import retention, retention_html
     from churn.warehouse import table_exists
 
@@ -79,6 +83,8 @@ def retention_report(
             | {"window": window_of(month.observation_date, cards.card(month.model_version))}
             for month in stored_scores_realized(con)
         ]
+        effects = {e.observation_date: _effect_columns(e) for e in realized_effect(con)}
+        realized = [m | effects.get(str(m["observation_date"]), {}) for m in realized]
         for day in retention.scored_dates(con, TABLE, start, end):
             page = retention.gather(
                 con,
@@ -98,6 +104,20 @@ def retention_report(
         return dg.MaterializeResult(metadata={"pages": 0, "note": "no scored month in the run"})
     newest = pages[-1]
     return dg.MaterializeResult(metadata=_metadata(newest, written))
+
+
+def _effect_columns(effect) -> dict:
+    """A month's realized contact effect under the page's column names (contacted minus
+    held-out churn rate, with its interval)."""
+    return {
+        "contacted_customers": effect.contacted,
+        "contacted_churn_rate": effect.contacted_churn_rate,
+        "holdout_customers": effect.held_out,
+        "holdout_churn_rate": effect.held_out_churn_rate,
+        "effect": effect.difference,
+        "effect_low": effect.ci_low,
+        "effect_high": effect.ci_high,
+    }
 
 
 def _metadata(newest, written: dict[dt.date, Path]) -> dict:
