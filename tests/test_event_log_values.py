@@ -21,7 +21,7 @@ from churn.ingest.eventlog import (
     stage_customers,
     stage_events,
 )
-from churn.ingest.landing import SourceFileError
+from churn.ingest.landing import SourceFileError, no_rows_warning
 from churn.ingest.schema import CUSTOMERS, EVENTS
 from churn.sources.config import SourceConfig, parse_source
 from churn.sql import quote_path
@@ -284,6 +284,14 @@ def test_an_empty_file_says_empty_and_a_header_only_file_says_no_rows(tmp_path):
     _csv(tmp_path / "log.csv", [])
     with pytest.raises(SourceFileError, match=r"^log\.csv: no rows$"):
         check_incoming_events(tmp_path / "log.csv", source)
+    with duckdb.connect() as con:  # the source's own file: lands, and says so
+        path, rows = land_event_log_table(con, source, EVENTS)
+    assert rows == 0
+    assert no_rows_warning(path, rows) == (
+        "log.csv: 0 rows (the file has a header or schema and no rows); everything "
+        "downstream of this table will be empty"
+    )
+    assert no_rows_warning(path, 1) is None and no_rows_warning(None, 0) is None
 
 
 def test_an_event_type_longer_than_the_service_accepts_is_rejected(tmp_path):

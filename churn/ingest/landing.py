@@ -253,6 +253,17 @@ def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
     return con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
 
 
+def no_rows_warning(path: Path | None, rows: int) -> str | None:
+    """What to tell the user when a source file landed no rows (a CSV with only its header):
+    the run goes on, since an empty table is valid, but not silently."""
+    if path is None or rows:
+        return None
+    return (
+        f"{path.name}: 0 rows (the file has a header or schema and no rows); "
+        "everything downstream of this table will be empty"
+    )
+
+
 def create_empty_raw(con: duckdb.DuckDBPyConnection, table: Table) -> None:
     """An empty ``raw_<table>`` with the contract's typed columns: an event log has no payments
     or tickets (and maybe no customers or cancellations), and its staging stages zero rows."""
