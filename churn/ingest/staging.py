@@ -67,14 +67,17 @@ def _arrives_typed(column: Column, raw_types: Mapping[str, str]) -> bool:
     return raw_types.get(column.name, "VARCHAR").upper() == column.sql_type
 
 
-def _trimmed(column: Column) -> bool:
-    """Whether the text is trimmed: values that are parsed or matched against categories, and
-    the customer id every table joins on (``"C1 "`` never joined ``C1``). Trimming costs more
-    than all the rules together on tens of millions of rows, so free text and the other ids
-    keep their spaces."""
-    return column.name == CUSTOMER_ID or not (
-        column.sql_type == "VARCHAR" and column.allowed is None and column.parse is None
-    )
+def _trimmed(column: Column, text: str) -> str:
+    """``text`` trimmed when the column needs it: values that are parsed or matched against
+    categories, and the customer id every table joins on (``"C1 "`` never joined ``C1``).
+    Trimming costs more than all the rules together on tens of millions of rows, so free text
+    and the other ids keep their spaces, and the id is trimmed only when it has an edge space
+    (the ``LIKE`` tests cost less than half of ``trim`` on 10 million ids)."""
+    if column.name == CUSTOMER_ID:
+        return f"CASE WHEN {text} LIKE ' %' OR {text} LIKE '% ' THEN trim({text}) ELSE {text} END"
+    if column.sql_type == "VARCHAR" and column.allowed is None and column.parse is None:
+        return text
+    return f"trim({text})"
 
 
 def _text_expression(column: Column, raw_types: Mapping[str, str]) -> str | None:
@@ -86,9 +89,9 @@ def _text_expression(column: Column, raw_types: Mapping[str, str]) -> str | None
     if _arrives_typed(column, raw_types) and column.allowed is None:
         if column.sql_type != "VARCHAR":
             return None
-        return f"nullif({'trim(' + name + ')' if _trimmed(column) else name}, '')"
+        return f"nullif({_trimmed(column, name)}, '')"
     raw = json_text(name) if is_json(arrived) else f"CAST({name} AS VARCHAR)"
-    return f"nullif({'trim(' + raw + ')' if _trimmed(column) else raw}, '')"
+    return f"nullif({_trimmed(column, raw)}, '')"
 
 
 def _typed_expression(column: Column, raw_types: Mapping[str, str]) -> str:
