@@ -41,6 +41,7 @@ from typing_extensions import TypedDict
 
 from churn.features import events as event_features
 from churn.ingest.schema import CUSTOMERS, EVENTS, PAYMENTS, TICKETS, Column, Table
+from churn.ingest.values import MEASURE_BOUND
 from churn.modeling.spec import FeatureSpec
 from churn.modeling.thresholds import TIERS
 from serving.events import history_kind
@@ -321,7 +322,10 @@ def _event_log_request(
             by_name.get(feature.name),
             f"Profile column {column!r} (feature {feature.name}).",
         )
-    number = Annotated[float | None, Field(strict=True, allow_inf_nan=False)]
+    number = Annotated[  # staging's bound: larger values overflow the feature SQL (a 500)
+        float | None,
+        Field(strict=True, allow_inf_nan=False, ge=-MEASURE_BOUND, le=MEASURE_BOUND),
+    ]
     event_fields: dict[str, Any] = {
         "event_time": Required[
             Annotated[datetime, BOUNDED, Field(description="When it happened.")]

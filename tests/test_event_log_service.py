@@ -102,6 +102,10 @@ def answers(log_run, card, offline, tmp_path_factory) -> tuple[list, list, list,
                 "events": [{"event_time": "2024-01-01T00:00:00", "event_type": "never seen"}],
             },
         },
+        {
+            "path": "/score_events",  # above the measure bound: overflowed the SQL (a 500)
+            "body": body | {"events": [{"event_time": "2024-01-01T00:00:00", "seconds": 9.3e15}]},
+        },
         {"path": "/model", "body": {}},
     ]
     answered = probe(log_run, events + scores + refusals, workdir)
@@ -159,13 +163,14 @@ def _locations(answer: dict) -> list[tuple]:
 
 def test_a_bad_event_log_body_is_a_400_naming_the_field(answers):
     *_, refusals, _ = answers
-    payments, profile, other_customer, no_time, unseen_type, model = refusals
-    for answer in (payments, profile, other_customer, no_time):
+    payments, profile, other_customer, no_time, unseen_type, huge, model = refusals
+    for answer in (payments, profile, other_customer, no_time, huge):
         assert answer["status"] == 400, answer
     assert ("payments",) in _locations(payments)
     assert ("customer", "tier") in _locations(profile)
     assert ("events", 0, "customer_id") in _locations(other_customer)
     assert ("events", 0, "event_time") in _locations(no_time)
+    assert ("events", 0, "seconds") in _locations(huge)
     assert unseen_type["status"] == 200, "a type outside the vocabulary counts as other"
     assert model["json"]["event_features"]["measures"] == ["seconds"]
 

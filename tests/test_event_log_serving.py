@@ -257,6 +257,9 @@ def test_the_request_model_follows_the_card(log, request_model):
         ({"events": [{"event_type": "Next Song"}]}, ("events", 0, "event_time")),
         ({"events": [{"event_time": "2024-01-01", "length": "long"}]}, ("events", 0, "length")),
         ({"events": [{"event_time": "2024-01-01", "amount": 1.0}]}, ("events", 0, "amount")),
+        ({"events": [{"event_time": "2024-01-01", "length": 9.3e15}]}, ("events", 0, "length")),
+        ({"events": [{"event_time": "2024-01-01", "length": -1e300}]}, ("events", 0, "length")),
+        ({"events": [{"event_time": "2205-01-01"}]}, ("events", 0, "event_time")),
         ({"payments": []}, ("payments",)),
     ],
 )
@@ -265,6 +268,21 @@ def test_bad_values_are_refused_with_the_field_named(request_model, change, loca
     with pytest.raises(pydantic.ValidationError) as error:
         request_model.model_validate_json(json.dumps(body | change))
     assert any(tuple(e["loc"][: len(location)]) == location for e in error.value.errors())
+
+
+def test_measures_up_to_the_staging_bound_compute_without_overflow(log, request_model):
+    """1e15 (staging's bound, per value) over 100,000 events still fits the feature SQL's
+    integer sums; 9.3e15 used to overflow them (a 500) and is now refused by the request."""
+    online = OnlineFeatures(plan_for_card(log.card))
+    try:
+        row = max(log.offline, key=lambda r: r["events_90d"])
+        body = log.body(row["customer_id"], row["observation_date"])
+        body["events"] = [e | {"length": 1e15} for e in body["events"]]
+        body["events"] = (body["events"] * 100_000)[:100_000]
+        computed = _online(online, request_model, body)
+    finally:
+        online.close()
+    assert computed["length_mean_7d"] in (None, 1e15)
 
 
 def test_five_table_and_flat_models_keep_their_paths(log):

@@ -26,8 +26,9 @@ from churn.ingest import flat
 from churn.ingest.landing import (
     SourceFileError,
     create_empty_raw,
-    file_columns,
+    file_types,
     land_flat,
+    landed_value,
     plain_path,
     read_expression,
 )
@@ -39,6 +40,19 @@ from churn.ingest.staging import (
     Violation,
     split_rows,
     stage_table,
+    text_column,
+)
+from churn.ingest.values import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    MAX_TEXT_LENGTH,
+    OFFSET_PATTERN,
+    in_calendar,
+    is_json,
+    is_zoned,
+    json_text,
+    text_value,
+    typed_value,
 )
 from churn.sources.config import SourceConfig
 from churn.sql import quote_identifier, quote_literal
@@ -54,17 +68,34 @@ PROFILE_COLUMNS_TABLE = "profile_columns"
 
 # --- time formats -------------------------------------------------------------------------------
 
+AMBIGUOUS_MILLISECONDS = 1e10
+"""In a milliseconds column, a magnitude below this (before 1970-04-27 as milliseconds) is a
+seconds value (any time up to 2286) that slipped in: rejected, not read as 1970-01-21."""
+
+
+_TEXT_MARK = "\x00text\x00"
+
+
+def _template(sql: str) -> str:
+    """``sql`` (built over :data:`_TEXT_MARK`) as a ``str.format`` template over ``{text}``:
+    the offset pattern's ``{2}`` must survive the formatting."""
+    return sql.replace("{", "{{").replace("}", "}}").replace(_TEXT_MARK, "{text}")
+
 
 @dataclass(frozen=True)
 class TimeFormat:
     """How one time column is read: ``timestamp``, ``date``, ``epoch_seconds`` or
-    ``epoch_milliseconds``, and why that was decided."""
+    ``epoch_milliseconds``, and why that was decided (with how many values named their own UTC
+    offset and were converted to UTC: the staging metadata states both)."""
 
     kind: str
     reason: str
 
     def parse(self, *, as_date: bool = False) -> str:
-        """SQL over the trimmed text ``{text}``: the TIMESTAMP (or DATE), NULL if unparseable."""
+        """SQL over the trimmed text ``{text}``: the TIMESTAMP (or DATE) in UTC, NULL if it does
+        not parse. A text with an offset is converted to UTC whatever the session's time zone;
+        an epoch number is read up to the year 5138 (the calendar rule of staging then rejects
+        what lies outside 1900..2199, naming the value)."""
         number = "TRY_CAST({text} AS DOUBLE)"
         if self.kind == "epoch_seconds":
             micros = f"CASE WHEN abs({number}) < 1e11 THEN {number} * 1000000 END"
@@ -74,41 +105,70 @@ class TimeFormat:
             micros = None
         if micros is not None:
             value = f"make_timestamp(TRY_CAST({micros} AS BIGINT))"
-        elif self.kind == "date":
-            value = "CAST(TRY_CAST({text} AS DATE) AS TIMESTAMP)"
-        else:
-            value = "TRY_CAST({text} AS TIMESTAMP)"
+        else:  # a date is midnight; an offset moves the time to UTC (possibly to another day)
+            value = _template(typed_value(_TEXT_MARK, "TIMESTAMP"))
         return f"CAST({value} AS DATE)" if as_date else value
+
+    def misread(self, text: str) -> str | None:
+        """SQL TRUE for a value over the text ``text`` that parses but cannot be meant: a
+        seconds value in a milliseconds column; None when the format has no such value."""
+        if self.kind != "epoch_milliseconds":
+            return None
+        return f"abs(TRY_CAST({text} AS DOUBLE)) < {AMBIGUOUS_MILLISECONDS:.0f}"
 
 
 def detect_time_format(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> TimeFormat:
-    """Decide how ``column`` of ``relation`` (our landed table) encodes time, from its values."""
+    """Decide how ``column`` of ``relation`` (our landed table) encodes time, from its values.
+
+    Numbers are epoch seconds or milliseconds by their typical (median) magnitude; the values
+    that do not fit the calendar under that unit are counted here and rejected by staging, each
+    with a reason naming the column."""
     described = {
         name: str(kind).upper() for name, kind, *_ in con.execute(f"DESCRIBE {relation}").fetchall()
     }
     raw_type = described[column]
+    name = quote_identifier(column)
+    if is_zoned(raw_type):
+        present = con.execute(f"SELECT count({name}) FROM {relation}").fetchone()[0]
+        return TimeFormat("timestamp", f"typed {raw_type}{_converted(present)}")
     if raw_type.startswith("TIMESTAMP"):
         return TimeFormat("timestamp", f"typed {raw_type}")
     if raw_type == "DATE":
         return TimeFormat("date", "typed DATE")
-    text = f"nullif(trim(CAST({quote_identifier(column)} AS VARCHAR)), '')"
-    present, numbers, dates, magnitude = con.execute(
+    text = text_value(json_text(name) if is_json(raw_type) else name)
+    present, numbers, dates, offsets, magnitude = con.execute(
         f"""
         SELECT count({text}),
             count(*) FILTER (WHERE regexp_full_match({text}, '-?[0-9]+([.][0-9]+)?')),
             count(*) FILTER (WHERE regexp_full_match({text}, '[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}')),
+            count(*) FILTER (WHERE regexp_matches({text}, '{OFFSET_PATTERN}')),
             median(abs(TRY_CAST({text} AS DOUBLE)))
+              FILTER (WHERE regexp_full_match({text}, '-?[0-9]+([.][0-9]+)?'))
         FROM {relation}
         """
     ).fetchone()
     if present and numbers / present >= 0.5:
         kind = "epoch_milliseconds" if (magnitude or 0) >= 1e11 else "epoch_seconds"
-        return TimeFormat(
-            kind, f"{numbers / present:.0%} of values are numbers, median magnitude {magnitude:.3g}"
-        )
+        reason = f"{numbers / present:.0%} of values are numbers, median magnitude {magnitude:.3g}"
+        found = TimeFormat(kind, reason)
+        parsed = found.parse().format(text=text)
+        misread = found.misread(text) or "false"
+        rejected = con.execute(
+            f"SELECT count(*) FROM {relation} WHERE {text} IS NOT NULL AND "
+            f"({parsed} IS NULL OR NOT {in_calendar(parsed, 'TIMESTAMP')} OR {misread})"
+        ).fetchone()[0]
+        if rejected:
+            reason += f"; {rejected:,} not times in {EARLIEST_TIME}..{LATEST_TIME} as that unit"
+        return TimeFormat(kind, reason)
     if present and dates / present >= 0.5:
-        return TimeFormat("date", f"{dates / present:.0%} of values are dates YYYY-MM-DD")
-    return TimeFormat("timestamp", "text timestamps")
+        share = f"{dates / present:.0%} of values are dates YYYY-MM-DD"
+        return TimeFormat("date", share + _converted(offsets))
+    return TimeFormat("timestamp", "text timestamps" + _converted(offsets))
+
+
+def _converted(offsets: int) -> str:
+    """The metadata's note on times that named their UTC offset (none: nothing to say)."""
+    return f"; times with offsets converted to UTC: {offsets:,}" if offsets else ""
 
 
 # --- landing ------------------------------------------------------------------------------------
@@ -142,12 +202,12 @@ def _mapped_select(
     must exist)."""
     mapped = source.tables[table]
     path = path or mapped.path
-    present = set(file_columns(con, path))
+    present = file_types(con, path)
     selected = []
     for role in (*required, *optional):
         column = mapped.file_column(role)
         if column in present:
-            selected.append(f"{quote_identifier(column)} AS {role}")
+            selected.append(f"{landed_value(column, present[column])} AS {role}")
         elif role in required or role in mapped.columns:
             raise SourceFileError(
                 f"{path.name}: no column {column!r} (tables.{table}.columns.{role}); "
@@ -208,13 +268,13 @@ def _events_select(
             f"{path.name}: churn.cancellation_event needs an event type column "
             "(tables.events.columns.event_type)"
         )
-    present = set(file_columns(con, path))
+    present = file_types(con, path)
     event_id = events.file_column("event_id")
     for measure in events.measures:
         if measure not in present:
             raise SourceFileError(f"{path.name}: no column {measure!r} (tables.events.measures)")
     if event_id in present:
-        selected.append(f"{quote_identifier(event_id)} AS event_id")
+        selected.append(f"{landed_value(event_id, present[event_id])} AS event_id")
     elif "event_id" in events.columns:
         raise SourceFileError(f"{path.name}: no column {event_id!r} (tables.events.columns)")
     else:
@@ -235,7 +295,7 @@ def _events_select(
             f"{row} || '-' || CAST(row_number() OVER (PARTITION BY {row}) AS VARCHAR) AS event_id"
         )
     for measure, name in zip(events.measures, staged_measures(events.measures), strict=True):
-        selected.append(f"{quote_identifier(measure)} AS {name}")
+        selected.append(f"{landed_value(measure, present[measure])} AS {name}")
     return path, selected
 
 
@@ -302,6 +362,52 @@ def events_table(time: TimeFormat, measures: Sequence[str]) -> Table:
     )
 
 
+def _misread(column: str, time: TimeFormat) -> list[Violation]:
+    """A seconds value in a milliseconds column, rejected naming the column."""
+    text = text_column(column)
+    condition = time.misread(text)
+    if condition is None:
+        return []
+    return [
+        Violation(
+            "out_of_range",
+            f"{text} IS NOT NULL AND {condition}",
+            f"{quote_literal(column + '=')} || {text} || "
+            "' looks like epoch seconds in a column of epoch milliseconds'",
+        )
+    ]
+
+
+def _after(column: str, sql_type: str, limit: str, what: str) -> Violation:
+    """A time later than ``limit`` (SQL of a naive-UTC time or date): the future cannot have
+    happened, and one such row would move the data's end and label unmatured months."""
+    typed = quote_identifier(column)
+    return Violation(
+        "out_of_range",
+        f"{typed} > CAST({limit} AS {sql_type})",
+        f"{quote_literal(column + '=')} || CAST({typed} AS VARCHAR) || "
+        f"{quote_literal(' (UTC) is after ' + what + ' ')} || CAST(CAST({limit} AS {sql_type}) "
+        "AS VARCHAR)",
+    )
+
+
+def event_rules(time: TimeFormat) -> list[Violation]:
+    """What only an event log's events can break, on top of the schema: a time after the row
+    was loaded, a seconds value among milliseconds, an event type longer than the service
+    accepts (it would become a feature no request could send)."""
+    event_type = quote_identifier("event_type")
+    return [
+        *_misread("event_time", time),
+        _after("event_time", "TIMESTAMP", "timezone('UTC', _loaded_at)", "its load time"),
+        Violation(
+            "out_of_range",
+            f"length({event_type}) > {MAX_TEXT_LENGTH}",
+            f"'event_type is ' || CAST(length({event_type}) AS VARCHAR) || "
+            f"' characters, over the {MAX_TEXT_LENGTH} the service accepts'",
+        ),
+    ]
+
+
 def cancellations_table(time: TimeFormat) -> Table:
     return Table(
         name="cancellations",
@@ -323,13 +429,23 @@ def cancellations_table(time: TimeFormat) -> Table:
     )
 
 
+def cancellation_rules(time: TimeFormat) -> list[Violation]:
+    """A cancellation effective after today (UTC) is held back until its day comes: staged now
+    it would move the data's end into the future. Rejected with the reason, staged again by the
+    first staging on or after that day."""
+    return [
+        *_misread("cancel_date", time),
+        _after("cancel_date", "DATE", "timezone('UTC', now())", "today"),
+    ]
+
+
 def stage_events(
     con: duckdb.DuckDBPyConnection, source: SourceConfig, engine: Engine | None = None
 ) -> tuple[StagingResult, TimeFormat]:
     """``stg_events`` and its rejects from ``raw_events``, with the time format decided."""
     time = detect_time_format(con, "raw_events", "event_time")
     measures = staged_measures(source.tables["events"].measures)
-    return stage_table(con, events_table(time, measures), engine), time
+    return stage_table(con, events_table(time, measures), engine, event_rules(time)), time
 
 
 def stage_cancellations(
@@ -339,7 +455,8 @@ def stage_cancellations(
         _empty_staged(con, CANCELLATIONS)
         return _nothing(), None
     time = detect_time_format(con, "raw_cancellations", "cancel_date")
-    return stage_table(con, cancellations_table(time), engine), time
+    table = cancellations_table(time)
+    return stage_table(con, table, engine, cancellation_rules(time)), time
 
 
 def _nothing() -> StagingResult:
@@ -405,6 +522,14 @@ def stage_customers(
                 f"{text(signup)} IS NOT NULL AND {signup_value} IS NULL",
                 f"{quote_literal(f'{signup}=')} || {text(signup)} || "
                 f"{quote_literal(f' is not a valid {time.kind}')}",
+            )
+        )
+        violations.append(
+            Violation(
+                "out_of_range",
+                f"{signup_value} IS NOT NULL AND NOT {in_calendar(signup_value, 'DATE')}",
+                f"{quote_literal(f'{signup}=')} || {text(signup)} || "
+                f"{quote_literal(f' is outside {EARLIEST_TIME}..{LATEST_TIME}')}",
             )
         )
     violations += [flat.not_a_number(c.source) for c in profile if c.kind == "numeric"]

@@ -15,7 +15,7 @@ import duckdb
 
 from churn.ingest.schema import Table
 from churn.ingest.staging import raw_name
-from churn.ingest.values import converted
+from churn.ingest.values import converted, is_json, json_text
 from churn.sql import quote_identifier, quote_literal, quote_path
 
 SUPPORTED_SUFFIXES = (".parquet", ".csv")
@@ -89,7 +89,16 @@ run's, and the file is retried."""
 
 
 def file_types(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
-    """Each column of the file and the type DuckDB reads it as (all VARCHAR for a CSV)."""
+    """Each column of the file and the type DuckDB reads it as (all VARCHAR for a CSV).
+
+    A 0-byte file is refused as empty: DuckDB reads it as one column ``column0``, and the
+    user was told their file "has: column0"."""
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as error:
+        raise SourceFileError(f"{path.name}: cannot be read ({error})") from error
+    if empty:
+        raise SourceFileError(f"{path.name}: empty file (0 bytes)")
     try:
         return {
             row[0]: str(row[1])
@@ -101,6 +110,14 @@ def file_types(con: duckdb.DuckDBPyConnection, path: Path) -> dict[str, str]:
 
 def file_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
     return list(file_types(con, path))
+
+
+def landed_value(column: str, arrived_type: str) -> str:
+    """SQL of a file column as it lands: as it arrived, except a ``JSON`` column (DuckDB's type
+    for a JSON column whose values disagree, such as one number among string ids), which lands
+    as the text of each value: ``C15``, not ``"C15"`` (that never joined), and ``15``."""
+    name = quote_identifier(column)
+    return json_text(name) if is_json(arrived_type) else name
 
 
 def missing_columns(
@@ -223,13 +240,28 @@ def land_flat(con: duckdb.DuckDBPyConnection, path: Path) -> int:
                     f"pipeline writes next to yours ({', '.join(sorted(FLAT_RESERVED))}); "
                     "rename them in the file"
                 )
+            types = file_types(con, readable)
+            columns = ", ".join(
+                f"{landed_value(c, kind)} AS {quote_identifier(c)}" for c, kind in types.items()
+            )
             con.execute(
-                "CREATE OR REPLACE TABLE raw_customers AS SELECT *, now() AS _loaded_at, "
+                f"CREATE OR REPLACE TABLE raw_customers AS SELECT {columns}, now() AS _loaded_at, "
                 f"{source} AS _source_file FROM {read_expression(readable)}"
             )
     except DATA_ERRORS as error:
         raise SourceFileError(f"{path.name}: cannot be loaded ({error})") from error
     return con.execute("SELECT count(*) FROM raw_customers").fetchone()[0]
+
+
+def no_rows_warning(path: Path | None, rows: int) -> str | None:
+    """What to tell the user when a source file landed no rows (a CSV with only its header):
+    the run goes on, since an empty table is valid, but not silently."""
+    if path is None or rows:
+        return None
+    return (
+        f"{path.name}: 0 rows (the file has a header or schema and no rows); "
+        "everything downstream of this table will be empty"
+    )
 
 
 def create_empty_raw(con: duckdb.DuckDBPyConnection, table: Table) -> None:

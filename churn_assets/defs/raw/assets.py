@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 
 from churn.ingest.incoming import quarantine, table_for
-from churn.ingest.landing import SourceFileError
+from churn.ingest.landing import SourceFileError, no_rows_warning
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME
 from churn.ingest.sources import SOURCE_TABLE, record_source
 from churn.ingest.staging import raw_name
@@ -129,6 +129,8 @@ def raw_tables(
                 raise dg.Failure(description=str(error)) from error
             origin = path.name if path is not None else f"nothing ({source.absence_reason(table)})"
             context.log.info(f"{raw_name(table)}: {rows:,} rows from {origin}")
+            if (warning := no_rows_warning(path, rows)) is not None:
+                context.log.warning(f"{raw_name(table)}: {warning}")
             loaded.append((table, path, round(time.perf_counter() - started, 3)))
         _forget_other_source(con, context, source_name)
         record_source(con, source_name, source.config, source.observation_date)
