@@ -340,6 +340,36 @@ class Evaluation(_Block):
         return self
 
 
+def _auc_floor(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}")
+    try:
+        floor = float(value)
+    except ValueError:
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}") from None
+    if not 0 <= floor < 1:  # also refuses nan
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}")
+    return floor
+
+
+AucFloor = Annotated[
+    float,
+    PlainValidator(_auc_floor, json_schema_input_type=float),
+    Field(json_schema_extra={"minimum": 0, "exclusiveMaximum": 1}),
+]
+
+
+class ModelSettings(_Block):
+    """How the model is judged, for either shape."""
+
+    auc_floor: AucFloor | None = Field(
+        None,
+        description="The quality gate's floor on the winner's test AUC (default 0.65; "
+        "CHURN_AUC_FLOOR overrides it). Lower it for small data, knowing the model is weaker.",
+    )
+
+
+_MODEL = Field(None, description="How the model is judged: {auc_floor: 0.6}.")
 _NAME = Field(None, description="The source's name (default: the YAML file's folder).")
 
 
@@ -368,6 +398,7 @@ class FlatYaml(_Block):
     evaluation: Evaluation | None = Field(
         None, description="The split: cv_folds, validation_share, test_share, seed."
     )
+    model: ModelSettings | None = _MODEL
 
     @model_validator(mode="after")
     def _calendar_for_time_column(self) -> FlatYaml:
@@ -403,6 +434,7 @@ class FlatYaml(_Block):
             name=self.name or config_path.parent.name,
             observation=self.observation,
             flat=flat,
+            model=self.model or ModelSettings(),
         )
 
 
@@ -573,6 +605,7 @@ class EventsYaml(_Block):
         "cancellations table).",
     )
     features: Features | None = Field(None, description="Generated features: top_event_types.")
+    model: ModelSettings | None = _MODEL
 
     @model_validator(mode="after")
     def _churn_defined(self) -> EventsYaml:
@@ -596,6 +629,7 @@ class EventsYaml(_Block):
             tables={name: entry.mapped() for name, entry in entries.items() if entry is not None},
             churn=self.churn or ChurnConfig(),
             top_event_types=(self.features or Features()).top_event_types,
+            model=self.model or ModelSettings(),
         )
 
 
@@ -656,6 +690,7 @@ class SourceConfig(_Frozen):
     tables: Mapping[str, MappedTable] = Field(default_factory=dict)
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     top_event_types: int = DEFAULT_TOP_EVENT_TYPES
+    model: ModelSettings = Field(default_factory=ModelSettings)
 
     @property
     def is_event_log(self) -> bool:
