@@ -57,12 +57,15 @@ def free_space(path: Path) -> str:
     return f"{_size(usage.free)} free of {_size(usage.total)}"
 
 
-def disk_full(error: BaseException, path: Path, what: str) -> DiskFullError:
-    """The :class:`DiskFullError` for ``error`` raised while writing ``what`` at ``path``."""
+def disk_full(
+    error: BaseException, path: Path, what: str, placed_by: str = "CHURN_HOME"
+) -> DiskFullError:
+    """The :class:`DiskFullError` for ``error`` raised while writing ``what`` at ``path``;
+    ``placed_by`` names the setting that puts ``what`` there."""
     return DiskFullError(
         f"disk full: could not write {what} at {path} ({free_space(path)} on that device): "
-        f"free space there, or point CHURN_HOME (or the setting that places it) at a disk with "
-        f"room, then re-run. The writer said: {error}",
+        f"free space there, or point {placed_by} at a disk with room, then re-run. "
+        f"The writer said: {error}",
         Path(path),
     )
 
