@@ -34,6 +34,17 @@ IMMEDIATE, CHALLENGER_POLICY = "immediate", "challenger"
 PROMOTION_POLICIES = (IMMEDIATE, CHALLENGER_POLICY)
 """What a gated winner becomes (``churn.registry.policy`` explains each)."""
 ALERT_WEBHOOK_ENV = "CHURN_ALERT_WEBHOOK"
+AUC_FLOOR_ENV = "CHURN_AUC_FLOOR"
+DEFAULT_AUC_FLOOR = 0.65
+"""The quality gate's floor on the winner's test AUC unless the run, ``CHURN_AUC_FLOOR`` or the
+source config's ``model: {auc_floor: ...}`` says otherwise (:func:`resolve_auc_floor`)."""
+MONTHS_ENV = "CHURN_MONTHS"
+MAX_MONTHS = 240
+"""Twenty years of synthetic history: far more than any demo needs, and a bound that keeps a
+typo (``CHURN_MONTHS=100000``) from generating for hours or overflowing the calendar."""
+MATURED_MONTHS_TO_TRAIN = 4
+"""Matured observation months a time split needs: 1 train, 1 validation, 2 test (the defaults
+of the ``candidate_models`` config)."""
 DEFAULT_SPARK_DRIVER_MEMORY = "2g"
 
 
@@ -149,6 +160,9 @@ class Settings:
     """``CHURN_ALERT_WEBHOOK``: an http(s) URL that receives ``{"text": ...}`` when the gate
     refuses, drift fails or realized quality drops (:mod:`churn.monitoring.alerts`); empty: no
     alerts are posted."""
+    auc_floor: float | None = None
+    """``CHURN_AUC_FLOOR``: the gate's floor on test AUC; None: the source config's, else
+    :data:`DEFAULT_AUC_FLOOR` (:func:`resolve_auc_floor`)."""
 
     @property
     def warehouse_path(self) -> Path:
@@ -230,9 +244,63 @@ def promotion_policy(env: Mapping[str, str]) -> str:
     value = (env.get(PROMOTION_ENV) or IMMEDIATE).strip().lower()
     if value not in PROMOTION_POLICIES:
         raise ValueError(
-            f"{PROMOTION_ENV}={value!r}: expected one of {', '.join(PROMOTION_POLICIES)}"
+            f"{PROMOTION_ENV} must be one of {', '.join(PROMOTION_POLICIES)}, got {value!r}"
         )
     return value
+
+
+def minimum_months(burn_in_months: int, horizon_days: int) -> int:
+    """The fewest synthetic months that leave a model something to learn from: the burn-in,
+    the months the label horizon needs to mature, and :data:`MATURED_MONTHS_TO_TRAIN`."""
+    label_months = -(-horizon_days // 30)
+    return burn_in_months + label_months + MATURED_MONTHS_TO_TRAIN
+
+
+def synthetic_months(env: Mapping[str, str], burn_in_months: int, horizon_days: int) -> int:
+    """``CHURN_MONTHS`` for the synthetic source, between :func:`minimum_months` and
+    :data:`MAX_MONTHS`: too few used to fail deep in training ("time_split needs ..."), too
+    many to run for hours; either way now at load, naming the variable and the range."""
+    low = minimum_months(burn_in_months, horizon_days)
+    months = _int(env, MONTHS_ENV, SyntheticSize.months)
+    if not low <= months <= MAX_MONTHS:
+        raise ValueError(
+            f"{MONTHS_ENV} must be between {low} and {MAX_MONTHS} for the synthetic source "
+            f"({burn_in_months} burn-in months, {low - burn_in_months - MATURED_MONTHS_TO_TRAIN} "
+            f"for a {horizon_days}-day label to mature, {MATURED_MONTHS_TO_TRAIN} matured months "
+            f"to train, validate and test on), got {env.get(MONTHS_ENV)!r}"
+        )
+    return months
+
+
+def auc_floor(env: Mapping[str, str]) -> float | None:
+    """``CHURN_AUC_FLOOR``: a number in [0, 1) (0.5 is a coin toss), or None when unset."""
+    raw = (env.get(AUC_FLOOR_ENV) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value < 1.0:  # also refuses nan
+        raise ValueError(
+            f"{AUC_FLOOR_ENV} must be a number from 0 to below 1 (a test AUC), got {raw!r}"
+        )
+    return value
+
+
+def resolve_auc_floor(settings: Settings, run_value: float | None = None) -> tuple[float, str]:
+    """The gate's AUC floor and where it came from, first found: the run's config
+    (``model_evaluation``'s ``auc_floor``), ``CHURN_AUC_FLOOR``, the source config's
+    ``model.auc_floor``, the default :data:`DEFAULT_AUC_FLOOR`."""
+    if run_value is not None:
+        return run_value, "the run config of model_evaluation (auc_floor)"
+    if settings.auc_floor is not None:
+        return settings.auc_floor, AUC_FLOOR_ENV
+    model = getattr(settings.source_config, "model", None)
+    configured = getattr(model, "auc_floor", None)
+    if configured is not None:
+        return float(configured), f"model.auc_floor in {settings.source}"
+    return DEFAULT_AUC_FLOOR, "the default"
 
 
 def alert_webhook(env: Mapping[str, str]) -> str:
@@ -273,13 +341,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         start_date = date.fromisoformat(start_raw)
     except ValueError as error:
         raise ValueError(f"CHURN_START_DATE must be YYYY-MM-DD, got {start_raw!r}") from error
+    source = env.get("CHURN_SOURCE") or "synthetic"
+    horizon_days = _int(env, "CHURN_HORIZON_DAYS", 30)
+    months = (
+        synthetic_months(env, defaults.burn_in_months, horizon_days)
+        if source == "synthetic"
+        else _int(env, MONTHS_ENV, defaults.months)
+    )
     synthetic = SyntheticSize(
         customers=_int(env, "CHURN_CUSTOMERS", defaults.customers),
-        months=_int(env, "CHURN_MONTHS", defaults.months),
+        months=months,
         seed=_int(env, "CHURN_SEED", defaults.seed, minimum=0),
         start_date=start_date,
     )
-    source = env.get("CHURN_SOURCE") or "synthetic"
     source_config = None
     if source != "synthetic":
         from churn.sources.config import load_source
@@ -292,7 +366,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         home=churn_home(env),
         source=source,
         synthetic=synthetic,
-        horizon_days=_int(env, "CHURN_HORIZON_DAYS", 30),
+        horizon_days=horizon_days,
         warehouse=warehouse,
         source_config=source_config,
         incoming_check_max_bytes=_int(env, "CHURN_INCOMING_CHECK_MAX_BYTES", 50_000_000),
@@ -304,6 +378,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         alert_webhook=alert_webhook(env),
         bento_host=bento_host(env),
         log_level=log_level(env),
+        auc_floor=auc_floor(env),
     )
 
 

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 
 from churn import warehouse
+from churn.diskspace import disk_full, is_disk_full
 from churn.engine import Engine, EngineConfig
 from churn.settings import Settings
 
@@ -42,9 +43,16 @@ class WarehouseResource(dg.ConfigurableResource):
             on_wait=on_wait,
         )
         try:
-            yield con
-        finally:
-            con.close()
+            try:
+                yield con
+            finally:
+                con.close()  # a checkpoint at close can be the write that finds the disk full
+        except duckdb.Error as error:
+            if is_disk_full(error):  # say so and where, not only DuckDB's "IO Error"
+                raise disk_full(
+                    error, Path(self.path), "the warehouse", "CHURN_WAREHOUSE (or CHURN_HOME)"
+                ) from error
+            raise
 
 
 class ChurnHomeResource(dg.ConfigurableResource):

@@ -68,7 +68,7 @@ def _problems(folder: Path, text: str) -> list[str]:
         (
             FLAT + "evaluaton: {cv_folds: 5}\n",
             "source.yaml: unknown key(s) evaluaton (allowed: as_of, columns, economics, evaluation, "
-            "id_column, label, name, observation, shape, table, time_column)",
+            "id_column, label, model, name, observation, shape, table, time_column)",
         ),
         (
             EVENT_LOG.replace(

@@ -168,6 +168,24 @@ GATE_RULES = {
 """Every rule the gate can decide by, in the order it tries them (also shown in the model card)."""
 
 
+def floor_advice(floor_source: str, champion_tag: str | None, training_rows: int | None) -> str:
+    """What follows "below the floor": where the floor was set, the two places to set it
+    (``CHURN_AUC_FLOOR``, the source config's ``model: {auc_floor: ...}``), what to try, and
+    what happens to the scores."""
+    source = f" (set by {floor_source})" if floor_source else ""
+    learned = f" ({training_rows:,} training rows)" if training_rows is not None else ""
+    outcome = (
+        f"the champion {champion_tag} stays"
+        if champion_tag
+        else "there is no champion yet, so no scores until a model passes"
+    )
+    return (
+        f"{source}: too little signal to trust{learned}. Try more history (months) or more "
+        "customers, or lower the floor with CHURN_AUC_FLOOR or model: {auc_floor: ...} in the "
+        f"source config (0.5 is a coin toss); {outcome}"
+    )
+
+
 def decide(
     test_auc: float,
     *,
@@ -176,6 +194,8 @@ def decide(
     champion_tag: str | None = None,
     versus: ChampionComparison | None = None,
     same_data_window: Mapping[str, Any] | None = None,
+    floor_source: str = "",
+    training_rows: int | None = None,
 ) -> GateDecision:
     """The quality gate: nothing new to learn, leakage ceiling, absolute floor, then no
     regression against the champion on the same test rows.
@@ -189,6 +209,11 @@ def decide(
     interval of the AUC difference does not lie below 0) and (2) not below it on the point
     estimate. ``tolerance`` (default 0) relaxes only (2): a point estimate below the champion's
     by at most ``tolerance`` passes, and the reason says that this rule let it through.
+
+    ``floor_source`` says where ``auc_floor`` came from (:func:`churn.settings.resolve_auc_floor`)
+    and ``training_rows`` how much the model learned from: a refusal at the floor names both
+    ways to set it and what to try (:func:`floor_advice`), since on small data it is the first
+    failure a new user meets.
     """
     common: dict[str, Any] = {"test_auc": test_auc, "tolerance": tolerance}
     if versus is not None:
@@ -221,7 +246,8 @@ def decide(
         return GateDecision(
             False,
             "auc_floor",
-            f"test AUC {test_auc:.4f} is below the floor {auc_floor:.4f}",
+            f"test AUC {test_auc:.4f} is below the floor {auc_floor:.4f}"
+            + floor_advice(floor_source, champion_tag, training_rows),
             **common,
         )
     if versus is None:

@@ -73,6 +73,47 @@ class TrainingData:
 KEY_COLUMNS = ("customer_id", "observation_date")
 
 
+class LabelError(ValueError):
+    """The matured labels cannot train or judge a model: one class only, overall or in a block
+    of the split. Says which definition of churn to check instead of scikit-learn's "only one
+    class" (or LightGBM's) deep in the fit."""
+
+
+_CHECK_CHURN = (
+    "Check what churn means for this source: the churn: block of the source config "
+    "(inactive_days: N counts a customer with no event in the N days after a date; "
+    "cancellation_event: <type> or a cancellations table must match the data's own values), "
+    "or for a flat table its label: {column, positive}"
+)
+
+
+def check_label_classes(
+    labels: np.ndarray, parts: dict[str, np.ndarray], dates: Sequence[Any] = ()
+) -> None:
+    """Raise :class:`LabelError` unless the labels hold both classes, overall and in every
+    block (``parts``: block name -> row mask)."""
+    values = np.asarray(labels)
+    span = f" from {min(dates)} to {max(dates)}" if len(dates) else ""
+    if values.size == 0:
+        raise LabelError(f"no matured labelled rows{span} to train on. {_CHECK_CHURN}.")
+    churned = int(values.sum())
+    if churned in (0, values.size):
+        who = "nobody churns" if churned == 0 else "everybody churns"
+        raise LabelError(
+            f"{who}: all {values.size:,} matured rows{span} have {LABEL} = "
+            f"{int(churned > 0)}, and a model needs both outcomes. {_CHECK_CHURN}."
+        )
+    for name, mask in parts.items():
+        block = values[mask]
+        if block.size and int(block.sum()) in (0, block.size):
+            raise LabelError(
+                f"the {name} block ({block.size:,} rows) has only {LABEL} = "
+                f"{int(block[0])}, though {churned:,} of {values.size:,} matured rows churn: "
+                "use more months or more customers, so every block sees both outcomes. "
+                f"{_CHECK_CHURN}."
+            )
+
+
 def fingerprint(frame: pd.DataFrame, features: Sequence[str] = ()) -> str:
     """Content hash of the rows a model learns from and is tested on: their keys, the model's
     feature columns and the label, in key order.
@@ -122,6 +163,9 @@ def prepare(
     stratified row split. ``features`` are the declared model inputs; by default the event
     schema's :data:`churn.features.FEATURES`, for a flat source the ones inferred from its table.
     """
+    labels = frame[LABEL].to_numpy()
+    dates = sorted({_as_date(d) for d in frame["observation_date"]})
+    check_label_classes(labels, {}, dates)  # before the split, whose own error would hide it
     split: TimeSplit | StratifiedSplit
     if stratified is None:
         split = time_split(
@@ -149,6 +193,11 @@ def prepare(
             stratified.cv_folds,
         )
         train_mask, validation_mask, test_mask = split.masks(len(frame))
+    check_label_classes(
+        labels,
+        {"training": train_mask, "validation": validation_mask, "test": test_mask},
+        dates,
+    )
     if features is None:
         from churn.features import FEATURES
 

@@ -41,6 +41,11 @@ CANDIDATE_COLUMNS = {
     "fit_seconds": "DOUBLE",
 }
 """One row per candidate and training run, written by :func:`record_candidates`."""
+PASSED_GATE = "passed_gate"
+"""The winner's ``gate_decision`` between the gate and the save: :func:`record_saved` turns it
+into ``promoted`` in the same statement that sets ``model_tag``, so a run that fails in between
+(the save, the disk) never leaves a ``promoted`` row without a model tag."""
+PROMOTED = "promoted"
 HISTORY_COLUMNS = {
     "role": "VARCHAR",
     "promoted_at": "TIMESTAMPTZ",
@@ -83,8 +88,18 @@ def record_saved(con: duckdb.DuckDBPyConnection, run_id: str, saved: SavedWinner
     evidence = json.dumps({"event": f"saved as {saved.role}", "reason": saved.reason})
     con.execute(
         "UPDATE model_registry SET model_tag = ?, role = ?, promotion_evidence = ?, "
-        "promoted_at = CASE WHEN ? THEN now() END WHERE run_id = ? AND is_winner",
-        [saved.tag, saved.role, evidence, saved.role == CHAMPION, run_id],
+        "promoted_at = CASE WHEN ? THEN now() END, "
+        "gate_decision = CASE WHEN gate_decision = ? THEN ? ELSE gate_decision END "
+        "WHERE run_id = ? AND is_winner",
+        [
+            saved.tag,
+            saved.role,
+            evidence,
+            saved.role == CHAMPION,
+            PASSED_GATE,
+            PROMOTED,
+            run_id,
+        ],
     )
     _retire(con, saved.role, saved.tag)
 

@@ -538,6 +538,36 @@ class Evaluation(_Block):
         return self
 
 
+def _auc_floor(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}")
+    try:
+        floor = float(value)
+    except ValueError:
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}") from None
+    if not 0 <= floor < 1:  # also refuses nan
+        raise ValueError(f"must be a test AUC from 0 to below 1, got {value!r}")
+    return floor
+
+
+AucFloor = Annotated[
+    float,
+    PlainValidator(_auc_floor, json_schema_input_type=float),
+    Field(json_schema_extra={"minimum": 0, "exclusiveMaximum": 1}),
+]
+
+
+class ModelSettings(_Block):
+    """How the model is judged, for either shape."""
+
+    auc_floor: AucFloor | None = Field(
+        None,
+        description="The quality gate's floor on the winner's test AUC (default 0.65; "
+        "CHURN_AUC_FLOOR overrides it). Lower it for small data, knowing the model is weaker.",
+    )
+
+
+_MODEL = Field(None, description="How the model is judged: {auc_floor: 0.6}.")
 _NAME = Field(None, description="The source's name (default: the YAML file's folder).")
 
 
@@ -567,6 +597,7 @@ class FlatYaml(_Block):
         None, description="The split: cv_folds, validation_share, test_share, seed."
     )
     economics: EconomicsYaml | None = _ECONOMICS
+    model: ModelSettings | None = _MODEL
 
     @model_validator(mode="after")
     def _calendar_for_time_column(self) -> FlatYaml:
@@ -616,6 +647,7 @@ class FlatYaml(_Block):
             observation=self.observation,
             flat=flat,
             economics=(self.economics or EconomicsYaml()).config(),
+            model=self.model or ModelSettings(),
         )
 
 
@@ -787,6 +819,7 @@ class EventsYaml(_Block):
     )
     features: Features | None = Field(None, description="Generated features: top_event_types.")
     economics: EconomicsYaml | None = _ECONOMICS
+    model: ModelSettings | None = _MODEL
 
     @model_validator(mode="after")
     def _churn_defined(self) -> EventsYaml:
@@ -820,6 +853,7 @@ class EventsYaml(_Block):
             churn=self.churn or ChurnConfig(),
             top_event_types=(self.features or Features()).top_event_types,
             economics=(self.economics or EconomicsYaml()).config(),
+            model=self.model or ModelSettings(),
         )
 
 
@@ -881,6 +915,7 @@ class SourceConfig(_Frozen):
     churn: ChurnConfig = Field(default_factory=ChurnConfig)
     top_event_types: int = DEFAULT_TOP_EVENT_TYPES
     economics: EconomicsConfig = Field(default_factory=EconomicsConfig)
+    model: ModelSettings = Field(default_factory=ModelSettings)
 
     @property
     def is_event_log(self) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.modeling.card import json_safe, time_growing_fields
-from churn.settings import load_settings
+from churn.settings import load_settings, resolve_auc_floor
 from churn.sources.registry import resolve
 from churn.warehouse import transaction
 from churn_assets.alerting import alert_unless
@@ -77,8 +77,10 @@ class CandidateConfig(dg.Config):
 
 
 class EvaluationConfig(dg.Config):
-    auc_floor: float = 0.65
-    """The gate refuses a winner whose test AUC is below this."""
+    auc_floor: float | None = None
+    """The gate refuses a winner whose test AUC is below this. Unset: ``CHURN_AUC_FLOOR``, else
+    the source config's ``model: {auc_floor: ...}``, else 0.65
+    (:func:`churn.settings.resolve_auc_floor`)."""
     champion_tolerance: float = 0.0
     """Against a champion, the winner must not be significantly worse (paired bootstrap on the
     same test rows) and its AUC point estimate must not be below the champion's by more than
@@ -259,6 +261,8 @@ def _figure_tables(evaluation, data, models) -> dict[str, dg.MetadataValue]:
 
 
 def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
+    from churn.registry import history
+
     trained_at = datetime.now(UTC)
     rows = []
     for name, result in evaluation.results.items():
@@ -273,7 +277,11 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
                 result.test["roc_auc"],
                 json.dumps(result.test),
                 evaluation.oracle_auc,
-                ("promoted" if decision.promoted else "rejected") if is_winner else "not_selected",
+                # "promoted" only once champion_model saved it (history.record_saved): a run
+                # that fails in between leaves no promoted row without a model tag
+                (history.PASSED_GATE if decision.promoted else "rejected")
+                if is_winner
+                else "not_selected",
                 decision.reason if is_winner else f"{evaluation.winner} won on validation AUC",
                 json.dumps(data.window()),
                 data.fingerprint,
@@ -350,15 +358,18 @@ def model_evaluation(
     same_data = champion is not None and same_training_data(
         data.window(), data.fingerprint, champion.card
     )
+    auc_floor, floor_source = resolve_auc_floor(load_settings(), config.auc_floor)
     decision = decide(
         evaluation.winning.test["roc_auc"],
-        auc_floor=config.auc_floor,
+        auc_floor=auc_floor,
+        floor_source=floor_source,
+        training_rows=data.train.rows,
         tolerance=config.champion_tolerance,
         champion_tag=champion_tag,
         versus=versus,
         same_data_window=data.window() if same_data else None,
     )
-    context.log.info(f"quality gate: {decision.reason}")
+    (context.log.error if decision.blocks else context.log.info)(f"quality gate: {decision.reason}")
     alert_unless(
         not decision.blocks,
         context,
@@ -404,7 +415,7 @@ def model_evaluation(
             "evaluation": evaluation,
             "decision": decision,
             "gate_settings": {
-                "auc_floor": config.auc_floor,
+                "auc_floor": auc_floor,
                 "champion_tolerance": config.champion_tolerance,
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
@@ -540,7 +551,7 @@ def champion_model(
         policy=config.promotion.strip().lower() or settings.promotion,
     )
     context.log.info(f"saved {saved.tag} as {saved.role}: {saved.reason}")
-    with warehouse.connect(context) as con:
+    with warehouse.connect(context) as con, transaction(con):  # tag, role and retirements
         history.record_saved(con, context.run_id, saved)
     return dg.MaterializeResult(
         metadata={

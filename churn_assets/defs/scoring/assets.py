@@ -69,12 +69,11 @@ def customer_scores(
     from churn import registry
     from churn.scoring.batch import COLUMN_DESCRIPTIONS, score_frame
     from churn.scoring.contact import source_economics
-    from churn.scoring.export import export_scores
+    from churn.scoring.export import export_then_replace
     from churn.scoring.movement import COLUMN_DESCRIPTIONS as MOVEMENT_COLUMNS
     from churn.scoring.movement import add_previous_month, tier_changes
     from churn.scoring.scorer import Scorer
     from churn.scoring.unscored import counts as unscored_counts
-    from churn.scoring.unscored import unscored
     from churn.settings import load_settings
     from churn.warehouse import table_exists
 
@@ -116,16 +115,23 @@ def customer_scores(
         con.unregister("_scored_frame")
         where = _in_window(start, end)
         add_previous_month(con, "_new_scores", TABLE, where, table_exists(con, TABLE))
-        _drop_if_reshaped(con)
-        _replace_window(con, TABLE, "_new_scores", start, end)
+
+        def replace() -> None:
+            _drop_if_reshaped(con)
+            _replace_window(con, TABLE, "_new_scores", start, end)
+
+        # the export set is written before the table changes, renamed into place after it
+        exported = export_then_replace(
+            con, churn_home.folder(EXPORT_FOLDER), TABLE, "_new_scores", where, replace
+        )
         tiers = con.execute(
             f"SELECT CAST(observation_date AS VARCHAR), risk_tier, count(*), "
             f"sum(churn_label), avg(churn_probability) FROM {TABLE} WHERE {where} "
             "GROUP BY ALL ORDER BY 1, 2"
         ).fetchall()
-        newest = con.execute(f"SELECT max(observation_date) FROM {TABLE}").fetchone()[0]
-        if newest is None:  # nothing observed in the window nor before: nothing to export
+        if exported is None:  # nothing observed in the window nor before: nothing to export
             return dg.MaterializeResult(metadata={"dagster/row_count": 0})
+        newest, missing = exported.observation_date, exported.unscored
         contacts = con.execute(
             f"SELECT count_if(churn_label = 1 AND expected_value > 0), count_if(contact), "
             f"count_if(holdout) FROM {TABLE} WHERE observation_date = ?",
@@ -142,10 +148,6 @@ def customer_scores(
         ).fetchnumpy()["churn_probability"]
         moved = tier_changes(con, TABLE, newest)
         schema = column_schema(con, TABLE, COLUMN_DESCRIPTIONS | MOVEMENT_COLUMNS)
-        missing = unscored(con, newest, TABLE)
-        exported = export_scores(
-            con, churn_home.folder(EXPORT_FOLDER), newest, TABLE, unscored=missing
-        )
     context.log.info(f"exported {exported.rows:,} rows of {newest} to {exported.files}")
     from churn.modeling.plots import score_histogram
     from churn.scoring.contact import economics_rows
