@@ -557,9 +557,12 @@ def customers_table(sim: Simulation, idx: np.ndarray | None = None) -> pa.Table:
     )
 
 
-def cancellations_table(sim: Simulation, first_day: int = 0) -> pa.Table:
-    """Cancellations effective in ``[first_day, sim.days)``."""
-    idx = np.flatnonzero((sim.cancel_day >= first_day) & (sim.cancel_day < sim.days))
+def cancellations_table(
+    sim: Simulation, first_day: int = 0, end_day: int | None = None
+) -> pa.Table:
+    """Cancellations effective in ``[first_day, end_day)`` (default: to the window's end)."""
+    end_day = sim.days if end_day is None else end_day
+    idx = np.flatnonzero((sim.cancel_day >= first_day) & (sim.cancel_day < end_day))
     return pa.table(
         {
             "customer_id": pa.array(sim.pop.ids[idx], pa.string()),
