@@ -141,10 +141,12 @@ def read_contacts(path: Path, sim: Simulation) -> np.ndarray:
 
 
 def contact(sim: Simulation, day: int, idx: np.ndarray) -> pa.Table:
-    """Contact ``idx`` (those still active) on ``day``; return the true effect per customer."""
+    """Contact ``idx`` (those still active) on ``day``; return the true effect per customer:
+    the horizon's churn probability without this contact (an earlier one still running
+    counts) minus with it."""
     active = idx[sim.cancel_day[idx] > day]
+    untreated = sim.churn_probability(day, active)
     sim.treated_until[active] = day + CONTACT_DAYS
-    untreated = sim.churn_probability(day, active, treated=False)
     treated = sim.churn_probability(day, active)
     return pa.table(
         {
@@ -241,7 +243,10 @@ def advance(home: Path, contacts: Path | None = None, shift: Shift | None = None
     month = add_months(sim.config.start_date, world.months)
     following = add_months(month, 1)
     end_day = (following - sim.config.start_date).days
-    assert first_day == (month - sim.config.start_date).days, "state and calendar disagree"
+    if first_day != (month - sim.config.start_date).days:
+        raise state.StateError(
+            f"{truth_dir / state.STATE_META}: day {first_day} is not the first of {month}"
+        )
     effect = None
     if contacts is not None:
         effect = contact(sim, first_day, read_contacts(contacts, sim))

@@ -297,12 +297,9 @@ class Simulation:
         pop = self.pop
         return hazard.time_lp(day, pop.signup[idx], self.annual[idx], pop.anniversaries[idx])
 
-    def treatment_lp(self, day: int, idx: np.ndarray, *, treated: bool = True) -> np.ndarray:
+    def treatment_lp(self, day: int, idx: np.ndarray) -> np.ndarray:
         """The contact effect on the voluntary hazard while a contact lasts (0 for everyone in
-        a plain ``generate``: adding 0.0 leaves every hazard, hence every draw, unchanged).
-        ``treated=False`` is the counterfactual the oracle needs: the same day, no contact."""
-        if not treated:
-            return np.zeros(len(idx))
+        a plain ``generate``: adding 0.0 leaves every hazard, hence every draw, unchanged)."""
         active = day < self.treated_until[idx]
         return np.where(active, np.log(CONTACT_HAZARD_RATIO), 0.0)
 
@@ -412,15 +409,13 @@ class Simulation:
         idx = self.observed(day)
         return idx, self.churn_probability(day, idx)
 
-    def churn_probability(self, day: int, idx: np.ndarray, *, treated: bool = True) -> np.ndarray:
-        """The oracle for ``idx`` at ``day``; ``treated=False`` ignores any running contact."""
+    def churn_probability(self, day: int, idx: np.ndarray) -> np.ndarray:
+        """The oracle for ``idx`` at ``day``: the horizon's hazards integrated, state frozen."""
         lp = self.state_lp(idx)
         cumulative = np.zeros(len(idx))
         for decision_day in range(day, day + self.config.horizon_days):
             cumulative += hazard.daily_hazard(
-                lp
-                + self.time_lp(decision_day, idx)
-                + self.treatment_lp(decision_day, idx, treated=treated)
+                lp + self.time_lp(decision_day, idx) + self.treatment_lp(decision_day, idx)
             )
         p_voluntary = 1.0 - np.exp(-cumulative)
         p_involuntary = self._involuntary_risk(day, idx)
