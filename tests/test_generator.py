@@ -12,9 +12,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from churn.ingest.incoming import validate_file
 from churn.ingest.schema import RAW_TABLES, TABLES_BY_NAME, TRUTH_FILE
 from churn.synthetic import GeneratorConfig, generate, observation_dates
 from churn.synthetic.__main__ import main as cli_main
+from churn.synthetic.advance import CONTACT_EFFECT_FILE, Shift, advance
+from churn.synthetic.advance import main as advance_main
+from churn.synthetic.state import StateError
 
 SMALL = GeneratorConfig(customers=500, months=4, seed=7)
 MEDIUM = GeneratorConfig(customers=2_000, months=6, seed=11)
@@ -263,3 +267,99 @@ def test_cli_writes_raw_and_truth(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert truth.observation_date.min() == date(2024, 9, 1)
     assert "events" in out and str(tmp_path / "raw") in out
     assert "\r" in err and "100.0%" in err
+
+
+# ---- the month-by-month advance ------------------------------------------------------------
+
+
+def _advanced_world(root: Path, months: int = 2, **kwargs) -> list:
+    generate(SMALL, root / "raw", root / "truth")
+    return [advance(root, **kwargs) for _ in range(months)]
+
+
+def _incoming(root: Path, table: str) -> pd.DataFrame:
+    files = sorted((root / "incoming" / table).glob("*.parquet"))
+    return pd.concat([pd.read_parquet(path) for path in files], ignore_index=True)
+
+
+def test_advance_continues_the_world_month_by_month_deterministically(tmp_path: Path) -> None:
+    first = _advanced_world(tmp_path / "a")
+    _advanced_world(tmp_path / "b")
+    assert [r.month for r in first] == [date(2025, 5, 1), date(2025, 6, 1)]
+    assert [r.observation_date for r in first] == [date(2025, 6, 1), date(2025, 7, 1)]
+    for path in (tmp_path / "a" / "incoming").rglob("*.parquet"):
+        other = tmp_path / "b" / path.relative_to(tmp_path / "a")
+        assert pq.read_table(path).equals(pq.read_table(other)), path.name
+        assert validate_file(path).name == path.parent.name, "the sensor accepts it"
+    assert not list((tmp_path / "a" / "incoming").rglob("*.part"))
+    root = tmp_path / "a"
+    events = _incoming(root, "events")
+    assert _day(events.event_time).min() == pd.Timestamp("2025-05-01")
+    assert _day(events.event_time).max() == pd.Timestamp("2025-06-30")
+    raw_events = pq.read_table(root / "raw" / "events.parquet").to_pandas()
+    assert not set(events.event_id) & set(raw_events.event_id), "ids continue"
+    newcomers = _incoming(root, "customers")
+    assert len(newcomers) > 0 and not set(newcomers.customer_id) & set(
+        pq.read_table(root / "raw" / "customers.parquet").to_pandas().customer_id
+    )
+    truth = pq.read_table(root / "truth" / TRUTH_FILE).to_pandas()
+    assert str(truth.observation_date.max()) == "2025-07-01"
+    rates = truth.groupby("observation_date").true_churn_probability.mean()
+    assert rates.max() < 2 * rates.min(), "a stationary world stays stationary"
+
+
+def test_a_contact_lowers_the_voluntary_hazard_by_a_known_effect(tmp_path: Path) -> None:
+    generate(SMALL, tmp_path / "raw", tmp_path / "truth")
+    truth = pq.read_table(tmp_path / "truth" / TRUTH_FILE).to_pandas()
+    newest = truth[truth.observation_date == truth.observation_date.max()]
+    risky = newest.nlargest(60, "true_churn_probability")
+    scores = newest.assign(contact=newest.customer_id.isin(risky.customer_id))
+    scores[["customer_id", "contact"]].to_parquet(tmp_path / "scores.parquet")
+    result = advance(tmp_path, contacts=tmp_path / "scores.parquet")
+    effect = pq.read_table(tmp_path / "truth" / CONTACT_EFFECT_FILE).to_pandas()
+    assert result.contacted == len(effect) == 60
+    assert set(effect.customer_id) == set(risky.customer_id)
+    assert (effect.observation_date.astype(str) == "2025-05-01").all()
+    assert np.allclose(effect.true_effect, effect.p_untreated - effect.p_treated)
+    assert (effect.true_effect > 0).all()
+    assert np.allclose(
+        effect.p_untreated,
+        risky.set_index("customer_id").loc[effect.customer_id, "true_churn_probability"],
+    )
+    assert 0.02 < result.mean_true_effect < 0.15, "a few points of churn reduction"
+
+
+def test_contacts_and_state_errors_name_the_file_and_column(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match=r"state\.json: no saved generator state"):
+        advance(tmp_path)
+    generate(SMALL, tmp_path / "raw", tmp_path / "truth")
+    pd.DataFrame({"customer_id": ["C0000001"]}).to_csv(tmp_path / "list.csv", index=False)
+    with pytest.raises(ValueError, match=r"list\.csv: no 'contact' column"):
+        advance(tmp_path, contacts=tmp_path / "list.csv")
+    pd.DataFrame({"customer_id": ["X1"], "contact": [True]}).to_csv(tmp_path / "x.csv", index=False)
+    with pytest.raises(ValueError, match=r"x\.csv: 1 customer_id.*'X1'"):
+        advance(tmp_path, contacts=tmp_path / "x.csv")
+
+
+def test_a_usage_drop_removes_the_regions_events_and_nothing_else(tmp_path: Path) -> None:
+    _advanced_world(tmp_path / "plain", months=1)
+    _advanced_world(tmp_path / "drop", months=1, shift=Shift("usage_drop", pct=90.0))
+    customers = pq.read_table(tmp_path / "plain" / "raw" / "customers.parquet").to_pandas()
+    customers = pd.concat([customers, _incoming(tmp_path / "plain", "customers")])
+    north = set(customers.customer_id[customers.region == "north"])
+    plain, drop = _incoming(tmp_path / "plain", "events"), _incoming(tmp_path / "drop", "events")
+    in_north = plain.customer_id.isin(north)
+    assert drop.customer_id.isin(north).sum() < 0.2 * in_north.sum()
+    assert (~drop.customer_id.isin(north)).sum() == (~in_north).sum()
+    assert next((tmp_path / "drop" / "incoming" / "events").iterdir()).name == (
+        "events_2025-05_advance-usage_drop.parquet"
+    )
+
+
+def test_the_advance_cli_prints_the_files(tmp_path: Path, capsys) -> None:
+    generate(SMALL, tmp_path / "raw", tmp_path / "truth")
+    assert advance_main(["--home", str(tmp_path), "--shift", "price_rise", "--pct", "10"]) == 0
+    out, err = capsys.readouterr()
+    assert "customers_2025-05_advance-price_rise.parquet" in out
+    assert "the snapshot that sees it is 2025-06-01" in err
+    assert advance_main(["--home", str(tmp_path / "nowhere")]) == 2

@@ -33,7 +33,7 @@ from churn.ingest.schema import (
     TICKET_PRIORITIES,
     TRUTH_FILE,
 )
-from churn.synthetic import activity, hazard
+from churn.synthetic import activity, hazard, population
 from churn.synthetic.activity import EventRows, TicketRows
 from churn.synthetic.output import ChunkedParquet, coded, dates, fixed_width_ids, timestamps
 from churn.synthetic.output import write_table as write_parquet
@@ -56,6 +56,12 @@ NEVER = np.iinfo(np.int32).max
 BASE_TICKET_RATES = np.array([0.0006, 0.0012, 0.0006, 0.0, 0.0006])
 BILLING_TICKETS_PER_RECENT_FAILURE = 0.10
 TECHNICAL_ENGAGEMENT_SLOPE = -0.6
+# A retention contact (``advance --contacts``) multiplies the voluntary hazard by this for
+# CONTACT_DAYS from the first day of the month the list was made for. Involuntary churn (two
+# failed charges) is untouched: a call does not fix a card. Chosen so a contacted customer's
+# 30-day churn probability falls by a few points on average (see docs/synthetic-data.md).
+CONTACT_HAZARD_RATIO = 0.6
+CONTACT_DAYS = 90
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,18 @@ def observation_dates(config: GeneratorConfig) -> list[date]:
 
 def _day_index(config: GeneratorConfig, day: date) -> int:
     return (day - config.start_date).days
+
+
+def day_of_month(config: GeneratorConfig, days: int) -> np.ndarray:
+    """The calendar day of month of each day index in ``[0, days)`` (billing cycles)."""
+    return np.array([(config.start_date + timedelta(days=d)).day for d in range(days)])
+
+
+def month_starts(config: GeneratorConfig, months: int) -> np.ndarray:
+    """Day indices of the 1st of each month around a window of ``months`` (billing look-ahead)."""
+    first = date(config.start_date.year, config.start_date.month, 1)
+    count = months + config.horizon_days // 28 + 4
+    return np.array([_day_index(config, add_months(first, k)) for k in range(-1, count)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,19 +212,54 @@ class Simulation:
         self.fail_60d = np.zeros(n, dtype=np.int16)
         self.ticket_ring = np.zeros((TICKET_WINDOW, n), dtype=np.int8)
         self.tickets_30d = np.zeros(n, dtype=np.int16)
+        self.treated_until = np.full(n, -1, dtype=np.int32)
         self.epoch_day = (config.start_date - EPOCH).days
         self.epoch_us = self.epoch_day * activity.US_PER_DAY
-        self.day_of_month = np.array(
-            [(config.start_date + timedelta(days=d)).day for d in range(self.days)]
-        )
-        self.month_starts = self._month_starts()
+        self.day_of_month = day_of_month(config, self.days)
+        self.month_starts = month_starts(config, config.months)
         self.next_session = 0
 
-    def _month_starts(self) -> np.ndarray:
-        """Day indices of the 1st of each month around the window (for billing look-ahead)."""
-        first = date(self.config.start_date.year, self.config.start_date.month, 1)
-        count = self.config.months + self.config.horizon_days // 28 + 4
-        return np.array([_day_index(self.config, add_months(first, k)) for k in range(-1, count)])
+    # ---- a longer window (the month-by-month advance) ------------------------------------------
+
+    def extend(self, days: int, months: int, newcomers: Population) -> None:
+        """Run to day index ``days`` (``months`` calendar months after the start) with
+        ``newcomers`` joining: their latent state starts as a fresh draw's does."""
+        n = newcomers.size
+        static = hazard.static_terms(newcomers.price_ratio, newcomers.channel, newcomers.age)
+        noise = NOISE_SD * self.rng.standard_normal(n)
+        loglam = newcomers.loglam0 + noise
+        fresh = {
+            "static_lp": static.static_lp,
+            "price_lp": static.price_lp,
+            "annual": newcomers.annual,
+            "decay": np.zeros(n),
+            "noise": noise,
+            "shock": np.zeros(n),
+            "loglam": loglam,
+            "habit": loglam.copy(),
+            "cancel_day": np.full(n, NEVER, dtype=np.int32),
+            "churn_type": np.full(n, -1, dtype=np.int8),
+            "reason": np.full(n, -1, dtype=np.int8),
+            "retry_day": np.full(n, -1, dtype=np.int32),
+            "fail_60d": np.zeros(n, dtype=np.int16),
+            "tickets_30d": np.zeros(n, dtype=np.int16),
+            "treated_until": np.full(n, -1, dtype=np.int32),
+        }
+        for name, values in fresh.items():
+            setattr(self, name, np.concatenate([getattr(self, name), values]))
+        self.fail_ring = np.hstack([self.fail_ring, np.zeros((FAIL_WINDOW, n), np.int8)])
+        self.ticket_ring = np.hstack([self.ticket_ring, np.zeros((TICKET_WINDOW, n), np.int8)])
+        self.pop = population.combined(
+            self.pop, newcomers, self.config.start_date, self.config.horizon_days, days
+        )
+        self.days = days
+        self.day_of_month = day_of_month(self.config, days)
+        self.month_starts = month_starts(self.config, months)
+
+    def refresh_static(self) -> None:
+        """Recompute the constant hazard terms after a profile changed (a price rise)."""
+        static = hazard.static_terms(self.pop.price_ratio, self.pop.channel, self.pop.age)
+        self.static_lp, self.price_lp = static.static_lp, static.price_lp
 
     # ---- latent dynamics ---------------------------------------------------------------------
 
@@ -243,6 +296,12 @@ class Simulation:
     def time_lp(self, day: int, idx: np.ndarray) -> np.ndarray:
         pop = self.pop
         return hazard.time_lp(day, pop.signup[idx], self.annual[idx], pop.anniversaries[idx])
+
+    def treatment_lp(self, day: int, idx: np.ndarray) -> np.ndarray:
+        """The contact effect on the voluntary hazard while a contact lasts (0 for everyone in
+        a plain ``generate``: adding 0.0 leaves every hazard, hence every draw, unchanged)."""
+        active = day < self.treated_until[idx]
+        return np.where(active, np.log(CONTACT_HAZARD_RATIO), 0.0)
 
     # ---- one day -----------------------------------------------------------------------------
 
@@ -308,7 +367,7 @@ class Simulation:
         if day + 1 >= self.days:
             return None
         staying = alive[self.cancel_day[alive] > day + 1]
-        lp = self.state_lp(staying) + self.time_lp(day, staying)
+        lp = self.state_lp(staying) + self.time_lp(day, staying) + self.treatment_lp(day, staying)
         leaving = staying[self.rng.random(len(staying)) < hazard.daily_hazard(lp)]
         self.cancel_day[leaving] = day + 1
         self.churn_type[leaving] = CHURN_TYPES.index("voluntary")
@@ -341,17 +400,26 @@ class Simulation:
 
     # ---- oracle ------------------------------------------------------------------------------
 
+    def observed(self, day: int) -> np.ndarray:
+        """Customers active at observation date ``day`` (signed up before it, not yet gone)."""
+        return np.flatnonzero((self.pop.signup < day) & (self.cancel_day > day))
+
     def truth(self, day: int) -> tuple[np.ndarray, np.ndarray]:
         """P(cancel_date in (T, T+horizon]) for customers active at T, state frozen at T."""
-        pop = self.pop
-        idx = np.flatnonzero((pop.signup < day) & (self.cancel_day > day))
+        idx = self.observed(day)
+        return idx, self.churn_probability(day, idx)
+
+    def churn_probability(self, day: int, idx: np.ndarray) -> np.ndarray:
+        """The oracle for ``idx`` at ``day``: the horizon's hazards integrated, state frozen."""
         lp = self.state_lp(idx)
         cumulative = np.zeros(len(idx))
         for decision_day in range(day, day + self.config.horizon_days):
-            cumulative += hazard.daily_hazard(lp + self.time_lp(decision_day, idx))
+            cumulative += hazard.daily_hazard(
+                lp + self.time_lp(decision_day, idx) + self.treatment_lp(decision_day, idx)
+            )
         p_voluntary = 1.0 - np.exp(-cumulative)
         p_involuntary = self._involuntary_risk(day, idx)
-        return idx, 1.0 - (1.0 - p_voluntary) * (1.0 - p_involuntary)
+        return 1.0 - (1.0 - p_voluntary) * (1.0 - p_involuntary)
 
     def _involuntary_risk(self, day: int, idx: np.ndarray) -> np.ndarray:
         """A pending retry, or a billing date early enough for its retry to fail in time."""
@@ -372,6 +440,56 @@ class Simulation:
 # --------------------------------------------------------------------------------------------
 
 
+def events_table(rows: EventRows, customer_dict: pa.Array, first: int) -> pa.Table:
+    """Event rows as the raw events schema; ids numbered from ``first`` (globally unique)."""
+    ids = np.arange(first, first + len(rows.customer))
+    return pa.table(
+        [
+            fixed_width_ids("E", ids),
+            coded(rows.customer, customer_dict),
+            fixed_width_ids("S", rows.session),
+            timestamps(rows.time_us),
+            coded(rows.event_type, EVENT_TYPES),
+            pa.array(rows.duration, pa.float64()),
+        ],
+        schema=EVENTS_SCHEMA,
+    )
+
+
+def payments_table(
+    rows: PaymentRows, sim: Simulation, customer_dict: pa.Array, first: int
+) -> pa.Table:
+    """Payment rows at each customer's current fee and method."""
+    pop = sim.pop
+    ids = np.arange(first, first + len(rows.customer))
+    return pa.table(
+        [
+            fixed_width_ids("P", ids),
+            coded(rows.customer, customer_dict),
+            dates(sim.epoch_day + rows.day),
+            pa.array(pop.fee[rows.customer], pa.float64()),
+            coded(rows.failed.astype(np.int8), PAYMENT_STATUSES),
+            coded(pop.method[rows.customer], PAYMENT_METHODS),
+            pa.array(rows.attempt, pa.int32()),
+        ],
+        schema=PAYMENTS_SCHEMA,
+    )
+
+
+def tickets_table(rows: TicketRows, customer_dict: pa.Array, first: int) -> pa.Table:
+    ids = np.arange(first, first + len(rows.customer))
+    return pa.table(
+        [
+            fixed_width_ids("T", ids),
+            coded(rows.customer, customer_dict),
+            timestamps(rows.time_us),
+            coded(rows.kind, TICKET_CATEGORIES),
+            coded(rows.priority, TICKET_PRIORITIES),
+        ],
+        schema=TICKETS_SCHEMA,
+    )
+
+
 class Outputs:
     """Row-group writers for the big tables plus id counters that make ids globally unique."""
 
@@ -383,66 +501,27 @@ class Outputs:
         self.tickets = ChunkedParquet(raw_dir / "tickets.parquet", executor, TICKETS_SCHEMA)
         self.next_event = self.next_payment = self.next_ticket = 0
 
-    def _customers(self, idx: np.ndarray) -> pa.DictionaryArray:
-        return coded(idx, self.customer_dict)
-
     def write_events(self, rows: EventRows) -> None:
         first, self.next_event = self.next_event, self.next_event + len(rows.customer)
-
-        def build() -> pa.Table:
-            ids = np.arange(first, first + len(rows.customer))
-            return pa.table(
-                [
-                    fixed_width_ids("E", ids),
-                    self._customers(rows.customer),
-                    fixed_width_ids("S", rows.session),
-                    timestamps(rows.time_us),
-                    coded(rows.event_type, EVENT_TYPES),
-                    pa.array(rows.duration, pa.float64()),
-                ],
-                schema=EVENTS_SCHEMA,
-            )
-
-        self.events.append(build, len(rows.customer))
+        self.events.append(
+            lambda: events_table(rows, self.customer_dict, first), len(rows.customer)
+        )
 
     def write_payments(self, rows: PaymentRows) -> None:
         first, self.next_payment = self.next_payment, self.next_payment + len(rows.customer)
-        pop, epoch_day = self.sim.pop, self.sim.epoch_day
-
-        def build() -> pa.Table:
-            ids = np.arange(first, first + len(rows.customer))
-            return pa.table(
-                [
-                    fixed_width_ids("P", ids),
-                    self._customers(rows.customer),
-                    dates(epoch_day + rows.day),
-                    pa.array(pop.fee[rows.customer], pa.float64()),
-                    coded(rows.failed.astype(np.int8), PAYMENT_STATUSES),
-                    coded(pop.method[rows.customer], PAYMENT_METHODS),
-                    pa.array(rows.attempt, pa.int32()),
-                ],
-                schema=PAYMENTS_SCHEMA,
-            )
-
-        self.payments.append(build, len(rows.customer))
+        self.payments.append(
+            lambda: payments_table(rows, self.sim, self.customer_dict, first), len(rows.customer)
+        )
 
     def write_tickets(self, rows: TicketRows) -> None:
         first, self.next_ticket = self.next_ticket, self.next_ticket + len(rows.customer)
+        self.tickets.append(
+            lambda: tickets_table(rows, self.customer_dict, first), len(rows.customer)
+        )
 
-        def build() -> pa.Table:
-            ids = np.arange(first, first + len(rows.customer))
-            return pa.table(
-                [
-                    fixed_width_ids("T", ids),
-                    self._customers(rows.customer),
-                    timestamps(rows.time_us),
-                    coded(rows.kind, TICKET_CATEGORIES),
-                    coded(rows.priority, TICKET_PRIORITIES),
-                ],
-                schema=TICKETS_SCHEMA,
-            )
-
-        self.tickets.append(build, len(rows.customer))
+    def counters(self) -> dict[str, int]:
+        """The next free event, payment and ticket numbers: a later month continues them."""
+        return {"event": self.next_event, "payment": self.next_payment, "ticket": self.next_ticket}
 
     def close(self) -> dict[str, int]:
         for writer in (self.events, self.payments, self.tickets):
@@ -454,25 +533,31 @@ class Outputs:
         }
 
 
-def customers_table(sim: Simulation) -> pa.Table:
+def customers_table(sim: Simulation, idx: np.ndarray | None = None) -> pa.Table:
+    """Profiles of ``idx`` (default: everyone), as they are now (a fee may have risen)."""
     pop = sim.pop
+    idx = np.arange(pop.size) if idx is None else idx
     return pa.table(
         {
-            "customer_id": pa.array(pop.ids, pa.string()),
-            "signup_date": dates(sim.epoch_day + pop.signup),
-            "region": coded(pop.region, REGIONS),
-            "plan": coded(pop.plan, PLANS),
-            "monthly_fee": pa.array(pop.fee, pa.float64()),
-            "contract": coded(pop.contract, CONTRACTS),
-            "payment_method": coded(pop.method, PAYMENT_METHODS),
-            "age": pa.array(pop.age, pa.int32()),
-            "acquisition_channel": coded(pop.channel, CHANNELS),
+            "customer_id": pa.array(pop.ids[idx], pa.string()),
+            "signup_date": dates(sim.epoch_day + pop.signup[idx]),
+            "region": coded(pop.region[idx], REGIONS),
+            "plan": coded(pop.plan[idx], PLANS),
+            "monthly_fee": pa.array(pop.fee[idx], pa.float64()),
+            "contract": coded(pop.contract[idx], CONTRACTS),
+            "payment_method": coded(pop.method[idx], PAYMENT_METHODS),
+            "age": pa.array(pop.age[idx], pa.int32()),
+            "acquisition_channel": coded(pop.channel[idx], CHANNELS),
         }
     )
 
 
-def cancellations_table(sim: Simulation) -> pa.Table:
-    idx = np.flatnonzero(sim.cancel_day < sim.days)
+def cancellations_table(
+    sim: Simulation, first_day: int = 0, end_day: int | None = None
+) -> pa.Table:
+    """Cancellations effective in ``[first_day, end_day)`` (default: to the window's end)."""
+    end_day = sim.days if end_day is None else end_day
+    idx = np.flatnonzero((sim.cancel_day >= first_day) & (sim.cancel_day < end_day))
     return pa.table(
         {
             "customer_id": pa.array(sim.pop.ids[idx], pa.string()),
@@ -551,6 +636,9 @@ def generate(
             truth_parts.append((sim.days, *sim.truth(sim.days)))
         report("write", 0.0)
         rows = out.close()
+    from churn.synthetic import state
+
+    state.save(sim, out.counters(), truth_dir, months=config.months)
     customers = customers_table(sim)
     cancellations = cancellations_table(sim)
     truth = truth_table(sim, truth_parts)

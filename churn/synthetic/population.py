@@ -6,7 +6,7 @@ daily simulation only touches arrays and the hazard model can reuse precomputed 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from datetime import date
 
 import numpy as np
@@ -109,6 +109,15 @@ def draw_decay(
     return onset, end, rate
 
 
+def _day_of_month(start: date, signup: np.ndarray) -> np.ndarray:
+    """The calendar day of month of each signup (day indices from ``start``)."""
+    return (
+        np.datetime64(start, "D")
+        + signup.astype("m8[D]")
+        - (np.datetime64(start, "D") + signup.astype("m8[D]")).astype("M8[M]").astype("M8[D]")
+    ).astype(np.int64) + 1
+
+
 def renewal_anniversaries(
     start: date, signup: np.ndarray, horizon_days: int, window_days: int
 ) -> np.ndarray:
@@ -148,11 +157,7 @@ def draw_population(
     )
     stress = rng.lognormal(-0.5 * 0.45**2, 0.45, n)
     onset, end, rate = draw_decay(rng, signup, window_days)
-    signup_day_of_month = (
-        np.datetime64(start, "D")
-        + signup.astype("m8[D]")
-        - (np.datetime64(start, "D") + signup.astype("m8[D]")).astype("M8[M]").astype("M8[D]")
-    ).astype(np.int64) + 1
+    signup_day_of_month = _day_of_month(start, signup)
     return Population(
         ids=customer_ids(n),
         signup=signup,
@@ -173,3 +178,46 @@ def draw_population(
         bill_dom=np.minimum(signup_day_of_month, 28).astype(np.int8),
         anniversaries=renewal_anniversaries(start, signup, horizon_days, window_days),
     )
+
+
+NO_DECAY = np.iinfo(np.int32).max // 2
+"""``decay_onset`` of a customer whose usage has not started to decay (yet)."""
+
+
+def newcomers(
+    rng: np.random.Generator,
+    n: int,
+    start: date,
+    first_day: int,
+    end_day: int,
+    horizon_days: int,
+    first_number: int,
+) -> Population:
+    """``n`` customers signing up uniformly in ``[first_day, end_day)``, drawn like everyone
+    else (same plans, prices, engagement, payment risk); ids continue at ``first_number``.
+
+    Their decay onset is left open: the month-by-month advance draws it like everyone's."""
+    drawn = draw_population(rng, n, start, end_day, horizon_days)
+    signup = rng.integers(first_day, end_day, n, dtype=np.int32)
+    return replace(
+        drawn,
+        ids=np.array([f"C{i:07d}" for i in range(first_number, first_number + n)], dtype=object),
+        signup=signup,
+        decay_onset=np.full(n, NO_DECAY, dtype=np.int32),
+        bill_dom=np.minimum(_day_of_month(start, signup), 28).astype(np.int8),
+        anniversaries=renewal_anniversaries(start, signup, horizon_days, end_day),
+    )
+
+
+def combined(
+    old: Population, new: Population, start: date, horizon_days: int, days: int
+) -> Population:
+    """``old`` then ``new`` in one population, renewal anniversaries recomputed so they cover
+    ``days`` plus the horizon (a longer window needs later anniversaries)."""
+    merged = {
+        f.name: np.concatenate([getattr(old, f.name), getattr(new, f.name)])
+        for f in fields(Population)
+        if f.name != "anniversaries"
+    }
+    merged["anniversaries"] = renewal_anniversaries(start, merged["signup"], horizon_days, days)
+    return Population(**merged)
