@@ -251,9 +251,13 @@ def promotion_policy(env: Mapping[str, str]) -> str:
 
 def minimum_months(burn_in_months: int, horizon_days: int) -> int:
     """The fewest synthetic months that leave a model something to learn from: the burn-in,
-    the months the label horizon needs to mature, and :data:`MATURED_MONTHS_TO_TRAIN`."""
+    the months the label horizon needs to mature, and :data:`MATURED_MONTHS_TO_TRAIN`.
+
+    Observation dates run from the burn-in through the last month inclusive, and a date
+    matures once its horizon lies inside the data: ``months - label_months - burn_in + 1``
+    matured dates."""
     label_months = -(-horizon_days // 30)
-    return burn_in_months + label_months + MATURED_MONTHS_TO_TRAIN
+    return burn_in_months + label_months + MATURED_MONTHS_TO_TRAIN - 1
 
 
 def synthetic_months(env: Mapping[str, str], burn_in_months: int, horizon_days: int) -> int:
@@ -263,9 +267,10 @@ def synthetic_months(env: Mapping[str, str], burn_in_months: int, horizon_days: 
     low = minimum_months(burn_in_months, horizon_days)
     months = _int(env, MONTHS_ENV, SyntheticSize.months)
     if not low <= months <= MAX_MONTHS:
+        label_months = low - burn_in_months - MATURED_MONTHS_TO_TRAIN + 1
         raise ValueError(
             f"{MONTHS_ENV} must be between {low} and {MAX_MONTHS} for the synthetic source "
-            f"({burn_in_months} burn-in months, {low - burn_in_months - MATURED_MONTHS_TO_TRAIN} "
+            f"({burn_in_months} burn-in months, {label_months} "
             f"for a {horizon_days}-day label to mature, {MATURED_MONTHS_TO_TRAIN} matured months "
             f"to train, validate and test on), got {env.get(MONTHS_ENV)!r}"
         )

@@ -1,5 +1,7 @@
 """Materialize the real asset graph in-process into a given CHURN_HOME."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -127,3 +129,32 @@ def materialize_graph(
         run_config=run_config,
     )
     return GraphRun(home=home, result=result)
+
+
+@contextmanager
+def own_bentoml_store(store: Path) -> Iterator[Path]:
+    """Point this process's BentoML model and Bento stores at ``store`` (and ``BENTOML_HOME``),
+    so a test with its own source never meets the session's champion: a store holds one
+    source's models (``SourceMismatchError`` otherwise). BentoML resolves its stores once per
+    process, hence the container patch (a test-only use of its internals)."""
+    import os
+
+    from bentoml._internal.bento import BentoStore
+    from bentoml._internal.configuration.containers import BentoMLContainer
+    from bentoml._internal.models import ModelStore
+
+    for folder in (store / "models", store / "bentos"):
+        folder.mkdir(parents=True, exist_ok=True)
+    previous = os.environ.get("BENTOML_HOME")
+    os.environ["BENTOML_HOME"] = str(store)
+    try:
+        with (
+            BentoMLContainer.model_store.patch(ModelStore(str(store / "models"))),
+            BentoMLContainer.bento_store.patch(BentoStore(str(store / "bentos"))),
+        ):
+            yield store
+    finally:
+        if previous is None:
+            os.environ.pop("BENTOML_HOME", None)
+        else:
+            os.environ["BENTOML_HOME"] = previous

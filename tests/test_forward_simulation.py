@@ -52,7 +52,7 @@ from churn_assets.partitions import (
     calendar_keys,
 )
 from churn_assets.resources import ChurnHomeResource, EngineResource, WarehouseResource
-from tests.graph import materialize_graph
+from tests.graph import materialize_graph, own_bentoml_store
 
 pytestmark = pytest.mark.slow
 
@@ -70,24 +70,13 @@ DROP = Shift("usage_drop", region="north", pct=90.0)
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh CHURN_HOME for this world; this process's BentoML stores point into it."""
-    from bentoml._internal.bento import BentoStore
-    from bentoml._internal.configuration.containers import BentoMLContainer
-    from bentoml._internal.models import ModelStore
-
     home = tmp_path / "home"
-    store = home / "bentoml"
-    for folder in (store / "models", store / "bentos"):
-        folder.mkdir(parents=True)
     for name, value in WORLD.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("CHURN_HOME", str(home))
-    monkeypatch.setenv("BENTOML_HOME", str(store))
     monkeypatch.setenv("CHURN_TODAY", FIRST_MONTH_IN_PROGRESS.isoformat())
     monkeypatch.delenv("CHURN_ALERT_WEBHOOK", raising=False)
-    with (
-        BentoMLContainer.model_store.patch(ModelStore(str(store / "models"))),
-        BentoMLContainer.bento_store.patch(BentoStore(str(store / "bentos"))),
-    ):
+    with own_bentoml_store(home / "bentoml"):
         yield home
 
 
@@ -322,3 +311,32 @@ def test_the_world_advances_month_by_month(home: Path, monkeypatch: pytest.Monke
     for month in months[:STATIONARY_MONTHS]:
         assert month.drift_passed, story
     assert not months[-1].drift_passed, story
+    _the_measured_contact_effect_covers_the_true_one(home, story)
+
+
+def _the_measured_contact_effect_covers_the_true_one(home: Path, story: str) -> None:
+    """Every list held out a control group, and the generator lowered the contacted customers'
+    churn by a known amount: once labels matured, the realized effect (contacted minus held-out
+    churn rate) and its 95% interval must cover minus the mean true effect of those months.
+    The control group is 10% of a small list, so the interval is wide: this checks the
+    estimator's honesty (no bias that excludes the truth), not its power."""
+    import pandas as pd
+
+    from churn.monitoring.performance import realized_effect
+
+    with duckdb.connect(str(home / "warehouse.duckdb"), read_only=True) as con:
+        effects = {e.observation_date: e for e in realized_effect(con)}
+    truth = pd.read_parquet(home / "truth" / "contact_effect.parquet")
+    truth["observation_date"] = pd.to_datetime(truth["observation_date"]).dt.date.astype(str)
+    measured = [day for day in effects if day != "all" and effects[day].held_out > 0]
+    assert measured, f"no matured month with a control group\n{story}"
+    truth = truth[truth["observation_date"].isin([d for d in effects if d != "all"])]
+    assert len(truth) > 0, "the generator applied the contact effect to the contacted"
+    pooled = effects["all"] if len(measured) > 1 and "all" in effects else effects[measured[0]]
+    true_difference = -float(truth["true_effect"].mean())
+    assert pooled.ci_low is not None and pooled.ci_high is not None
+    assert pooled.ci_low <= true_difference <= pooled.ci_high, (
+        f"measured {pooled.difference:+.3f} [{pooled.ci_low:+.3f}, {pooled.ci_high:+.3f}] "
+        f"over {pooled.contacted} contacted / {pooled.held_out} held out; "
+        f"true {true_difference:+.3f}\n{story}"
+    )

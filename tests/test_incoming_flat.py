@@ -31,7 +31,7 @@ from churn_assets.defs.features.sensors import new_month_sensor
 from churn_assets.defs.raw.sensors import incoming_files_sensor
 from churn_assets.partitions import PARTITION_RANGE_END_TAG, calendar_keys
 from tests.byod_support import REPO
-from tests.graph import LAND, materialize_graph
+from tests.graph import LAND, materialize_graph, own_bentoml_store
 
 FLAT_EXAMPLE = REPO / "examples" / "flat"
 
@@ -163,7 +163,7 @@ def test_a_flat_table_grows_a_month_through_the_incoming_sensor_and_is_scored(
     monkeypatch.setenv("CHURN_HOME", str(home))
     monkeypatch.setenv("CHURN_TODAY", "2026-11-10")
     table = _table(source)
-    with dg.instance_for_test() as instance:
+    with own_bentoml_store(home / "bentoml"), dg.instance_for_test() as instance:
         assert materialize_graph(home, "*", instance=instance).result.success
         assert calendar_keys(instance) == ["2026-11-01"]
 

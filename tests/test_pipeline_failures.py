@@ -31,9 +31,9 @@ MODEL_STAGE = "candidate_models,model_evaluation,champion_model"
 @pytest.mark.parametrize(
     ("env", "expected"),
     [
-        ({"CHURN_MONTHS": "100000"}, f"CHURN_MONTHS must be between 8 and {MAX_MONTHS}"),
-        ({"CHURN_MONTHS": "5"}, "CHURN_MONTHS must be between 8 and"),
-        ({"CHURN_MONTHS": "9", "CHURN_HORIZON_DAYS": "90"}, "CHURN_MONTHS must be between 10"),
+        ({"CHURN_MONTHS": "100000"}, f"CHURN_MONTHS must be between 7 and {MAX_MONTHS}"),
+        ({"CHURN_MONTHS": "5"}, "CHURN_MONTHS must be between 7 and"),
+        ({"CHURN_MONTHS": "8", "CHURN_HORIZON_DAYS": "90"}, "CHURN_MONTHS must be between 9"),
         ({"CHURN_PROMOTION": "xyz"}, "CHURN_PROMOTION must be one of immediate, challenger"),
         ({"CHURN_AUC_FLOOR": "abc"}, "CHURN_AUC_FLOOR must be a number from 0 to below 1"),
         ({"CHURN_AUC_FLOOR": "1.5"}, "CHURN_AUC_FLOOR must be a number from 0 to below 1"),
