@@ -335,6 +335,11 @@ def _the_measured_contact_effect_covers_the_true_one(home: Path, story: str) -> 
     pooled = effects["all"] if len(measured) > 1 and "all" in effects else effects[measured[0]]
     true_difference = -float(truth["true_effect"].mean())
     assert pooled.ci_low is not None and pooled.ci_high is not None
+    sys.stderr.write(
+        f"contact effect: measured {pooled.difference:+.3f} [{pooled.ci_low:+.3f}, "
+        f"{pooled.ci_high:+.3f}] over {pooled.contacted} contacted / {pooled.held_out} held out; "
+        f"true {true_difference:+.3f}\n"
+    )
     assert pooled.ci_low <= true_difference <= pooled.ci_high, (
         f"measured {pooled.difference:+.3f} [{pooled.ci_low:+.3f}, {pooled.ci_high:+.3f}] "
         f"over {pooled.contacted} contacted / {pooled.held_out} held out; "
