@@ -184,6 +184,7 @@ def candidate_models(
             "data": data,
             "models": models,
             "card_fields": source.card_fields() | time_growing_fields(source.features),
+            "label_days": source.label_days,
         },
         metadata=metadata,
     )
@@ -330,6 +331,8 @@ def model_evaluation(
         truth,
         _economics(source_economics(load_settings()), config),
     )
+    # Time to churn and customer value: fitted here, set on the winner (saved with it).
+    survival_card = _survival(context, data, models, evaluation.winner, candidate_models)
     try:  # a champion of another source is never the yardstick (one home, one world)
         champion = registry.champion_for_source(load_settings().source)
     except registry.SourceMismatchError as error:
@@ -392,6 +395,7 @@ def model_evaluation(
         metadata["baseline_recency_auc"] = recency_auc
         metadata["auc_over_recency"] = evaluation.winning.test["roc_auc"] - recency_auc
     metadata |= _figure_tables(evaluation, data, models)
+    metadata |= _survival_metadata(survival_card)
     metadata |= {
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
     }
@@ -409,7 +413,7 @@ def model_evaluation(
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
             },
-            "card_fields": candidate_models.get("card_fields", {}),
+            "card_fields": candidate_models.get("card_fields", {}) | {"survival": survival_card},
         },
         metadata=metadata,
     )
@@ -421,6 +425,44 @@ def model_evaluation(
         description=decision.reason,
         metadata={k: v for k, v in asdict(decision).items() if v is not None},
     )
+
+
+def _survival(context, data, models, winner: str, candidate_models: dict) -> dict:
+    """Fit the survival model (:mod:`churn.modeling.survival`) on a time split and set it on
+    the winner; its card section either way (a flat source: why there is none)."""
+    from churn.modeling.survival import FLAT_REASON, fit_survival
+
+    if data.window()["kind"] != "time":
+        context.log.info(f"survival: {FLAT_REASON}")
+        return {"skipped": FLAT_REASON}
+    label_days = candidate_models.get("label_days", load_settings().horizon_days)
+    survival = fit_survival(data, models["lightgbm"], label_days)
+    models[winner].survival = survival
+    context.log.info(f"survival: {survival.metrics}")
+    return survival.card()
+
+
+def _survival_metadata(card: dict) -> dict[str, dg.MetadataValue | float | str]:
+    """The survival metrics beside the Cox baseline, as model_evaluation shows them."""
+    if "skipped" in card:
+        return {"survival": card["skipped"]}
+    metrics = card["metrics"]
+    if "survival_c_index" not in metrics:
+        return {"survival": metrics.get("not_evaluated", "not evaluated")}
+    cox = metrics["cox_baseline"]
+    rows = [
+        ("hazard model", metrics["survival_c_index"], metrics["integrated_brier"]),
+        ("lifelines CoxPH (baseline)", cox.get("c_index"), cox.get("integrated_brier")),
+    ]
+    return {
+        "survival_c_index": metrics["survival_c_index"],
+        "survival_integrated_brier": metrics["integrated_brier"],
+        "survival_vs_cox": table_value(["model", "c_index", "integrated_brier"], rows),
+        "survival_baseline_note": cox.get("error", "fitted"),
+        "survival_horizons": dg.MetadataValue.json(
+            {"kept": card["horizons"], "left_out": card["left_out"]}
+        ),
+    }
 
 
 def _gate_table(decision) -> dg.MetadataValue:

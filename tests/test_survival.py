@@ -1,0 +1,145 @@
+"""Time to churn and customer value (issue 26, items 1 and 2): the hazard model's survival curve,
+its evaluation beside lifelines' Cox model, and the columns it adds to ``customer_scores``.
+
+Unit tests train on the small real training set (``tests/small_data.py``); the graph tests read
+the session's materialized graph (real assets into a temp DuckDB, the champion in its store).
+"""
+
+from __future__ import annotations
+
+import itertools
+import pickle
+
+import duckdb
+import numpy as np
+import pytest
+
+from churn.features import FEATURE_NAMES
+from churn.modeling import LightGBMConfig, train_lightgbm
+from churn.modeling.survival import (
+    HORIZONS,
+    LIFETIME_CAP_MONTHS,
+    SURVIVAL_COLUMNS,
+    fit_survival,
+    follow_up,
+    survival_columns,
+    value_per_month,
+)
+from churn.modeling.training import Economics, prepare
+from tests.small_data import HORIZON_DAYS, training_frame
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    frame = training_frame(tmp_path_factory.mktemp("survival"))
+    data = prepare(
+        frame,
+        list(FEATURE_NAMES),
+        validation_months=1,
+        test_months=2,
+        horizon_days=HORIZON_DAYS,
+    )
+    hazard = train_lightgbm(
+        data.train.X, data.train.y, data.validation.X, data.validation.y, data.specs,
+        LightGBMConfig(),
+    )  # fmt: skip
+    return data, hazard, fit_survival(data, hazard, HORIZON_DAYS)
+
+
+def test_horizon_probabilities_never_decrease_and_lifetime_is_capped(trained):
+    data, _, survival = trained
+    columns = survival.predict(data.test.X, value_per_month=20.0)
+    kept = list(survival.horizons)
+    assert kept == [name for name in HORIZONS if name in kept]
+    for shorter, longer in itertools.pairwise(kept):
+        assert (columns[longer] >= columns[shorter]).all()
+    assert ((columns[kept[0]] >= 0) & (columns[kept[-1]] <= 1)).all()
+    lifetime = columns["expected_lifetime_months"]
+    assert ((lifetime > 0) & (lifetime <= LIFETIME_CAP_MONTHS)).all()
+    assert (columns["clv"] > 0).all() and (columns["clv"] < 20.0 * lifetime + 1e-9).all()
+
+
+def test_a_horizon_longer_than_the_matured_history_is_left_out_and_said(trained):
+    _, _, survival = trained
+    # the small world matures five months of history: 180 days cannot be checked
+    assert "p_churn_180d" not in survival.horizons
+    assert "fewer than the 6" in survival.left_out["p_churn_180d"]
+    assert survival.card()["left_out"] == survival.left_out
+
+
+def test_formulas_on_known_hazards():
+    columns = survival_columns(np.array([0.0, 0.1, 1.0]), HORIZONS, value_per_month=10.0)
+    assert columns["p_churn_30d"] == pytest.approx([0.0, 0.1, 1.0])
+    assert columns["p_churn_90d"] == pytest.approx([0.0, 1 - 0.9**3, 1.0])
+    assert columns["expected_lifetime_months"] == pytest.approx(
+        [60.0, sum(0.9**t for t in range(1, 61)), 0.0]
+    )
+    discount = 1.1 ** (-1 / 12)
+    assert columns["clv"][1] == pytest.approx(
+        10.0 * sum((0.9 * discount) ** t for t in range(1, 61))
+    )
+
+
+def test_value_per_month_is_a_year_of_the_configured_number_or_the_measures_months():
+    assert value_per_month(np.array([240.0]), Economics()) == pytest.approx([20.0])
+    measured = Economics(retained_value_measure="amount", retained_value_months=6)
+    assert value_per_month(np.array([120.0]), measured) == pytest.approx([20.0])
+
+
+def test_follow_up_reads_the_cohorts_later_rows(trained):
+    data, _, _ = trained
+    cohort, durations, events = follow_up(data.test.frame)
+    first = data.test.frame.loc[cohort]
+    churned_first = first["churned"].to_numpy() == 1
+    assert (durations[churned_first] == 1).all() and (events[churned_first] == 1).all()
+    assert set(np.unique(durations)) <= {1.0, 2.0}
+
+
+def test_c_index_beside_the_cox_baseline(trained):
+    _, _, survival = trained
+    metrics = survival.metrics
+    # the small world (1,200 customers, two test months) reaches about 0.75
+    assert metrics["survival_c_index"] >= 0.7
+    assert 0 < metrics["integrated_brier"] < 0.25
+    cox = metrics["cox_baseline"]
+    assert "error" in cox or cox["c_index"] > 0.5
+
+
+def test_survival_travels_inside_the_pickled_model(trained):
+    data, hazard, survival = trained
+    hazard.survival = survival
+    try:
+        loaded = pickle.loads(pickle.dumps(hazard))
+    finally:
+        del hazard.survival
+    assert loaded.survival.hazard is loaded  # one object, no second copy of the booster
+    np.testing.assert_allclose(
+        loaded.survival.predict(data.test.X)["p_churn_30d"], hazard.predict_proba(data.test.X)
+    )
+
+
+# --- the graph ----------------------------------------------------------------------------
+
+
+def test_every_score_row_has_clv_and_consistent_horizons(materialized):
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        scores = con.execute(
+            f"SELECT churn_probability, {', '.join(SURVIVAL_COLUMNS)} FROM customer_scores"
+        ).df()
+    assert len(scores) > 0
+    assert scores["clv"].notna().all() and (scores["clv"] > 0).all()
+    assert scores["expected_lifetime_months"].notna().all()
+    present = [name for name in HORIZONS if scores[name].notna().all()]
+    assert present[:1] == ["p_churn_30d"]
+    for shorter, longer in itertools.pairwise(present):
+        assert (scores[longer] >= scores[shorter]).all()
+
+
+def test_the_card_keeps_the_survival_metrics(materialized):
+    from churn import registry
+
+    card = registry.load_model().card
+    survival = card["survival"]
+    assert survival["metrics"]["survival_c_index"] > 0.5
+    assert "cox_baseline" in survival["metrics"]
+    assert set(survival["horizons"]) | set(survival["left_out"]) == set(HORIZONS)
