@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import pickle
+from dataclasses import replace
 
 import duckdb
 import numpy as np
@@ -20,10 +21,11 @@ from churn.modeling.survival import (
     HORIZONS,
     LIFETIME_CAP_MONTHS,
     SURVIVAL_COLUMNS,
+    ValueRule,
     fit_survival,
     follow_up,
     survival_columns,
-    value_per_month,
+    value_rule,
 )
 from churn.modeling.training import Economics, prepare
 from tests.small_data import HORIZON_DAYS, training_frame
@@ -48,7 +50,8 @@ def trained(tmp_path_factory):
 
 def test_horizon_probabilities_never_decrease_and_lifetime_is_capped(trained):
     data, _, survival = trained
-    columns = survival.predict(data.test.X, value_per_month=20.0)
+    survival = replace(survival, value=ValueRule(fallback=20.0))
+    columns = survival.predict(data.test.X)
     kept = list(survival.horizons)
     assert kept == [name for name in HORIZONS if name in kept]
     for shorter, longer in itertools.pairwise(kept):
@@ -80,10 +83,19 @@ def test_formulas_on_known_hazards():
     )
 
 
-def test_value_per_month_is_a_year_of_the_configured_number_or_the_measures_months():
-    assert value_per_month(np.array([240.0]), Economics()) == pytest.approx([20.0])
+def test_value_per_month_is_a_year_of_the_configured_number_or_the_measures_average(trained):
+    data, _, _ = trained
+    X = np.array([[np.nan] * len(data.specs)])
+    assert value_rule(Economics(), None, data.specs).monthly(X) == pytest.approx([20.0])
     measured = Economics(retained_value_measure="amount", retained_value_months=6)
-    assert value_per_month(np.array([120.0]), measured) == pytest.approx([20.0])
+    rule = value_rule(measured, None, data.specs)
+    assert data.specs[rule.feature_index].name == "amount_paid_90d"
+    X[0, rule.feature_index] = 90.0
+    assert rule.monthly(X) == pytest.approx([90.0 * (365.25 / 12) / 90])
+    X[0, rule.feature_index] = 0.0  # no value of their own: the configured number over months
+    assert rule.monthly(X) == pytest.approx([240.0 / 6])
+    with pytest.raises(ValueError, match=r"economics\.retained_value\.measure"):
+        value_rule(Economics(retained_value_measure="minutes"), None, data.specs)
 
 
 def test_follow_up_reads_the_cohorts_later_rows(trained):

@@ -38,9 +38,12 @@ import numpy as np
 from churn.modeling.metrics import auc
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import pandas as pd
 
     from churn.modeling.model import ChurnModel
+    from churn.modeling.spec import FeatureSpec
     from churn.modeling.training import Part, TrainingData
 
 DAYS_PER_PERIOD = 30
@@ -77,6 +80,8 @@ class SurvivalModel:
     left_out: dict[str, str] = field(default_factory=dict)
     """Horizon columns not reported, with the reason."""
     metrics: dict[str, Any] = field(default_factory=dict)
+    value: ValueRule | None = None
+    """Each customer's value per month for ``clv``; None: no ``clv``."""
 
     def monthly_hazard(self, X: np.ndarray) -> np.ndarray:
         """h per row: the hazard model's probability, brought to one month."""
@@ -85,12 +90,12 @@ class SurvivalModel:
             return p
         return 1.0 - (1.0 - p) ** (1.0 / self.period_months)
 
-    def predict(
-        self, X: np.ndarray, value_per_month: np.ndarray | float | None = None
-    ) -> dict[str, np.ndarray]:
-        """The survival columns of ``X``: the kept horizons, expected lifetime and, with a
-        ``value_per_month``, ``clv``."""
-        return survival_columns(self.monthly_hazard(X), self.horizons, value_per_month)
+    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The survival columns of the encoded rows ``X``: the kept horizons, expected lifetime
+        and, with a value rule, ``clv``."""
+        X = self.hazard._check(X)
+        monthly = self.value.monthly(X) if self.value is not None else None
+        return survival_columns(self.monthly_hazard(X), self.horizons, monthly)
 
     def card(self) -> dict[str, Any]:
         return {
@@ -102,6 +107,7 @@ class SurvivalModel:
             "lifetime_cap_months": LIFETIME_CAP_MONTHS,
             "annual_discount_rate": ANNUAL_DISCOUNT_RATE,
             "clv_formula": CLV_FORMULA,
+            "value_per_month": self.value.describe() if self.value is not None else None,
             "metrics": self.metrics,
         }
 
@@ -237,8 +243,9 @@ def cox_baseline(
     *,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """lifelines' penalized Cox model fitted on the train block's own follow-up and scored on
-    the same test cohort: the maintained-library baseline. Never raises: a fit that fails
+    """lifelines' penalized Cox model fitted on the train block's own follow-up (the customers
+    at risk at the first train date, followed through the train months) and scored on the
+    same test cohort: the maintained-library baseline. Never raises: a fit that fails
     (no convergence, singular matrix) is reported with its reason."""
     from lifelines import CoxPHFitter
     from lifelines.utils import concordance_index
@@ -294,7 +301,9 @@ def maturable_horizons(data: TrainingData, period_months: float) -> tuple[dict, 
     return kept, left_out
 
 
-def fit_survival(data: TrainingData, hazard: ChurnModel, label_days: int) -> SurvivalModel:
+def fit_survival(
+    data: TrainingData, hazard: ChurnModel, label_days: int, value: ValueRule | None = None
+) -> SurvivalModel:
     """The survival model of a time split, evaluated on the test block's first month.
 
     Evaluation: the customers at risk at the first test date are followed through the test
@@ -307,7 +316,7 @@ def fit_survival(data: TrainingData, hazard: ChurnModel, label_days: int) -> Sur
 
     period = max(label_days / DAYS_PER_PERIOD, 1.0)
     horizons, left_out = maturable_horizons(data, period)
-    model = SurvivalModel(hazard, period, horizons, left_out)
+    model = SurvivalModel(hazard, period, horizons, left_out, value=value)
     if label_days > 31:
         model.metrics = {
             "not_evaluated": f"a {label_days}-day label horizon overlaps the next monthly "
@@ -339,21 +348,58 @@ def fit_survival(data: TrainingData, hazard: ChurnModel, label_days: int) -> Sur
     return model
 
 
-def value_per_month(values: np.ndarray, economics: Any) -> np.ndarray:
-    """Each customer's monthly value for ``clv``: their ``retained_value`` (from
-    :func:`churn.scoring.contact.customer_values`) over the months it stands for, which are
-    ``retained_value_months`` when the value comes from a measure and a year for the configured
-    number."""
-    if economics.retained_value_measure is not None:
-        months = float(economics.retained_value_months or 1.0)
-    else:
-        months = 12.0
-    return np.asarray(values, dtype=np.float64) / months
+@dataclass(frozen=True)
+class ValueRule:
+    """Each customer's value per month for ``clv``, fixed with the model so batch scoring and
+    the service compute the same number from the same encoded row: ``retained_value`` over the
+    months it stands for (:func:`churn.scoring.contact.customer_values`), i.e. the measure's
+    monthly average when the economics take the value from a measure, else the configured
+    ``retained_value`` over a year."""
+
+    feature_index: int | None = None
+    """Column of the encoded row holding the measure; None: everyone is worth ``fallback``."""
+    factor: float = 1.0
+    """Turns the feature into a monthly average (a 90-day sum: 30.44 / 90)."""
+    fallback: float = 240.0 / 12
+    """Monthly value of a customer without one of their own (missing or not positive)."""
+    feature: str | None = None
+
+    def monthly(self, X: np.ndarray) -> np.ndarray:
+        if self.feature_index is None:
+            return np.full(X.shape[0], self.fallback)
+        values = X[:, self.feature_index] * self.factor
+        return np.where(np.isfinite(values) & (values > 0), values, self.fallback)
+
+    def describe(self) -> str:
+        if self.feature is None:
+            return f"the configured retained_value over 12 months: {self.fallback:g} a month"
+        return (
+            f"{self.feature} x {self.factor:.4g} (its monthly average); {self.fallback:g} a month "
+            "where a customer has none"
+        )
 
 
-def score_columns(
-    model: ChurnModel, X: np.ndarray, values: np.ndarray, economics: Any
-) -> dict[str, np.ndarray]:
+def value_rule(economics: Any, config: Any, specs: Sequence[FeatureSpec]) -> ValueRule:
+    """The :class:`ValueRule` of the source's economics (:class:`churn.modeling.training.
+    Economics`) over the model's features. A measure the features lack raises ``ValueError``
+    naming the key, as scoring does."""
+    from churn.scoring.contact import MEASURE_KEY, value_feature
+
+    names = [spec.name for spec in specs]
+    found = value_feature(economics, config, names)
+    if found is None:
+        return ValueRule(fallback=float(economics.retained_value) / 12.0)
+    column, factor = found
+    if column not in names:
+        raise ValueError(
+            f"{MEASURE_KEY}: {economics.retained_value_measure!r} has no feature {column!r} "
+            "(a numeric column of the source is needed)"
+        )
+    months = float(economics.retained_value_months or 1.0)
+    return ValueRule(names.index(column), factor, float(economics.retained_value) / months, column)
+
+
+def score_columns(model: ChurnModel, X: np.ndarray) -> dict[str, np.ndarray]:
     """The survival columns of the encoded rows ``X`` for the scores: NaN (NULL) throughout
     when ``model`` has no survival model (a flat source, a champion saved before it existed),
     and in a horizon the matured history could not check."""
@@ -361,5 +407,5 @@ def score_columns(
     survival = getattr(model, "survival", None)
     if survival is None:
         return {name: np.full(n, np.nan) for name in SURVIVAL_COLUMNS}
-    found = survival.predict(X, value_per_month(values, economics))
+    found = survival.predict(X)
     return {name: found.get(name, np.full(n, np.nan)) for name in SURVIVAL_COLUMNS}

@@ -332,7 +332,9 @@ def model_evaluation(
         _economics(source_economics(load_settings()), config),
     )
     # Time to churn and customer value: fitted here, set on the winner (saved with it).
-    survival_card = _survival(context, data, models, evaluation.winner, candidate_models)
+    survival_card = _survival(
+        context, data, models, evaluation.winner, candidate_models, evaluation.economics
+    )
     try:  # a champion of another source is never the yardstick (one home, one world)
         champion = registry.champion_for_source(load_settings().source)
     except registry.SourceMismatchError as error:
@@ -427,16 +429,22 @@ def model_evaluation(
     )
 
 
-def _survival(context, data, models, winner: str, candidate_models: dict) -> dict:
+def _survival(context, data, models, winner: str, candidate_models: dict, economics) -> dict:
     """Fit the survival model (:mod:`churn.modeling.survival`) on a time split and set it on
     the winner; its card section either way (a flat source: why there is none)."""
-    from churn.modeling.survival import FLAT_REASON, fit_survival
+    from churn.modeling.survival import FLAT_REASON, fit_survival, value_rule
 
     if data.window()["kind"] != "time":
         context.log.info(f"survival: {FLAT_REASON}")
         return {"skipped": FLAT_REASON}
-    label_days = candidate_models.get("label_days", load_settings().horizon_days)
-    survival = fit_survival(data, models["lightgbm"], label_days)
+    settings = load_settings()
+    label_days = candidate_models.get("label_days", settings.horizon_days)
+    try:
+        value = value_rule(economics, settings.source_config, data.specs)
+    except ValueError as error:  # customer_scores fails on it by its key; no clv until fixed
+        context.log.warning(f"survival: no clv, {error}")
+        value = None
+    survival = fit_survival(data, models["lightgbm"], label_days, value)
     models[winner].survival = survival
     context.log.info(f"survival: {survival.metrics}")
     return survival.card()
