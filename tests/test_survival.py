@@ -155,3 +155,43 @@ def test_the_card_keeps_the_survival_metrics(materialized):
     assert survival["metrics"]["survival_c_index"] > 0.5
     assert "cox_baseline" in survival["metrics"]
     assert set(survival["horizons"]) | set(survival["left_out"]) == set(HORIZONS)
+
+
+def test_the_score_object_carries_the_same_numbers_as_the_table(materialized):
+    """The service's score objects come from the same Scorer and the same pickled survival
+    model as customer_scores: the numbers agree, and the response model keeps them."""
+    from churn import registry
+    from churn.scoring.scorer import Scorer
+    from serving.schemas import Score
+
+    champion = registry.load_model()
+    scorer = Scorer(champion.model, champion.card, champion.version)
+    with duckdb.connect(str(materialized.warehouse), read_only=True) as con:
+        newest = con.execute("SELECT max(observation_date) FROM customer_scores").fetchone()[0]
+        features = con.execute(
+            "SELECT * FROM customer_features WHERE observation_date = ? ORDER BY customer_id "
+            "LIMIT 20",
+            [newest],
+        ).df()
+        stored = (
+            con.execute(
+                f"SELECT customer_id, {', '.join(SURVIVAL_COLUMNS)} FROM customer_scores "
+                "WHERE observation_date = ?",
+                [newest],
+            )
+            .df()
+            .set_index("customer_id")
+        )
+    records = features[scorer.feature_order].astype(object).to_dict("records")
+    records = [{k: (None if v != v else v) for k, v in r.items()} for r in records]
+    scored = scorer.score(features["customer_id"].tolist(), records).scores
+    for score in scored:
+        row = stored.loc[score["customer_id"]]
+        for name in SURVIVAL_COLUMNS:
+            if row[name] == row[name]:  # not NULL: a horizon the model reports
+                assert score[name] == pytest.approx(row[name], rel=1e-9), name
+            else:
+                assert name not in score
+        dumped = Score.model_validate(score).model_dump()
+        assert dumped["clv"] == pytest.approx(score["clv"])
+        assert "p_churn_180d" in dumped or "p_churn_180d" not in score
