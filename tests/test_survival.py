@@ -195,3 +195,21 @@ def test_the_score_object_carries_the_same_numbers_as_the_table(materialized):
         dumped = Score.model_validate(score).model_dump()
         assert dumped["clv"] == pytest.approx(score["clv"])
         assert "p_churn_180d" in dumped or "p_churn_180d" not in score
+
+
+@pytest.mark.slow
+def test_a_flat_source_trains_and_scores_without_survival():
+    """A flat table observed once has no time axis: the champion is trained and every row is
+    scored as before, the survival columns are NULL and the card says why."""
+    from churn.modeling.survival import FLAT_REASON
+    from tests.byod_support import run_example
+
+    run = run_example("flat")
+    (card,) = run.cards()
+    assert card["survival"] == {"skipped": FLAT_REASON}
+    with duckdb.connect(str(run.warehouse), read_only=True) as con:
+        scores = con.execute(
+            f"SELECT churn_probability, {', '.join(SURVIVAL_COLUMNS)} FROM customer_scores"
+        ).df()
+    assert len(scores) > 0 and scores["churn_probability"].notna().all()
+    assert scores[SURVIVAL_COLUMNS].isna().all().all()
