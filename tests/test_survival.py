@@ -213,3 +213,11 @@ def test_a_flat_source_trains_and_scores_without_survival():
         ).df()
     assert len(scores) > 0 and scores["churn_probability"].notna().all()
     assert scores[SURVIVAL_COLUMNS].isna().all().all()
+
+
+def test_a_test_cohort_without_churn_is_reported_not_evaluated(trained):
+    data, hazard, _ = trained
+    quiet = replace(data, test=replace(data.test, frame=data.test.frame.assign(churned=0)))
+    survival = fit_survival(quiet, hazard, HORIZON_DAYS)
+    assert "no pairs to compare" in survival.metrics["not_evaluated"]
+    assert survival.predict(data.test.X)["p_churn_30d"].shape == (data.test.rows,)

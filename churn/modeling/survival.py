@@ -325,6 +325,12 @@ def fit_survival(
         return model
     started = time.perf_counter()
     cohort, durations, events = follow_up(data.test.frame)
+    if not 0 < events.sum() < events.size:
+        model.metrics = {
+            "not_evaluated": f"the {int(cohort.sum())} customers at risk on the first test date "
+            f"have {int(events.sum())} churns in the test months: no pairs to compare"
+        }
+        return model
     X = data.test.X[cohort]
     hazards = model.monthly_hazard(X)
     lifetime = survival_columns(hazards, horizons)["expected_lifetime_months"]
