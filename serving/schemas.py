@@ -83,6 +83,11 @@ class Reason(BaseModel):
     )
 
 
+def _absent(value: object) -> bool:
+    """Optional score fields are left out of the answer, not sent as null."""
+    return value is None
+
+
 class Score(BaseModel):
     """The answer for one customer."""
 
@@ -94,6 +99,18 @@ class Score(BaseModel):
     reasons: list[Reason]
     model_version: str
     feature_order: list[str]
+    p_churn_30d: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_absent)
+    p_churn_90d: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_absent)
+    p_churn_180d: float | None = Field(default=None, ge=0.0, le=1.0, exclude_if=_absent)
+    expected_lifetime_months: float | None = Field(default=None, exclude_if=_absent)
+    clv: float | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Present when the model has a survival curve (not for a flat source): "
+        "p_churn_30d/90d/180d (never decreasing; a horizon the training history could not "
+        "check is left out), expected_lifetime_months (capped at 60) and clv (discounted "
+        "value over that lifetime), as in customer_scores.",
+    )
     model_role: Literal["champion", "challenger"] | None = Field(
         default=None,
         exclude_if=lambda role: role is None,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import lightgbm
     from sklearn.pipeline import Pipeline
 
+    from churn.modeling.survival import SurvivalModel
+
 ModelKind = Literal["lightgbm", "logistic_regression"]
 
 TABLE_SHAP_MIN_ROWS = 3
@@ -33,6 +35,10 @@ class ChurnModel:
     """Common interface; subclasses hold the fitted estimator."""
 
     kind: ModelKind
+    survival: SurvivalModel | None = None
+    """Time to churn and customer value (:mod:`churn.modeling.survival`), set on the winner of
+    a time split so it is saved, loaded and served with the classifier as one object; None for
+    a flat source and for models saved before it existed."""
 
     def __init__(self, specs: Sequence[FeatureSpec], *, fit_seconds: float = 0.0) -> None:
         self.specs: list[FeatureSpec] = list(specs)

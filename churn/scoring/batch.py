@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from churn.modeling.spec import encode_frame
+from churn.modeling.survival import SURVIVAL_COLUMNS, score_columns
 from churn.scoring.scorer import TOP_REASONS, Scorer
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ SCORE_COLUMNS = [
     "expected_value",
     "contact",
     "holdout",
+    *SURVIVAL_COLUMNS,
     "model_version",
 ]
 COLUMN_DESCRIPTIONS = {
@@ -70,6 +72,18 @@ COLUMN_DESCRIPTIONS = {
     "holdout": "True: selected like a contact but held out (not contacted) as the control "
     "group: round(holdout_share * selected) per month, by a seeded hash of (customer_id, "
     "observation_date). contact and holdout are never both true.",
+    "p_churn_30d": "Probability of churning within 30 days, from the survival curve "
+    "(1 - S(1); equals churn_probability when the LightGBM classifier is the champion and the "
+    "label horizon is 30 days). NULL without a survival model (a flat source).",
+    "p_churn_90d": "Probability of churning within 90 days (1 - S(3)); never below "
+    "p_churn_30d. NULL when the matured history is shorter than 3 months.",
+    "p_churn_180d": "Probability of churning within 180 days (1 - S(6)); never below "
+    "p_churn_90d. NULL when the matured history is shorter than 6 months.",
+    "expected_lifetime_months": "Expected months the customer stays, the survival curve summed "
+    "over at most 60 months (S(t) = (1 - h)^t, h the customer's monthly hazard, held constant).",
+    "clv": "Customer value: sum over months t = 1..60 of S(t) * value per month * "
+    "1.1^(-t/12); value per month = retained_value / its months (a year for the configured "
+    "number).",
     "model_version": "Version of churn_model in the BentoML store that scored the row.",
     "risk_rank": "1 = the riskiest customer of the observation date.",
     "scored_at": "When the row was scored (UTC).",
@@ -140,6 +154,8 @@ def score_frame(
     columns["retained_value"] = values
     columns["expected_value"] = expected_values(probabilities, values, economics)
     columns["contact"], columns["holdout"] = choose_contacts(pd.DataFrame(columns), economics)
+    for name, column in score_columns(scorer.model, X).items():
+        columns[name] = pd.array(column, dtype="Float64")  # NaN -> NULL in the table
     columns["model_version"] = np.full(n, scorer.model_version, dtype=object)
     return pd.DataFrame(columns, columns=SCORE_COLUMNS)
 

@@ -121,7 +121,8 @@ class Scorer:
         threshold: float | None = None,
     ) -> ScoredRows:
         """Score validated feature records (one dict per customer, feature name -> value)."""
-        explained = self.explain(encode_records(records, self.specs), threshold)
+        X = encode_records(records, self.specs)
+        explained = self.explain(X, threshold)
         threshold = explained.threshold
         probabilities, labels = explained.probabilities, explained.labels
         tiers = explained.tiers.tolist()
@@ -168,7 +169,19 @@ class Scorer:
                 strict=True,
             )
         ]
+        if self.model.survival is not None:
+            _add_survival(scores, self.model.survival.predict(X))
         return ScoredRows(probabilities, labels, tiers, scores)
+
+
+def _add_survival(scores: list[dict[str, Any]], columns: Mapping[str, np.ndarray]) -> None:
+    """Time to churn and value (:mod:`churn.modeling.survival`) into each score object: the
+    horizons the model reports, ``expected_lifetime_months`` and ``clv``, as in
+    ``customer_scores``."""
+    lists = {name: column.tolist() for name, column in columns.items()}
+    for i, score in enumerate(scores):
+        for name, values in lists.items():
+            score[name] = values[i]
 
 
 def top_reasons(contributions: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -186,6 +186,7 @@ def candidate_models(
             "data": data,
             "models": models,
             "card_fields": source.card_fields() | time_growing_fields(source.features),
+            "label_days": source.label_days,
         },
         metadata=metadata,
     )
@@ -338,6 +339,10 @@ def model_evaluation(
         truth,
         _economics(source_economics(load_settings()), config),
     )
+    # Time to churn and customer value: fitted here, set on the winner (saved with it).
+    survival_card = _survival(
+        context, data, models, evaluation.winner, candidate_models, evaluation.economics
+    )
     try:  # a champion of another source is never the yardstick (one home, one world)
         champion = registry.champion_for_source(load_settings().source)
     except registry.SourceMismatchError as error:
@@ -403,6 +408,7 @@ def model_evaluation(
         metadata["baseline_recency_auc"] = recency_auc
         metadata["auc_over_recency"] = evaluation.winning.test["roc_auc"] - recency_auc
     metadata |= _figure_tables(evaluation, data, models)
+    metadata |= _survival_metadata(survival_card)
     metadata |= {
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
     }
@@ -420,7 +426,7 @@ def model_evaluation(
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
             },
-            "card_fields": candidate_models.get("card_fields", {}),
+            "card_fields": candidate_models.get("card_fields", {}) | {"survival": survival_card},
         },
         metadata=metadata,
     )
@@ -432,6 +438,50 @@ def model_evaluation(
         description=decision.reason,
         metadata={k: v for k, v in asdict(decision).items() if v is not None},
     )
+
+
+def _survival(context, data, models, winner: str, candidate_models: dict, economics) -> dict:
+    """Fit the survival model (:mod:`churn.modeling.survival`) on a time split and set it on
+    the winner; its card section either way (a flat source: why there is none)."""
+    from churn.modeling.survival import FLAT_REASON, fit_survival, value_rule
+
+    if data.window()["kind"] != "time":
+        context.log.info(f"survival: {FLAT_REASON}")
+        return {"skipped": FLAT_REASON}
+    settings = load_settings()
+    label_days = candidate_models.get("label_days", settings.horizon_days)
+    try:
+        value = value_rule(economics, settings.source_config, data.specs)
+    except ValueError as error:  # customer_scores fails on it by its key; no clv until fixed
+        context.log.warning(f"survival: no clv, {error}")
+        value = None
+    survival = fit_survival(data, models["lightgbm"], label_days, value)
+    models[winner].survival = survival
+    context.log.info(f"survival: {survival.metrics}")
+    return survival.card()
+
+
+def _survival_metadata(card: dict) -> dict[str, dg.MetadataValue | float | str]:
+    """The survival metrics beside the Cox baseline, as model_evaluation shows them."""
+    if "skipped" in card:
+        return {"survival": card["skipped"]}
+    metrics = card["metrics"]
+    if "survival_c_index" not in metrics:
+        return {"survival": metrics.get("not_evaluated", "not evaluated")}
+    cox = metrics["cox_baseline"]
+    rows = [
+        ("hazard model", metrics["survival_c_index"], metrics["integrated_brier"]),
+        ("lifelines CoxPH (baseline)", cox.get("c_index"), cox.get("integrated_brier")),
+    ]
+    return {
+        "survival_c_index": metrics["survival_c_index"],
+        "survival_integrated_brier": metrics["integrated_brier"],
+        "survival_vs_cox": table_value(["model", "c_index", "integrated_brier"], rows),
+        "survival_baseline_note": cox.get("error", "fitted"),
+        "survival_horizons": dg.MetadataValue.json(
+            {"kept": card["horizons"], "left_out": card["left_out"]}
+        ),
+    }
 
 
 def _gate_table(decision) -> dg.MetadataValue:
