@@ -57,11 +57,13 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	@$(PYTEST) -m "$(FAST_MARKERS)" $(PARALLEL) --durations=10
 
-# The reliability-marked runs, then the full-disk cases (also in `make test`), reported by name.
+# The reliability-marked runs, then the full-disk and slow-client cases (also in `make test`),
+# reported by name.
 reliability: $(STAMP)
 	@$(PYTEST) -m reliability; marked=$$?; \
-	$(PYTEST) -v -rA tests/test_reliability_full_disk.py tests/test_metrics_files.py; \
-	disk=$$?; exit $$(( marked || disk ))
+	$(PYTEST) -v -rA tests/test_reliability_full_disk.py tests/test_metrics_files.py \
+		tests/test_reliability_http.py tests/test_reliability_http_served.py; \
+	named=$$?; exit $$(( marked || named ))
 
 lint: $(STAMP)
 	@$(BIN)/ruff check .
