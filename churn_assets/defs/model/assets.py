@@ -391,6 +391,7 @@ def model_evaluation(
         recency_auc = evaluation.baselines["recency_auc"]
         metadata["baseline_recency_auc"] = recency_auc
         metadata["auc_over_recency"] = evaluation.winning.test["roc_auc"] - recency_auc
+    metadata |= _classic_baselines(context, warehouse, data, evaluation, config, folder)
     metadata |= _figure_tables(evaluation, data, models)
     metadata |= {
         f"plot_{name}": dg.MetadataValue.md(_image(png, name)) for name, png in images.items()
@@ -421,6 +422,55 @@ def model_evaluation(
         description=decision.reason,
         metadata={k: v for k, v in asdict(decision).items() if v is not None},
     )
+
+
+def _classic_baselines(context, warehouse, data, evaluation, config, folder: Path) -> dict:
+    """BG/NBD, window-count and raw-column logistic regressions and recency on the winner's
+    test rows (:mod:`churn.modeling.baselines`): a table, a ROC plot next to it, and the
+    winner's margin over the best with its paired-bootstrap interval; the card keeps the
+    numbers (``metrics.baselines``)."""
+    from churn.modeling import plots
+    from churn.modeling.baselines import classic_baselines, compare_baselines
+
+    with warehouse.connect(context, read_only=True) as con:
+        source = resolve(con)
+        scores, fitted = classic_baselines(
+            data, con, horizon_days=source.label_days, flat=source.kind == "flat"
+        )
+    if not scores:
+        return {}
+    comparison = compare_baselines(
+        data.test.y,
+        evaluation.winner,
+        evaluation.winning.test_scores,
+        scores,
+        n_boot=config.bootstrap_samples,
+        confidence=config.confidence,
+    )
+    evaluation.baselines |= comparison.as_floats()
+    png = plots.roc_curve(data.test.y, {evaluation.winner: evaluation.winning.test_scores} | scores)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "baselines.png").write_bytes(png)
+    metadata = {f"baseline_{name}_auc": comparison.auc[name] for name in scores}
+    return metadata | {
+        "baselines": table_value(
+            ["model", "test_roc_auc", "test_pr_auc", "margin_vs_champion"], comparison.table()
+        ),
+        "baseline_rows": comparison.rows,
+        "best_baseline": comparison.best_baseline or "none",
+        "margin_over_best_baseline": dg.MetadataValue.json(
+            json_safe(
+                {
+                    "margin": comparison.margin,
+                    "ci_low": comparison.ci_low,
+                    "ci_high": comparison.ci_high,
+                    "confidence": comparison.confidence,
+                }
+            )
+        ),
+        "baseline_fits": dg.MetadataValue.json(json_safe(fitted)),
+        "plot_baselines": dg.MetadataValue.md(_image(png, "baselines (ROC, same test rows)")),
+    }
 
 
 def _gate_table(decision) -> dg.MetadataValue:
