@@ -146,3 +146,25 @@ def test_a_flat_table_gets_the_raw_column_logistic_regression_and_no_bgnbd(small
 def test_a_baseline_scored_on_other_rows_is_refused():
     with pytest.raises(ValueError, match="baseline 'short' scored 2 rows, the test has 3"):
         compare_baselines([0, 1, 0], "model", [0.1, 0.9, 0.2], {"short": [0.1, 0.2]})
+
+
+def test_model_evaluation_reports_the_baselines_on_the_winners_test_rows(materialized):
+    from tests.test_models import materialization
+
+    metadata = materialization(materialized, "model_evaluation").metadata
+    split = materialization(materialized, "candidate_models").metadata["split"].value
+    assert metadata["baseline_rows"].value == split["rows"]["test"]
+    records = {r.data["model"]: r.data for r in metadata["baselines"].value.records}
+    winner = metadata["winner"].value
+    assert {winner, RECENCY, BGNBD, COUNTS_LOGISTIC} <= set(records)
+    assert records[winner]["test_roc_auc"] == pytest.approx(
+        metadata["test_roc_auc"].value, abs=1e-4
+    )
+    assert 0.5 < metadata["baseline_bgnbd_auc"].value < 1.0
+    margin = metadata["margin_over_best_baseline"].value
+    assert margin["ci_low"] <= margin["margin"] <= margin["ci_high"]
+    assert "data:image/png;base64," in metadata["plot_baselines"].value.md_str
+    card = materialization(materialized, "champion_model").metadata["model_card"].value
+    assert card["metrics"]["baselines"]["bgnbd_auc"] == pytest.approx(
+        metadata["baseline_bgnbd_auc"].value
+    )

@@ -93,6 +93,9 @@ class EvaluationConfig(dg.Config):
     success_rate: float | None = None
     """Run-time overrides of the source config's economics (its ``economics:`` block; the
     defaults 10, 240, 0.3 without one), which choose the decision threshold."""
+    ece_margin: float = 0.02
+    """The gate refuses a winner whose test ECE (10 equal-count bins) is above the champion's
+    on the same test rows by more than this (rule ``calibration_worse``)."""
     backtest_months: int = 4
     """Origin months of the rolling backtest of the winner's recipe (0 turns it off)."""
 
@@ -160,6 +163,7 @@ def candidate_models(
     models = train_candidates(data, logistic, lightgbm)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
+    calibration = _calibrate(context, models, data)
     rows = [(name, round(model.fit_seconds, 2)) for name, model in models.items()]
     metadata = {
         "split": dg.MetadataValue.json(data.window()),
@@ -168,6 +172,7 @@ def candidate_models(
         "features": len(data.specs),
         "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
         "training_rows": data.train.rows,
+        "calibration": dg.MetadataValue.json(json_safe(calibration)),
     }
     if stratified is not None and stratified.cv_folds:
         context.log.info(f"{stratified.cv_folds}-fold cross-validation ...")
@@ -184,9 +189,21 @@ def candidate_models(
             "data": data,
             "models": models,
             "card_fields": source.card_fields() | time_growing_fields(source.features),
+            "calibration": calibration,
         },
         metadata=metadata,
     )
+
+
+def _calibrate(context, models, data) -> dict:
+    """Isotonic calibration of each candidate on the validation rows, kept where it is no worse
+    there (:func:`churn.modeling.calibration.calibrate_models`)."""
+    from churn.modeling.calibration import calibrate_models
+
+    reports = calibrate_models(models, data.validation.X, data.validation.y)
+    for name, report in reports.items():
+        context.log.info(f"{name}: isotonic calibration {'kept' if report['kept'] else 'not kept'}")
+    return reports
 
 
 def _image(png: bytes, title: str) -> str:
@@ -347,6 +364,13 @@ def model_evaluation(
                 n_boot=config.bootstrap_samples,
                 confidence=config.confidence,
             )
+    calibration = _test_calibration(evaluation, data, models, candidate_models)
+    champion_ece = None
+    if versus is not None:
+        from churn.modeling.calibration import ece_equal_count
+
+        champion_ece = ece_equal_count(data.test.y, champion_scores)
+        calibration["champion_test_ece"] = champion_ece
     same_data = champion is not None and same_training_data(
         data.window(), data.fingerprint, champion.card
     )
@@ -357,6 +381,9 @@ def model_evaluation(
         champion_tag=champion_tag,
         versus=versus,
         same_data_window=data.window() if same_data else None,
+        test_ece=calibration["test_ece"],
+        champion_ece=champion_ece,
+        ece_margin=config.ece_margin,
     )
     context.log.info(f"quality gate: {decision.reason}")
     alert_unless(
@@ -386,6 +413,8 @@ def model_evaluation(
         "gate_rule": decision.rule,
         "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
+        "test_ece": calibration["test_ece"],
+        "calibration_before_after": _calibration_table(calibration),
     }
     if "recency_auc" in evaluation.baselines:
         recency_auc = evaluation.baselines["recency_auc"]
@@ -409,6 +438,7 @@ def model_evaluation(
                 "champion_tolerance": config.champion_tolerance,
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
+                "ece_margin": config.ece_margin,
             },
             "card_fields": candidate_models.get("card_fields", {}),
         },
@@ -471,6 +501,31 @@ def _classic_baselines(context, warehouse, data, evaluation, config, folder: Pat
         "baseline_fits": dg.MetadataValue.json(json_safe(fitted)),
         "plot_baselines": dg.MetadataValue.md(_image(png, "baselines (ROC, same test rows)")),
     }
+
+
+def _test_calibration(evaluation, data, models, candidate_models) -> dict:
+    """The winner's calibration on the test months, before (raw model) and after (what it
+    serves), next to the validation report that decided whether to keep it; the card keeps it
+    (``metrics.calibration``)."""
+    from churn.modeling.calibration import before_after, ece_equal_count
+
+    model = models[evaluation.winner]
+    test = before_after(data.test.y, model.raw_proba(data.test.X), evaluation.winning.test_scores)
+    evaluation.calibration = {
+        "kept": model.calibration is not None,
+        "test_ece": ece_equal_count(data.test.y, evaluation.winning.test_scores),
+        "test": test,
+        "validation": candidate_models.get("calibration", {}).get(evaluation.winner),
+    }
+    return evaluation.calibration
+
+
+def _calibration_table(calibration: dict) -> dg.MetadataValue:
+    rows = [
+        (label, values["ece"], values["brier"], values["log_loss"])
+        for label, values in calibration["test"].items()
+    ]
+    return table_value(["test probabilities", "ece", "brier", "log_loss"], rows)
 
 
 def _gate_table(decision) -> dg.MetadataValue:
