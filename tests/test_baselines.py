@@ -163,7 +163,7 @@ def test_model_evaluation_reports_the_baselines_on_the_winners_test_rows(materia
     assert 0.5 < metadata["baseline_bgnbd_auc"].value < 1.0
     margin = metadata["margin_over_best_baseline"].value
     assert margin["ci_low"] <= margin["margin"] <= margin["ci_high"]
-    assert "data:image/png;base64," in metadata["plot_baselines"].value.md_str
+    assert "data:image/png;base64," in metadata["plot_baselines"].value
     card = materialization(materialized, "champion_model").metadata["model_card"].value
     assert card["metrics"]["baselines"]["bgnbd_auc"] == pytest.approx(
         metadata["baseline_bgnbd_auc"].value

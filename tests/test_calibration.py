@@ -159,3 +159,19 @@ def test_the_gate_refuses_a_winner_calibrated_worse_than_the_champion_by_the_mar
     assert within.promoted and within.rule == "not_worse"
     off = decide(0.76, auc_floor=0.6, versus=_versus(), test_ece=0.5, champion_ece=0.0)
     assert off.promoted
+
+
+def test_model_performance_tracks_realized_calibration_by_month() -> None:
+    import duckdb
+
+    from churn.monitoring.performance import stored_scores_realized
+    from tests.test_monitoring import _scored_world
+
+    con = duckdb.connect()
+    _scored_world(con)
+    march, april = stored_scores_realized(con, {"v1": 0.45, "v2": 0.35}.get)
+    # March: p 0.1 .. 0.8 in 8 bins of one row, churners at p >= 0.5
+    expected = np.mean([abs(float(i >= 4) - (i + 1) / 10) for i in range(8)])
+    assert march.ece == pytest.approx(expected)
+    assert march.to_dict()["ece"] == pytest.approx(expected)
+    assert april.ece is not None
