@@ -17,7 +17,7 @@ from churn.modeling.calibration import (
 )
 from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.modeling.gate import GATE_RULES, ChampionComparison, decide
-from churn.modeling.metrics import brier
+from churn.modeling.metrics import auc, brier
 from churn.modeling.training import Economics, evaluate_candidates, prepare, train_candidates
 from churn.scoring.scorer import Scorer
 from tests.small_data import HORIZON_DAYS, training_frame
@@ -40,6 +40,15 @@ def test_isotonic_calibration_of_overconfident_scores_is_kept_and_helps_new_rows
     after = ece_equal_count(fresh_y, calibration.apply(fresh_scores))
     assert after < before / 2
     assert brier(fresh_y, calibration.apply(fresh_scores)) < brier(fresh_y, fresh_scores)
+
+
+def test_calibration_changes_no_ranking():
+    scores, y = _overconfident(5000, seed=2)
+    calibrated = calibrate(scores, y).apply(scores)
+    order = np.argsort(scores)
+    assert (np.diff(calibrated[order]) > 0).all()
+    assert auc(y, calibrated) == auc(y, scores)
+    assert calibrated.min() > 0.0 and calibrated.max() < 1.0
 
 
 @pytest.mark.parametrize("seed", range(6))
