@@ -313,7 +313,8 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
             description="The winner is promoted only above the AUC floor, below the leakage "
             "ceiling, and not worse than the champion on the same test rows: neither "
             "significantly (paired bootstrap interval of the AUC difference below 0) nor on the "
-            "point estimate (beyond champion_tolerance, default 0).",
+            "point estimate (beyond champion_tolerance, default 0), nor calibrated worse "
+            "(test ECE above the champion's by more than ece_margin, default 0.02).",
         )
     ],
     **_model_spec_kwargs(),
