@@ -3,6 +3,7 @@ scored on exactly the champion's test rows of a real (small) event log."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
@@ -31,6 +32,10 @@ from churn.modeling.candidates import LightGBMConfig, LogisticConfig
 from churn.modeling.metrics import auc
 from churn.modeling.training import Economics, evaluate_candidates, prepare, train_candidates
 from tests.small_data import HORIZON_DAYS, training_frame
+from tests.test_bring_your_own_data import flat_run  # noqa: F401 (fixture)
+from tests.test_event_log_pipeline import purchases  # noqa: F401 (fixture)
+
+LOG = logging.getLogger(__name__)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -168,3 +173,31 @@ def test_model_evaluation_reports_the_baselines_on_the_winners_test_rows(materia
     assert card["metrics"]["baselines"]["bgnbd_auc"] == pytest.approx(
         metadata["baseline_bgnbd_auc"].value
     )
+
+
+def test_a_purchase_log_reports_bgnbd_and_counts_on_the_same_rows(purchases):  # noqa: F811
+    _, run = purchases
+    evaluation = run.metadata("model_evaluation")
+    split = run.metadata("candidate_models")["split"]
+    assert evaluation["baseline_rows"] == split["rows"]["test"]
+    records = {r.data["model"]: r.data for r in evaluation["baselines"].records}
+    assert {RECENCY, BGNBD, COUNTS_LOGISTIC} <= set(records)
+    assert 0.5 < evaluation["baseline_bgnbd_auc"] < 1.0
+    LOG.info("purchases: %s", {name: r["test_roc_auc"] for name, r in records.items()})
+    LOG.info(
+        "margin %s, test_ece %s", evaluation["margin_over_best_baseline"], evaluation["test_ece"]
+    )
+    card = run.card()["metrics"]
+    assert card["calibration"]["test_ece"] == pytest.approx(evaluation["test_ece"])
+    assert card["baselines"]["bgnbd_auc"] == pytest.approx(evaluation["baseline_bgnbd_auc"])
+
+
+def test_a_flat_table_reports_the_raw_column_logistic_regression(flat_run):  # noqa: F811
+    from tests.test_bring_your_own_data import _metadata
+
+    evaluation = _metadata(flat_run, "model_evaluation")
+    split = _metadata(flat_run, "candidate_models")["split"]
+    assert evaluation["baseline_rows"] == split["rows"]["test"]
+    records = {r.data["model"]: r.data for r in evaluation["baselines"].records}
+    assert FLAT_LOGISTIC in records and BGNBD not in records
+    LOG.info("flat: %s", {name: r["test_roc_auc"] for name, r in records.items()})
