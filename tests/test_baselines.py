@@ -68,9 +68,11 @@ def test_window_count_columns_are_simple_counts_plus_tenure():
         "type_login_30d",
         "type_login_90d",
         "events_30d",
+        "shares_30d",
         "events_trend_30d_90d",
         "events_ewm_30d",
         "amount_sum_30d",
+        "amount_paid_90d",
         "amount_mean_90d",
         "avg_session_minutes_30d",
         "plan",
@@ -79,6 +81,7 @@ def test_window_count_columns_are_simple_counts_plus_tenure():
         "type_login_30d",
         "type_login_90d",
         "events_30d",
+        "shares_30d",
         "tenure_days",
     ]
     assert window_count_columns(["plan", "tenure_days"]) == []
