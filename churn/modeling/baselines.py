@@ -39,9 +39,7 @@ DAYS_PER_UNIT = 7.0
 """BG/NBD is fitted in weeks: the scale parameter then sits near 1 and the optimizer behaves."""
 
 TENURE_FEATURE = "tenure_days"
-WINDOW_COUNT = re.compile(
-    r"^(?!.*(?:trend|ewm|mean|sum|avg|minutes|ratio|amount))\w+_(?:30|90)d$"
-)
+WINDOW_COUNT = re.compile(r"^(?!.*(?:trend|ewm|mean|sum|avg|minutes|ratio|amount))\w+_(?:30|90)d$")
 """A count over the last 30 or 90 days (``type_login_30d``, ``events_90d``, ``logins_30d``):
 not a trend, a smoothed rate, an amount, a measure's sum or mean."""
 
