@@ -108,6 +108,7 @@ def build_card(
                 "validation": winner.validation,
                 "oracle_auc": evaluation.oracle_auc,
                 "baselines": evaluation.baselines,
+                "calibration": evaluation.calibration,
                 "at_decision_threshold": evaluation.decision_metrics,
             },
             "backtest": evaluation.backtest,

@@ -158,6 +158,8 @@ GATE_RULES = {
     "below 0",
     "below_champion": "refused: not significantly worse, but the point estimate is below the "
     "champion's (by more than the tolerance, when one is set)",
+    "calibration_worse": "refused: test ECE (10 equal-count bins) above the champion's on the "
+    "same test rows by more than ece_margin",
     "not_worse": "promoted: point estimate at or above the champion's, not significantly worse",
     "within_tolerance": "promoted: point estimate below the champion's by no more than the "
     "configured tolerance, and not significantly worse",
@@ -196,6 +198,9 @@ def decide(
     same_data_window: Mapping[str, Any] | None = None,
     floor_source: str = "",
     training_rows: int | None = None,
+    test_ece: float | None = None,
+    champion_ece: float | None = None,
+    ece_margin: float | None = None,
 ) -> GateDecision:
     """The quality gate: nothing new to learn, leakage ceiling, absolute floor, then no
     regression against the champion on the same test rows.
@@ -209,6 +214,9 @@ def decide(
     interval of the AUC difference does not lie below 0) and (2) not below it on the point
     estimate. ``tolerance`` (default 0) relaxes only (2): a point estimate below the champion's
     by at most ``tolerance`` passes, and the reason says that this rule let it through.
+    (3) Its test ECE (``test_ece``, :func:`churn.modeling.calibration.ece_equal_count`) must not
+    exceed the champion's on the same rows by more than ``ece_margin`` (rule
+    ``calibration_worse``; None turns the rule off).
 
     ``floor_source`` says where ``auc_floor`` came from (:func:`churn.settings.resolve_auc_floor`)
     and ``training_rows`` how much the model learned from: a refusal at the floor names both
@@ -283,6 +291,20 @@ def decide(
             "below_champion",
             f"worse than champion {champion_tag} on the point estimate{allowed} "
             f"(not significantly): {figures}",
+            **common,
+        )
+    if (
+        ece_margin is not None
+        and test_ece is not None
+        and champion_ece is not None
+        and test_ece - champion_ece > ece_margin
+    ):
+        return GateDecision(
+            False,
+            "calibration_worse",
+            f"calibration worse than champion {champion_tag}: test ECE {test_ece:.4f} vs "
+            f"{champion_ece:.4f} on the same {versus.rows:,} test rows, more than "
+            f"ece_margin {ece_margin:.4f} above it",
             **common,
         )
     if versus.auc_delta < 0:

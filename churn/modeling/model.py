@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import lightgbm
     from sklearn.pipeline import Pipeline
 
+    from churn.modeling.calibration import Calibration
     from churn.modeling.survival import SurvivalModel
 
 ModelKind = Literal["lightgbm", "logistic_regression"]
@@ -39,6 +40,10 @@ class ChurnModel:
     """Time to churn and customer value (:mod:`churn.modeling.survival`), set on the winner of
     a time split so it is saved, loaded and served with the classifier as one object; None for
     a flat source and for models saved before it existed."""
+    calibration: Calibration | None = None
+    """The isotonic map of :mod:`churn.modeling.calibration` when it was kept: what
+    :meth:`predict_proba` (and the scorer) apply on top of the raw probability. A class default,
+    so a champion pickled before calibration existed loads with none."""
 
     def __init__(self, specs: Sequence[FeatureSpec], *, fit_seconds: float = 0.0) -> None:
         self.specs: list[FeatureSpec] = list(specs)
@@ -62,9 +67,19 @@ class ChurnModel:
         """The log-odds before any feature speaks: the baseline the contributions move from."""
         raise NotImplementedError
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Probability of churn within the horizon, one per row."""
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
+        """The model's own probability, before any calibration: sigmoid of :meth:`log_odds`."""
         return _sigmoid(self.log_odds(X))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probability of churn within the horizon, one per row (calibrated when the model
+        carries a calibration)."""
+        return self.calibrated(self.raw_proba(X))
+
+    def calibrated(self, raw: np.ndarray) -> np.ndarray:
+        """Raw probabilities through the calibration map (unchanged without one): the one place
+        batch scoring and the service turn a raw probability into the one they show."""
+        return raw if self.calibration is None else self.calibration.apply(raw)
 
     def warm_up(self) -> None:
         """Build whatever the model derives lazily, so the first request does not pay for it."""
@@ -154,7 +169,7 @@ class LightGBMChurnModel(ChurnModel):
     def log_odds(self, X: np.ndarray) -> np.ndarray:
         return self.booster.predict(self._check(X), raw_score=True, num_threads=self.num_threads)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def raw_proba(self, X: np.ndarray) -> np.ndarray:
         return self.booster.predict(self._check(X), num_threads=self.num_threads)
 
     def contributions(self, X: np.ndarray) -> np.ndarray:

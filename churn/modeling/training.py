@@ -337,6 +337,9 @@ class Evaluation:
     baselines: dict[str, float] = field(default_factory=dict)
     """Test AUC of one-feature scores on the winner's test rows (``recency_auc``): the bar a model
     must clear to be worth more than "who has been quiet longest"."""
+    calibration: dict[str, Any] | None = None
+    """The winner's calibration (:mod:`churn.modeling.calibration`): kept or not, validation
+    and test ECE, Brier and log loss before and after; set by ``model_evaluation``."""
     backtest: list[dict[str, Any]] | None = None
     """Rolling-origin results of the winner's recipe (:mod:`churn.modeling.backtest`), set by
     the caller that has the whole matured history."""

@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from churn.modeling.calibration import ece_equal_count
 from churn.modeling.metrics import auc, average_precision, brier, top_share_stats
 from churn.warehouse import table_exists
 
@@ -135,6 +136,9 @@ class StoredScoresMonth:
     """Share of the month's scored rows with ``contact = true`` (``None``: no such column)."""
     holdout_share: float | None = None
     """Share of the month's scored rows held out as the control group."""
+    ece: float | None = None
+    """Realized calibration: expected calibration error over 10 equal-count bins
+    (:func:`churn.modeling.calibration.ece_equal_count`), the card's ``test_ece`` as it lands."""
 
     @property
     def share_labelled(self) -> float | None:
@@ -213,6 +217,7 @@ def stored_scores_realized(
                 threshold=threshold,
                 contact_share=contact_share,
                 holdout_share=holdout_share,
+                ece=ece_equal_count(y, p) if y.size else None,
             )
         )
     return months

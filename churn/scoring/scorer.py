@@ -82,7 +82,7 @@ class Scorer:
         """One model call for the whole batch; see the module docstring for why it suffices."""
         contributions = self.model.contributions(X)
         log_odds = self.model.bias + contributions.sum(axis=1)
-        return 1.0 / (1.0 + np.exp(-log_odds)), contributions
+        return self.model.calibrated(1.0 / (1.0 + np.exp(-log_odds))), contributions
 
     def explain(self, X: np.ndarray, threshold: float | None = None) -> Explained:
         """Probabilities, labels, tiers and top reasons of an encoded matrix. Without a

@@ -95,6 +95,9 @@ class EvaluationConfig(dg.Config):
     success_rate: float | None = None
     """Run-time overrides of the source config's economics (its ``economics:`` block; the
     defaults 10, 240, 0.3 without one), which choose the decision threshold."""
+    ece_margin: float = 0.02
+    """The gate refuses a winner whose test ECE (10 equal-count bins) is above the champion's
+    on the same test rows by more than this (rule ``calibration_worse``)."""
     backtest_months: int = 4
     """Origin months of the rolling backtest of the winner's recipe (0 turns it off)."""
 
@@ -162,6 +165,7 @@ def candidate_models(
     models = train_candidates(data, logistic, lightgbm)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
+    calibration = _calibrate(context, models, data)
     rows = [(name, round(model.fit_seconds, 2)) for name, model in models.items()]
     metadata = {
         "split": dg.MetadataValue.json(data.window()),
@@ -170,6 +174,7 @@ def candidate_models(
         "features": len(data.specs),
         "feature_names": dg.MetadataValue.json([spec.name for spec in data.specs]),
         "training_rows": data.train.rows,
+        "calibration": dg.MetadataValue.json(json_safe(calibration)),
     }
     if stratified is not None and stratified.cv_folds:
         context.log.info(f"{stratified.cv_folds}-fold cross-validation ...")
@@ -187,9 +192,21 @@ def candidate_models(
             "models": models,
             "card_fields": source.card_fields() | time_growing_fields(source.features),
             "label_days": source.label_days,
+            "calibration": calibration,
         },
         metadata=metadata,
     )
+
+
+def _calibrate(context, models, data) -> dict:
+    """Isotonic calibration of each candidate on the validation rows, kept where it is no worse
+    there (:func:`churn.modeling.calibration.calibrate_models`)."""
+    from churn.modeling.calibration import calibrate_models
+
+    reports = calibrate_models(models, data.validation.X, data.validation.y)
+    for name, report in reports.items():
+        context.log.info(f"{name}: isotonic calibration {'kept' if report['kept'] else 'not kept'}")
+    return reports
 
 
 def _image(png: bytes, title: str) -> str:
@@ -305,7 +322,8 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
             description="The winner is promoted only above the AUC floor, below the leakage "
             "ceiling, and not worse than the champion on the same test rows: neither "
             "significantly (paired bootstrap interval of the AUC difference below 0) nor on the "
-            "point estimate (beyond champion_tolerance, default 0).",
+            "point estimate (beyond champion_tolerance, default 0), nor calibrated worse "
+            "(test ECE above the champion's by more than ece_margin, default 0.02).",
         )
     ],
     **_model_spec_kwargs(),
@@ -360,6 +378,13 @@ def model_evaluation(
                 n_boot=config.bootstrap_samples,
                 confidence=config.confidence,
             )
+    calibration = _test_calibration(evaluation, data, models, candidate_models)
+    champion_ece = None
+    if versus is not None:
+        from churn.modeling.calibration import ece_equal_count
+
+        champion_ece = ece_equal_count(data.test.y, champion_scores)
+        calibration["champion_test_ece"] = champion_ece
     same_data = champion is not None and same_training_data(
         data.window(), data.fingerprint, champion.card
     )
@@ -373,6 +398,9 @@ def model_evaluation(
         champion_tag=champion_tag,
         versus=versus,
         same_data_window=data.window() if same_data else None,
+        test_ece=calibration["test_ece"],
+        champion_ece=champion_ece,
+        ece_margin=config.ece_margin,
     )
     (context.log.error if decision.blocks else context.log.info)(f"quality gate: {decision.reason}")
     alert_unless(
@@ -402,11 +430,14 @@ def model_evaluation(
         "gate_rule": decision.rule,
         "gate_comparison": _gate_table(decision),
         "reports": dg.MetadataValue.path(str(folder)),
+        "test_ece": calibration["test_ece"],
+        "calibration_before_after": _calibration_table(calibration),
     }
     if "recency_auc" in evaluation.baselines:
         recency_auc = evaluation.baselines["recency_auc"]
         metadata["baseline_recency_auc"] = recency_auc
         metadata["auc_over_recency"] = evaluation.winning.test["roc_auc"] - recency_auc
+    metadata |= _classic_baselines(context, warehouse, data, evaluation, config, folder)
     metadata |= _figure_tables(evaluation, data, models)
     metadata |= _survival_metadata(survival_card)
     metadata |= {
@@ -425,6 +456,7 @@ def model_evaluation(
                 "champion_tolerance": config.champion_tolerance,
                 "bootstrap_samples": config.bootstrap_samples,
                 "confidence": config.confidence,
+                "ece_margin": config.ece_margin,
             },
             "card_fields": candidate_models.get("card_fields", {}) | {"survival": survival_card},
         },
@@ -482,6 +514,80 @@ def _survival_metadata(card: dict) -> dict[str, dg.MetadataValue | float | str]:
             {"kept": card["horizons"], "left_out": card["left_out"]}
         ),
     }
+
+
+def _classic_baselines(context, warehouse, data, evaluation, config, folder: Path) -> dict:
+    """BG/NBD, window-count and raw-column logistic regressions and recency on the winner's
+    test rows (:mod:`churn.modeling.baselines`): a table, a ROC plot next to it, and the
+    winner's margin over the best with its paired-bootstrap interval; the card keeps the
+    numbers (``metrics.baselines``)."""
+    from churn.modeling import plots
+    from churn.modeling.baselines import classic_baselines, compare_baselines
+
+    with warehouse.connect(context, read_only=True) as con:
+        source = resolve(con)
+        scores, fitted = classic_baselines(
+            data, con, horizon_days=source.label_days, flat=source.kind == "flat"
+        )
+    if not scores:
+        return {}
+    comparison = compare_baselines(
+        data.test.y,
+        evaluation.winner,
+        evaluation.winning.test_scores,
+        scores,
+        n_boot=config.bootstrap_samples,
+        confidence=config.confidence,
+    )
+    evaluation.baselines |= comparison.as_floats()
+    png = plots.roc_curve(data.test.y, {evaluation.winner: evaluation.winning.test_scores} | scores)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "baselines.png").write_bytes(png)
+    metadata = {f"baseline_{name}_auc": comparison.auc[name] for name in scores}
+    return metadata | {
+        "baselines": table_value(
+            ["model", "test_roc_auc", "test_pr_auc", "margin_vs_champion"], comparison.table()
+        ),
+        "baseline_rows": comparison.rows,
+        "best_baseline": comparison.best_baseline or "none",
+        "margin_over_best_baseline": dg.MetadataValue.json(
+            json_safe(
+                {
+                    "margin": comparison.margin,
+                    "ci_low": comparison.ci_low,
+                    "ci_high": comparison.ci_high,
+                    "confidence": comparison.confidence,
+                }
+            )
+        ),
+        "baseline_fits": dg.MetadataValue.json(json_safe(fitted)),
+        "plot_baselines": dg.MetadataValue.md(_image(png, "baselines (ROC, same test rows)")),
+    }
+
+
+def _test_calibration(evaluation, data, models, candidate_models) -> dict:
+    """The winner's calibration on the test months, before (raw model) and after (what it
+    serves), next to the validation report that decided whether to keep it; the card keeps it
+    (``metrics.calibration``)."""
+    from churn.modeling.calibration import before_after, ece_equal_count
+
+    model = models[evaluation.winner]
+    test = before_after(data.test.y, model.raw_proba(data.test.X), evaluation.winning.test_scores)
+    evaluation.calibration = {
+        "kept": model.calibration is not None,
+        "test_ece": ece_equal_count(data.test.y, evaluation.winning.test_scores),
+        "test": test,
+        "validation": candidate_models.get("calibration", {}).get(evaluation.winner),
+    }
+    return evaluation.calibration
+
+
+def _calibration_table(calibration: dict) -> dg.MetadataValue:
+    rows = [
+        (label, values["ece"], values["brier"], values["log_loss"])
+        for label, values in calibration["test"].items()
+    ]
+    return table_value(["test probabilities", "ece", "brier", "log_loss"], rows)
 
 
 def _gate_table(decision) -> dg.MetadataValue:

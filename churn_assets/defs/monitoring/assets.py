@@ -422,7 +422,7 @@ def _stored_scores_metadata(months, card_of: Callable[[str], dict | None], folde
     columns = ["observation_date", "model_version", "window", "scored_rows", "rows"]
     columns += ["share_labelled", "positives", "roc_auc", "threshold", "precision_at_threshold"]
     columns += ["recall_at_threshold", "contacted", "top_decile_lift", "top_decile_capture"]
-    columns += ["contact_share", "holdout_share"]
+    columns += ["contact_share", "holdout_share", "ece"]
     table = table_value(columns, [[row[c] for c in columns] for row in rows])
     png = realized_by_month_plot(rows)
     folder.mkdir(parents=True, exist_ok=True)
