@@ -31,7 +31,7 @@ def _land(tmp_path: Path, level: str) -> list[str]:
         "CHURN_HOME": str(home),
         "BENTOML_HOME": str(home / "bentoml"),
         "CHURN_CUSTOMERS": "300",
-        "CHURN_MONTHS": "6",
+        "CHURN_MONTHS": "7",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     done = subprocess.run(

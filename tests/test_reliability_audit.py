@@ -203,11 +203,23 @@ UNPICKLERS = (
 )
 
 
+def _refuses_pickles(call: ast.Call) -> bool:
+    """``np.load(..., allow_pickle=False)`` reads plain arrays and refuses object arrays."""
+    return _call_name(call).endswith(("np.load", "numpy.load")) and any(
+        k.arg == "allow_pickle" and isinstance(k.value, ast.Constant) and k.value.value is False
+        for k in call.keywords
+    )
+
+
 def test_only_the_registry_unpickles_and_only_at_startup():
     found = []
     for path in _python_files():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Call) and _call_name(node).endswith(UNPICKLERS):
+            if (
+                isinstance(node, ast.Call)
+                and _call_name(node).endswith(UNPICKLERS)
+                and not _refuses_pickles(node)
+            ):
                 found.append((str(path.relative_to(REPO_ROOT)), _call_name(node)))
     assert found == [("churn/registry/store.py", "pickle.load")]
     # The service unpickles its models in __init__ (serving.startup.checked_model, which names

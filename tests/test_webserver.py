@@ -45,7 +45,7 @@ QUERY = """
   }
 }
 """
-KINDS = {"duckdb", "lightgbm", "scikit-learn", "bentoml", "evidently"}
+KINDS = {"duckdb", "lightgbm", "scikit-learn", "bentoml", "evidently", "html"}
 GROUPS = {"raw", "staging", "features", "model", "scoring", "monitoring"}
 
 

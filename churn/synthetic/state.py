@@ -115,7 +115,7 @@ def load(truth_dir: Path) -> World:
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise StateError(f"{meta_path}: state format {meta.get('format')!r}, expected {FORMAT}")
-    with np.load(arrays_path) as saved:
+    with np.load(arrays_path, allow_pickle=False) as saved:  # plain arrays only, never objects
         arrays = {name: saved[name] for name in saved.files}
     saved_day = int(arrays.pop("days"))
     if saved_day != meta["days"]:
