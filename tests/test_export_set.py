@@ -24,6 +24,7 @@ import pytest
 
 from churn.diskspace import DiskFullError
 from churn.scoring.export import export_scores, export_then_replace, stage_export
+from tests.full_disk_support import small_disk as tmpfs
 from tests.graph import GraphRun, materialize_graph
 
 SCORES = "customer_scores"
@@ -96,19 +97,8 @@ def test_a_directory_in_place_of_a_file_keeps_the_previous_set_and_table(home: P
 @pytest.fixture
 def small_disk(home: Path) -> Iterator[Path]:
     """``home/exports`` on its own tmpfs, resized by the test (root only)."""
-    exports = home / "exports"
-    exports.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(exports)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(home / "exports", "64m") as exports:
         yield exports
-    finally:
-        subprocess.run(["umount", "-l", str(exports)], check=False)
 
 
 def _resize(exports: Path, size: int) -> None:

@@ -9,7 +9,6 @@ failed save; a full disk under the warehouse named as such.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from churn.modeling.gate import decide
 from churn.modeling.training import LabelError, check_label_classes, prepare
 from churn.settings import MAX_MONTHS, load_settings, resolve_auc_floor
 from churn.sources.config import SourceConfigError
+from tests.full_disk_support import small_disk
 from tests.graph import GraphRun, materialize_graph
 
 MODEL_STAGE = "candidate_models,model_evaluation,champion_model"
@@ -178,18 +178,8 @@ def full_model_store(materialized: GraphRun) -> Iterator[Path]:
     with a full disk, and no champion is visible to the gate."""
     from churn.settings import bentoml_home
 
-    models = bentoml_home() / "models"
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(models)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(bentoml_home() / "models", "64k") as models:
         yield models
-    finally:
-        subprocess.run(["umount", "-l", str(models)], check=False)
 
 
 def test_a_failed_save_leaves_no_promoted_row_without_a_model_tag(
@@ -219,19 +209,8 @@ def test_a_failed_save_leaves_no_promoted_row_without_a_model_tag(
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    folder = tmp_path / "tiny"
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with small_disk(tmp_path / "tiny", "2m") as folder:
         yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def test_a_full_disk_under_the_warehouse_is_named_with_its_path(tiny_disk: Path):

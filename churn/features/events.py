@@ -198,9 +198,15 @@ def _real(name: str, description: str, nullable: bool = False) -> Feature:
 
 
 def _measure_slugs(spec: EventFeatureSpec) -> list[str]:
+    return measure_slugs(spec.measures)
+
+
+def measure_slugs(measures: Sequence[str]) -> list[str]:
+    """The feature-name slug of each measure, made unique (``amount``, ``amount_2``, ...): one
+    rule for the generated features and for whoever looks a measure's feature up."""
     used: set[str] = set()
     slugs = []
-    for measure in spec.measures:
+    for measure in measures:
         base = feature_name(measure)
         slug, n = base, 1
         while slug in used:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from churn.features.events import DEFAULT_WINDOWS
+from churn.features.events import DEFAULT_WINDOWS, measure_slugs
 from churn.ingest.flat import feature_name
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def value_feature(
         measures = config.tables["events"].measures if "events" in config.tables else ()
         if measure not in measures:
             raise ValueError(f"{MEASURE_KEY}: {measure!r} is not a measure of tables.events")
-        slug = _measure_slugs(measures)[measures.index(measure)]
+        slug = measure_slugs(measures)[measures.index(measure)]
         pattern = re.compile(rf"{re.escape(slug)}_sum_(\d+)d")
         windows = [int(m.group(1)) for c in columns if (m := pattern.fullmatch(c))]
         window = max(windows or DEFAULT_WINDOWS)
@@ -83,22 +83,6 @@ def value_feature(
         raise ValueError(f"{MEASURE_KEY}: {measure!r} is not a five-table measure (amount)")
     column, window = FIVE_TABLE_MEASURES[measure]
     return column, DAYS_PER_MONTH / window
-
-
-def _measure_slugs(measures: tuple[str, ...]) -> list[str]:
-    """The feature slugs of an event log's measures, made unique as the feature generator
-    does (:func:`churn.features.events._measure_slugs`)."""
-    used: set[str] = set()
-    slugs = []
-    for measure in measures:
-        base = slug = feature_name(measure)
-        n = 1
-        while slug in used:
-            n += 1
-            slug = f"{base}_{n}"
-        used.add(slug)
-        slugs.append(slug)
-    return slugs
 
 
 def customer_values(
