@@ -165,3 +165,21 @@ def test_model_performance_reports_each_matured_month_with_its_model_version(mat
     assert png.read_bytes().startswith(b"\x89PNG")
     assert png.parent.name == "model_performance" and png.parent.parent.name == "reports"
     assert "data:image/png;base64," in metadata["plot_customer_scores_realized"].value
+
+
+def test_a_file_name_with_quotes_or_glob_characters_reads_only_itself(tmp_path: Path) -> None:
+    """The path is quoted with glob characters escaped and the name is bound: a log named
+    ``o'[1]*.jsonl`` loads its own rows once, not every file the glob would match."""
+    logs = tmp_path / "prediction_logs"
+    _write(logs / "2025-09-02" / "o'[1]*.jsonl", [_record(1)])
+    _write(logs / "2025-09-02" / "o1x.jsonl", [_record(i) for i in range(2, 5)])
+    con = duckdb.connect()
+    summary = ingest_logs(con, logs)
+    assert sorted(summary.files_loaded) == ["2025-09-02/o'[1]*.jsonl", "2025-09-02/o1x.jsonl"]
+    assert summary.rows_loaded == 4 and not summary.failed
+    sources = dict(
+        con.execute(
+            f"SELECT _source_file, count(*) FROM {LOG_TABLE} GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+    )
+    assert sources == {"2025-09-02/o'[1]*.jsonl": 1, "2025-09-02/o1x.jsonl": 3}

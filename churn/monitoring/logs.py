@@ -19,6 +19,7 @@ import duckdb
 
 from churn.ingest.incoming import content_hash
 from churn.monitoring.prediction_log import LOG_COLUMNS, closed_files, recover_orphans
+from churn.sql import quote_path
 from churn.warehouse import transaction
 
 LOG_TABLE = "prediction_logs"
@@ -54,13 +55,14 @@ def relative_name(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
 
 
-def _select_file(path: Path, name: str) -> str:
-    quoted = "'" + str(path).replace("'", "''") + "'"
+def _select_file(path: Path) -> str:
+    """The file's rows with ``$source`` (bound) as ``_source_file``. The path goes through
+    :func:`churn.sql.quote_path` (quoted, glob characters escaped), so a file named with ``*``
+    or ``[`` reads only itself."""
     columns = "{" + ", ".join(f"'{c}': '{t}'" for c, t in LOG_COLUMNS.items()) + "}"
-    source = "'" + name.replace("'", "''") + "'"
     return (
-        f"SELECT *, {source} AS _source_file, now() AS _ingested_at "
-        f"FROM read_json({quoted}, format = 'newline_delimited', columns = {columns})"
+        "SELECT *, $source AS _source_file, now() AS _ingested_at "
+        f"FROM read_json({quote_path(path)}, format = 'newline_delimited', columns = {columns})"
     )
 
 
@@ -89,7 +91,9 @@ def ingest_logs(con: duckdb.DuckDBPyConnection, folder: Path) -> IngestSummary:
             continue
         try:
             with transaction(con):
-                con.execute(f"INSERT INTO {LOG_TABLE} BY NAME {_select_file(path, name)}")
+                con.execute(
+                    f"INSERT INTO {LOG_TABLE} BY NAME {_select_file(path)}", {"source": name}
+                )
                 rows = con.execute(
                     f"SELECT count(*) FROM {LOG_TABLE} WHERE _source_file = ?", [name]
                 ).fetchone()[0]
