@@ -22,6 +22,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from psycopg2.extensions import connection
 
 USER = "churn"
 DATABASE = "dagster"
@@ -50,7 +54,7 @@ class PostgresServer:
             "DAGSTER_PG_DB": self.database,
         }
 
-    def connect(self, database: str | None = None):  # noqa: ANN201 (psycopg2 is optional)
+    def connect(self, database: str | None = None) -> connection:
         """A psycopg2 connection over TCP with the password, as the instance connects."""
         import psycopg2
 
