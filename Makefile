@@ -20,7 +20,7 @@ FAST_MARKERS := not slow and not spark and not reliability
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install --quiet --upgrade pip uv
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,spark]"
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -e ".[dev,spark,deploy]"
 	@touch $(STAMP)
 	@echo "installed into $(VENV)"
 
