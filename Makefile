@@ -82,7 +82,7 @@ bench: $(STAMP)
 deploy-check: $(STAMP)
 	@$(BIN)/python -c "import podman_compose" 2>/dev/null || \
 		$(BIN)/uv pip install --quiet --python $(BIN)/python podman-compose
-	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python deploy/check.py
+	@PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python deploy/check.py $(DEPLOY_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,7 +4,8 @@ Builds the images that are missing, starts the stack under its own compose proje
 secrets and small synthetic data, then checks in order, printing one line per check:
 
 1. the webserver answers ``/server_info`` and the service ``/readyz``;
-2. the code location (the gRPC server) is loaded by the webserver;
+2. the code location (the gRPC server) is loaded by the webserver, the instance stores runs in
+   Postgres and the daemon's required loops report healthy;
 3. a run of the raw and staging assets, launched through the webserver's GraphQL API, is queued,
    dequeued by the daemon and succeeds in the code container;
 4. the daemon has ticked a sensor of the code location;
@@ -224,6 +225,8 @@ query Rows($key: AssetKeyInput!) {
       label ... on IntMetadataEntry { intValue } } } }
   }
 }"""
+INSTANCE = """
+query { instance { info daemonHealth { allDaemonStatuses { daemonType healthy required } } } }"""
 LOCATIONS = """
 query { workspaceOrError { ... on Workspace { locationEntries { name
   locationOrLoadError { __typename ... on PythonError { message } } } } } }"""
@@ -288,6 +291,17 @@ def check_stack(stack: Stack, timeout: float) -> None:
 
     wait_for(f"code location {LOCATION!r} over gRPC", location_loaded, timeout)
     report("code location loaded over gRPC", f"location {LOCATION!r}, server code:4000")
+
+    def instance_ready() -> str | None:
+        instance = graphql(stack, INSTANCE)["instance"]
+        if "PostgresRunStorage" not in (instance.get("info") or ""):
+            raise CheckFailed(f"the instance does not store runs in Postgres: {instance}")
+        statuses = instance["daemonHealth"]["allDaemonStatuses"]
+        sick = [s["daemonType"] for s in statuses if s["required"] and not s["healthy"]]
+        return None if sick else ", ".join(s["daemonType"] for s in statuses if s["required"])
+
+    daemons = wait_for("instance on Postgres with healthy daemons", instance_ready, timeout)
+    report("instance on Postgres, daemons healthy", daemons)
 
     nodes = graphql(stack, ASSETS)["assetNodes"]
     landing = [
