@@ -79,6 +79,7 @@ bench: $(STAMP)
 # The compose deployment of deploy/ brought up with podman-compose and checked end to end (a run
 # through GraphQL, a sensor tick, /score, the prediction log ingested), then removed. Builds the
 # images it lacks. Slow (minutes; the first build much longer), so not part of `make test`.
+# DEPLOY_CHECK_ARGS=--keep leaves the stack up (docs/deploy.md).
 deploy-check: $(STAMP)
 	@$(BIN)/python -c "import podman_compose" 2>/dev/null || \
 		$(BIN)/uv pip install --quiet --python $(BIN)/python podman-compose
