@@ -1,36 +1,43 @@
-"""The scoring routes' happy path without BentoML's per-request machinery.
+"""``/score``'s happy path without BentoML's per-request machinery.
 
-A valid ``POST /score`` or ``/score_batch`` spends most of its framework time outside our code
+A valid ``POST /score`` spent about a third of its CPU outside our code
 (docs/performance.md, "Service"): Starlette routing, a ``Request`` object and BentoML's request
 context, the serde lookup, ``APIMethod.__get__`` building an ``inspect.signature`` twice, the
 output model wrapped and dumped, and a chunked response sent in three messages through every
 middleware. :class:`FastScoreMiddleware`, the innermost of our middleware (every guard, the
 rate limit, the API key, the log backlog, the body limits and the bounded errors, has already
 run), answers those requests itself with the same objects BentoML would use: the route's own
-``input_spec`` validates the body, the service method's own function runs (in BentoML's thread
-limiter for a sync one), the route's ``output_spec`` serializes the answer, and the response
-carries BentoML's ``Server`` header. The body is the same bytes; the one difference is framing:
-a ``Content-Length`` instead of chunked transfer encoding.
+``input_spec`` validates the body, the service method's own function runs (an ``async def``, on
+the event loop, as under BentoML), the route's ``output_spec`` serializes the answer, and the
+response carries BentoML's ``Server`` header. The body is the same bytes; the one difference is
+framing: a ``Content-Length`` instead of chunked transfer encoding.
+
+Only async routes are served here: a sync one (``/score_batch``, ``/score_events``) would need
+BentoML's own thread limiter, which is not reachable, and a second limiter would let two sync
+calls run at once; for those milliseconds-long requests the framework's share is small anyway.
 
 Anything else goes to BentoML unchanged, with the body replayed: other routes and methods, a
 body that does not validate (BentoML's 400, with its wording and ``detail``), and a service
-method that raises (it runs again under BentoML, which answers as it always does). Before the
-service instance exists (:func:`serve` not yet called) every request goes to BentoML.
+method that raises (it runs again under BentoML, which answers as it always does: a request
+that failed after its prediction-log row was queued, a 500 either way, would be logged twice).
+Before the service instance exists (:func:`serve` not yet called) every request goes to
+BentoML.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
-import anyio
 from _bentoml_sdk.io_models import IORootModel
 from pydantic import ValidationError
 
 from serving.auth import ASGIApp, Message, Receive, Scope, Send
 
-ROUTES = ("/score", "/score_batch")
-"""The routes served here when valid; their service methods are named like the route."""
+ROUTES = ("/score",)
+"""The routes served here when valid; their service methods are named like the route and are
+``async def``."""
 
 
 class _Route:
@@ -38,8 +45,9 @@ class _Route:
 
     def __init__(self, service: Any, name: str) -> None:
         method = service.apis[name]
+        if not inspect.iscoroutinefunction(method.func):
+            raise TypeError(f"{name} is not async: the fast path serves async routes only")
         self.func: Callable[..., Any] = method.func
-        self.is_async = _is_coroutine(method.func)
         self.input_spec = method.input_spec
         self.output_spec = method.output_spec
         self.root_input = bool(getattr(method.input_spec, "__root_input__", False))
@@ -53,8 +61,6 @@ class _Served:
         self.instance = instance
         self.routes = {route: _Route(service, route[1:]) for route in ROUTES}
         self.server_header = f"BentoML Service/{service.name}".encode()
-        self.limiter = anyio.CapacityLimiter(1)
-        """One sync call at a time, as BentoML's own limiter (``threads=1``) allows."""
 
 
 _served: _Served | None = None
@@ -66,12 +72,6 @@ def serve(service: Any, instance: Any) -> None:
     alone, before the instance exists."""
     global _served
     _served = _Served(service, instance)
-
-
-def _is_coroutine(func: Callable[..., Any]) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(func)
 
 
 class FastScoreMiddleware:
@@ -129,16 +129,9 @@ async def _answer(served: _Served, route: _Route, body: bytes) -> tuple[bytes, i
         return None
     argument = getattr(data, "root", data)
     try:
-        if route.is_async:
-            output = await route.func(served.instance, argument)
-        else:
-            output = await anyio.to_thread.run_sync(
-                route.func, served.instance, argument, limiter=served.limiter
-            )
+        output = await route.func(served.instance, argument)
     except Exception:  # BentoML answers it (its status, body and log line)
         return None
-    if hasattr(output, "body") and hasattr(output, "status_code"):  # a Starlette Response
-        return bytes(output.body), int(output.status_code)
     # BentoML's IODescriptor.to_http_response and JSONSerde.serialize_model, for a model.
     spec = route.output_spec
     if issubclass(spec, IORootModel) and not isinstance(output, IORootModel):

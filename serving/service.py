@@ -197,7 +197,7 @@ class ChurnService:
             models.append(model_summary("challenger", challenger.tag, challenger.card))
         self.router = Router(self.scorer, challenger_scorer, SERVING_MODE, self.prediction_log)
         self.card["models"] = models
-        fastpath.serve(ChurnService, self)  # valid /score and /score_batch (serving.fastpath)
+        fastpath.serve(ChurnService, self)  # a valid /score skips BentoML (serving.fastpath)
         # Everything loaded so far lives as long as the worker: freezing it keeps the cyclic
         # collector from rescanning it, which showed up as ~200 ms stalls in the p99.
         gc.collect()
@@ -352,6 +352,6 @@ ChurnService.add_asgi_middleware(  # 415 / 413 / 503 / 408 while the body is rea
     min_rate=SETTINGS.min_body_rate,
 )
 ChurnService.add_asgi_middleware(BoundedErrorsMiddleware)  # bounds BentoML's 4xx
-# Innermost, after every guard: valid /score and /score_batch answered without BentoML's
+# Innermost, after every guard: a valid /score is answered without BentoML's
 # per-request machinery, anything else passed on (serving.fastpath).
 ChurnService.add_asgi_middleware(FastScoreMiddleware)

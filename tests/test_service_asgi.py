@@ -464,7 +464,7 @@ def _published_log_holds_the_answers(log_home, rows) -> None:
     assert all(r["observation_date"] for r in events)
 
 
-# --- serving.fastpath: a valid /score or /score_batch gets the bytes BentoML would send -------
+# --- serving.fastpath: a valid /score gets the bytes BentoML would send ------------------------
 # Each request is sent twice, with the fast path serving and with the worker's registration
 # cleared (BentoML answers): status, body, content type and Server header must agree, and an
 # invalid body must get BentoML's own 400 either way.
@@ -503,7 +503,7 @@ def test_fast_path_score_answers_bentomls_bytes(client, rows):
     assert_same(fast, slow)
 
 
-def test_fast_path_score_batch_answers_bentomls_bytes(client, rows):
+def test_fast_path_leaves_score_batch_to_bentoml_unchanged(client, rows):
     payload = {"customers": [body(row) for row in rows], "threshold": 0.4}
     fast, slow = both_ways(client, "/score_batch", payload)
     assert fast.status_code == 200
