@@ -260,16 +260,16 @@ class OnlineFeatures:
     """One in-memory DuckDB per worker with the feature SQL prepared once over request-sized
     Arrow sources; a request only hands its rows to the sources and runs the statement.
 
-    DuckDB 2.0.1 re-binds and re-optimizes a prepared statement at every ``EXECUTE`` when it
-    reads any catalog entry (a table, a view, a registered object alike; only a statement over
-    table functions alone is reused), so for the 62-feature plan binding and the optimizer were
-    two thirds of the ~55 ms of CPU per request, the operators the rest. Over one customer's
-    rows the optimizer does not pay for itself: with it off the same features cost ~30 ms
-    (docs/performance.md, "Service"). The parity tests compare the result with
-    ``customer_features`` value for value, so an optimizer pass that changed a value would
-    fail them. A registered ``pyarrow.Table`` would be read as the first one forever by a
-    reused plan, hence the holders that hand out whichever table is current; the plan's fixed
-    tables (the vocabulary) never change, so they are registered as they are. A lock
+    With its optimizer on, DuckDB 2.0.1 re-binds and re-optimizes a prepared statement at
+    every ``EXECUTE`` when it reads any catalog entry (a table, a view, a registered object
+    alike): for the 62-feature plan binding and the optimizer were two thirds of the ~55 ms of
+    CPU per request. Over one customer's rows the optimizer does not pay for itself: with it off
+    the statement is no longer re-bound and the same features cost ~30 ms (docs/performance.md,
+    "Service"). The parity tests compare the result with ``customer_features`` value for value,
+    so a plan that changed a value would fail them. A registered ``pyarrow.Table`` would be read
+    as the first one forever by the reused plan, hence the holders that hand out whichever table
+    is current; the plan's fixed tables (the vocabulary) never change, so they are registered as
+    they are. A lock
     serializes requests: the worker runs one sync API call at a time anyway.
     """
 
