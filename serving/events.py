@@ -269,8 +269,7 @@ class OnlineFeatures:
     so a plan that changed a value would fail them. A registered ``pyarrow.Table`` would be read
     as the first one forever by the reused plan, hence the holders that hand out whichever table
     is current; the plan's fixed tables (the vocabulary) never change, so they are registered as
-    they are. A lock
-    serializes requests: the worker runs one sync API call at a time anyway.
+    they are. A lock serializes requests: the worker runs one sync API call at a time anyway.
     """
 
     def __init__(self, plan: FeaturePlan = SUBSCRIPTION_PLAN) -> None:
