@@ -257,21 +257,27 @@ class _RequestRows:
 
 
 class OnlineFeatures:
-    """One in-memory DuckDB per worker with the feature SQL planned once over request-sized
-    Arrow sources; a request only hands its rows to the sources and runs the plan.
+    """One in-memory DuckDB per worker with the feature SQL prepared once over request-sized
+    Arrow sources; a request only hands its rows to the sources and runs the statement.
 
-    Why not tables (DuckDB 2.0, 1,000 events): a prepared statement over DuckDB tables is
-    re-bound and re-optimized at every ``EXECUTE`` (~9 of its ~14 ms), and loading the rows into
-    five tables (DELETE + INSERT) took another ~5 ms. Over registered Python objects the plan is
-    reused (~5 ms in all). A registered ``pyarrow.Table`` would be read as the first one forever
-    under that plan, hence the holders that hand out whichever table is current; the plan's
-    fixed tables (the vocabulary) never change, so they are registered as they are. A lock
-    serializes requests: the worker runs one sync API call at a time anyway.
+    With its optimizer on, DuckDB 2.0.1 re-binds and re-optimizes a prepared statement at
+    every ``EXECUTE`` when it reads any catalog entry (a table, a view, a registered object
+    alike): for the 62-feature plan binding and the optimizer were two thirds of the ~55 ms of
+    CPU per request. Over one customer's rows the optimizer does not pay for itself: with it off
+    the statement is no longer re-bound and the same features cost ~30 ms (docs/performance.md,
+    "Service"). The parity tests compare the result with ``customer_features`` value for value,
+    so a plan that changed a value would fail them. A registered ``pyarrow.Table`` would be read
+    as the first one forever by the reused plan, hence the holders that hand out whichever table
+    is current; the plan's fixed tables (the vocabulary) never change, so they are registered as
+    they are. A lock serializes requests: the worker runs one sync API call at a time anyway.
     """
 
     def __init__(self, plan: FeaturePlan = SUBSCRIPTION_PLAN) -> None:
         self.plan = plan
         self._con = duckdb.connect(":memory:", config={"threads": 1})
+        # Every EXECUTE re-binds and re-optimizes (see the class docstring); for one customer's
+        # rows the optimizer's passes cost more than they save.
+        self._con.execute("SET enable_optimizer = false")
         self._sources = {name: _RequestRows(schema) for name, schema in plan.sources.items()}
         for name, source in self._sources.items():
             self._con.register(name, source)
