@@ -48,7 +48,7 @@ from starlette.responses import Response
 from churn import registry
 from churn.modeling.spec import specs_from_dicts
 from churn.scoring.scorer import Scorer
-from serving import fastpath, http_limits, metrics_files, metrics_labels
+from serving import http_limits, metrics_files, metrics_labels
 from serving.auth import ApiKeyMiddleware
 from serving.challenger import (
     Router,
@@ -68,7 +68,6 @@ from serving.errors import (
     invalid_request,
 )
 from serving.events import NoEventFeatures, OnlineFeatures, observation_date_of, plan_for_card
-from serving.fastpath import FastScoreMiddleware
 from serving.limits import BodyLimitMiddleware
 from serving.prediction_logging import LogBacklogMiddleware, open_writer
 from serving.ratelimit import RateLimitMiddleware
@@ -197,7 +196,6 @@ class ChurnService:
             models.append(model_summary("challenger", challenger.tag, challenger.card))
         self.router = Router(self.scorer, challenger_scorer, SERVING_MODE, self.prediction_log)
         self.card["models"] = models
-        fastpath.serve(ChurnService, self)  # a valid /score skips BentoML (serving.fastpath)
         # Everything loaded so far lives as long as the worker: freezing it keeps the cyclic
         # collector from rescanning it, which showed up as ~200 ms stalls in the p99.
         gc.collect()
@@ -351,7 +349,4 @@ ChurnService.add_asgi_middleware(  # 415 / 413 / 503 / 408 while the body is rea
     body_timeout=SETTINGS.body_timeout_seconds,
     min_rate=SETTINGS.min_body_rate,
 )
-ChurnService.add_asgi_middleware(BoundedErrorsMiddleware)  # bounds BentoML's 4xx
-# Innermost, after every guard: a valid /score is answered without BentoML's
-# per-request machinery, anything else passed on (serving.fastpath).
-ChurnService.add_asgi_middleware(FastScoreMiddleware)
+ChurnService.add_asgi_middleware(BoundedErrorsMiddleware)  # innermost: bounds BentoML's 4xx

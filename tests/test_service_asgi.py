@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -462,73 +461,3 @@ def _published_log_holds_the_answers(log_home, rows) -> None:
     assert {r["route"] for r in records} >= {"/score", "/score_batch", "/score_events"}
     events = [r for r in records if r["route"] == "/score_events"]
     assert all(r["observation_date"] for r in events)
-
-
-# --- serving.fastpath: a valid /score gets the bytes BentoML would send ------------------------
-# Each request is sent twice, with the fast path serving and with the worker's registration
-# cleared (BentoML answers): status, body, content type and Server header must agree, and an
-# invalid body must get BentoML's own 400 either way.
-
-
-def both_ways(client: TestClient, route: str, payload) -> tuple[Any, Any]:
-    """The response with the fast path serving, then with BentoML answering."""
-    from serving import fastpath
-
-    served = fastpath._served
-    assert served is not None, "the service's __init__ registers the fast path"
-    content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    headers = {"content-type": "application/json"}
-    fast = client.post(route, content=content, headers=headers)
-    fastpath._served = None
-    try:
-        slow = client.post(route, content=content, headers=headers)
-    finally:
-        fastpath._served = served
-    return fast, slow
-
-
-def assert_same(fast, slow) -> None:
-    assert fast.status_code == slow.status_code, (fast.text, slow.text)
-    assert fast.content == slow.content
-    assert fast.headers["content-type"] == slow.headers["content-type"]
-    assert fast.headers["server"] == slow.headers["server"]
-
-
-def test_fast_path_score_answers_bentomls_bytes(client, rows):
-    for row in rows:
-        fast, slow = both_ways(client, "/score", body(row))
-        assert fast.status_code == 200
-        assert_same(fast, slow)
-    fast, slow = both_ways(client, "/score", body(rows[0], threshold=0.2))
-    assert_same(fast, slow)
-
-
-def test_fast_path_leaves_score_batch_to_bentoml_unchanged(client, rows):
-    payload = {"customers": [body(row) for row in rows], "threshold": 0.4}
-    fast, slow = both_ways(client, "/score_batch", payload)
-    assert fast.status_code == 200
-    assert_same(fast, slow)
-    assert len(fast.json()["scores"]) == len(rows)
-
-
-@pytest.mark.parametrize(
-    "route, payload",
-    [
-        ("/score", b""),
-        ("/score", b"{not json"),
-        ("/score", {"customer_id": "c1"}),
-        ("/score", {"customer_id": "c1", "features": {"plan": "nope"}}),
-        ("/score_batch", {"customers": []}),
-        ("/score_batch", {"customers": "x"}),
-    ],
-)
-def test_fast_path_leaves_invalid_bodies_to_bentoml(client, route, payload):
-    fast, slow = both_ways(client, route, payload)
-    assert 400 <= fast.status_code < 500
-    assert fast.status_code == slow.status_code
-    assert fast.json() == slow.json()
-
-
-def test_fast_path_passes_other_routes_and_methods_on(client):
-    assert client.get("/score").status_code == 405
-    assert client.post("/model", json={}).status_code == 200
