@@ -473,11 +473,12 @@ timeline AS (
     FROM daily
 ),
 history AS (
-    -- first_day is the earliest day overall, which is never after any day before T.
+    -- One running frame for all three (one sort): where a day precedes the row, the running
+    -- min is the customer's first day.
     SELECT customer_id, observation_date, is_day,
         max(CASE WHEN is_day = 1 THEN day END) OVER running AS last_day,
         sum(n_events) OVER running AS running_events,
-        min(CASE WHEN is_day = 1 THEN day END) OVER (PARTITION BY customer_id) AS first_day
+        min(CASE WHEN is_day = 1 THEN day END) OVER running AS first_day
     FROM timeline
     WINDOW running AS (PARTITION BY customer_id ORDER BY day, is_day
         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
