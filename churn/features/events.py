@@ -27,10 +27,11 @@ are joined to integer codes, and only our integers appear in the ``CASE`` expres
 names are slugs (:func:`churn.ingest.flat.feature_name`) made unique with a numeric suffix.
 
 Why the SQL looks the way it does: a later engine (Spark, through SQLGlot) runs the same text, so
-it sticks to ``sum(CASE ...)``, ``date_diff('day', a, b)``, plain joins and aggregates (no ASOF
-JOIN, lambdas or QUALIFY). Everything a feature sees happened strictly before the observation
-date; sums of measures are taken in integer thousandths so that the result does not depend on
-the order threads add rows in (the leakage check and online/offline parity compare exactly).
+it sticks to ``sum(CASE ...)``, ``date_diff('day', a, b)``, plain joins, aggregates and running
+windows (no ASOF JOIN, lambdas or QUALIFY). Everything a feature sees happened strictly before
+the observation date; sums of measures are taken in integer thousandths so that the result does
+not depend on the order threads add rows in (the leakage check and online/offline parity
+compare exactly).
 """
 
 from __future__ import annotations
