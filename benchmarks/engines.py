@@ -178,6 +178,12 @@ def measure(customers: int, months: int, workdir: Path, engines: tuple[str, ...]
                 window=window,
             )
             figures["seconds"][name] = round(time.perf_counter() - started, 1)
+            figures.setdefault("load", {})[name] = round(os.getloadavg()[0], 2)
+            if isinstance(engine, SparkEngine):
+                # Where Spark's time went: the exchange, the query with its write, the load back.
+                figures["spark_phase_seconds"] = {
+                    phase: round(seconds, 1) for phase, seconds in engine.phase_seconds.items()
+                }
             print(f"[engines]   {name}: {figures['seconds'][name]} s", file=sys.stderr, flush=True)
         if len(engines) == 2:
             figures["rows_differing"] = _rows_differing(con)
@@ -229,6 +235,10 @@ def render(results: list[dict]) -> str:
     ]
     if starts:
         lines.append(f"Spark session start (once per process): {starts[0]} s")
+    for r in results:
+        if "spark_phase_seconds" in r:
+            phases = ", ".join(f"{k} {v} s" for k, v in r["spark_phase_seconds"].items())
+            lines.append(f"Spark at {r['customers']:,}: {phases}; load {r.get('load')}")
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from datetime import date, timedelta
 from importlib.util import find_spec
 from pathlib import Path
@@ -150,6 +151,10 @@ class SparkEngine:
         self.master = master
         self.remote = remote
         self.driver_memory = driver_memory
+        self.phase_seconds: dict[str, float] = {}
+        """Wall seconds of the last :meth:`compute` by phase (``export``, ``query_and_write``:
+        Spark's planning, execution and the lake write, ``read_back``): where local Spark's
+        time goes, for the engines benchmark (docs/scaling.md)."""
 
     @property
     def session(self) -> SparkSession:
@@ -168,6 +173,7 @@ class SparkEngine:
 
     def run(self, con: duckdb.DuckDBPyConnection, sql: str, params: Params, exchange: str):
         """The query as a Spark DataFrame, its inputs exported from ``con`` first."""
+        started = time.perf_counter()
         folder = self.lake / "exchange" / exchange
         if folder.exists():
             shutil.rmtree(folder)
@@ -175,6 +181,7 @@ class SparkEngine:
         for relation in referenced_tables(sql):
             path = self.export(con, relation, folder)
             spark.read.parquet(str(path)).createOrReplaceTempView(relation)
+        self.phase_seconds["export"] = time.perf_counter() - started
         return spark.sql(to_spark(sql), args=spark_args(params))
 
     def compute(
@@ -203,13 +210,17 @@ class SparkEngine:
         window: tuple[str, str] | None,
         persist: bool,
     ) -> None:
+        self.phase_seconds = {}
         frame = self.run(con, sql, params, exchange=table)
+        started = time.perf_counter()
         target = self.lake / table
         if window is None:  # the whole table, replaced
             frame.write.mode("overwrite").parquet(str(target))
             written = [str(target / "*.parquet")]
         else:
             written = self._write_window(frame, target, window)
+        self.phase_seconds["query_and_write"] = time.perf_counter() - started
+        started = time.perf_counter()
         kind = "TABLE" if persist else "TEMP TABLE"
         types = con.execute(f"DESCRIBE SELECT * FROM ({sql}) LIMIT 0", params).fetchall()
         if not written:  # nothing observed in the window: an empty table of the right shape
@@ -236,6 +247,7 @@ class SparkEngine:
         con.execute(
             f"CREATE OR REPLACE {kind} {quote_identifier(into)} AS SELECT {select} FROM {relation}"
         )
+        self.phase_seconds["read_back"] = time.perf_counter() - started
 
     def _write_window(self, frame, target: Path, window: tuple[str, str]) -> list[str]:
         """Replace the window's partitions of ``target``; the Parquet files now in them."""

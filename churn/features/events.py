@@ -27,14 +27,16 @@ are joined to integer codes, and only our integers appear in the ``CASE`` expres
 names are slugs (:func:`churn.ingest.flat.feature_name`) made unique with a numeric suffix.
 
 Why the SQL looks the way it does: a later engine (Spark, through SQLGlot) runs the same text, so
-it sticks to ``sum(CASE ...)``, ``date_diff('day', a, b)``, plain joins and aggregates (no ASOF
-JOIN, lambdas or QUALIFY). Everything a feature sees happened strictly before the observation
-date; sums of measures are taken in integer thousandths so that the result does not depend on
-the order threads add rows in (the leakage check and online/offline parity compare exactly).
+it sticks to ``sum(CASE ...)``, ``date_diff('day', a, b)``, plain joins, aggregates and running
+windows (no ASOF JOIN, lambdas or QUALIFY). Everything a feature sees happened strictly before
+the observation date; sums of measures are taken in integer thousandths so that the result does
+not depend on the order threads add rows in (the leakage check and online/offline parity
+compare exactly).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -227,6 +229,12 @@ class _Generated:
 
     feature: Feature
     expression: str
+    lifetime: bool = False
+    """It reads the customer's whole history (``l.``: recency, first day, lifetime events),
+    which the ``lifetime`` CTE computes only when a kept feature needs it."""
+
+
+_READS_LIFETIME = re.compile(r"\bl\.")
 
 
 def _generated(spec: EventFeatureSpec) -> list[_Generated]:
@@ -234,14 +242,16 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
     found: list[_Generated] = []
 
     def add(feature: Feature, expression: str) -> None:
-        found.append(_Generated(feature, expression))
+        found.append(
+            _Generated(feature, expression, lifetime=_READS_LIFETIME.search(expression) is not None)
+        )
 
     add(
         _int(
             "days_since_last_event",
             "Days since the last event, or since signup for a customer with no event yet.",
         ),
-        "CAST(coalesce(a.recency, date_diff('day', c.signup_date, s.observation_date), 0) "
+        "CAST(coalesce(l.recency, date_diff('day', c.signup_date, s.observation_date), 0) "
         "AS INTEGER)",
     )
     add(
@@ -252,7 +262,7 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
             "Days since signup (the first event when no signup date is known).",
             time_growing=True,
         ),
-        "CAST(coalesce(date_diff('day', c.signup_date, s.observation_date), a.first_age, 0) "
+        "CAST(coalesce(date_diff('day', c.signup_date, s.observation_date), l.first_age, 0) "
         "AS INTEGER)",
     )
     for w in spec.windows:
@@ -325,7 +335,7 @@ def _generated(spec: EventFeatureSpec) -> list[_Generated]:
             "lifetime_events_per_day",
             "Events per day since the customer's first recorded event: their usual level.",
         ),
-        "CAST(coalesce(a.lifetime_events / greatest(a.first_age, 1), 0) AS DOUBLE)",
+        "CAST(coalesce(l.lifetime_events / greatest(l.first_age, 1), 0) AS DOUBLE)",
     )
     return found
 
@@ -416,33 +426,77 @@ coded AS (
     WHERE e.customer_id IN (SELECT customer_id FROM snap)
       AND e.event_time < (SELECT max(observation_date) FROM snap)
 ),
+sessions AS (
+    -- One row per customer, day and session first: a session then counts once per day by
+    -- being a group, one hash aggregate less than count(DISTINCT session_id).
+    SELECT customer_id, day{session_key}, count(*) AS n_events{session_columns}
+    FROM coded
+    GROUP BY customer_id, day{session_key}
+),
 daily AS (
     -- One row per customer and active day: the windows below sum days, not raw events.
-    SELECT customer_id, day, count(*) AS n_events,
+    SELECT customer_id, day, CAST(sum(n_events) AS BIGINT) AS n_events,
         {sessions} AS n_sessions{daily_columns}
-    FROM coded
+    FROM sessions
     GROUP BY customer_id, day
 ),
 aged AS (
+    -- Only the longest window's days: a join to every earlier day grows with the history
+    -- (snapshots x active days), and the whole-history figures come from `lifetime`.
     SELECT s.customer_id, s.observation_date, d.n_events, d.n_sessions{aged_columns},
         date_diff('day', d.day, s.observation_date) AS age
     FROM snap s
     JOIN daily d ON d.customer_id = s.customer_id AND d.day < s.observation_date
+        AND d.day >= s.observation_date - {horizon}
 ),
 activity AS (
-    SELECT customer_id, observation_date,
-        min(age) AS recency,
-        max(age) AS first_age,
-        sum(n_events) AS lifetime_events{window_columns}
+    SELECT customer_id, observation_date{window_columns}
     FROM aged
     GROUP BY customer_id, observation_date
-)
+){lifetime}
 SELECT s.customer_id, s.observation_date{select_columns}
 FROM snap s
-LEFT JOIN activity a ON a.customer_id = s.customer_id AND a.observation_date = s.observation_date
+LEFT JOIN activity a
+    ON a.customer_id = s.customer_id AND a.observation_date = s.observation_date{lifetime_join}
 LEFT JOIN {customers} c ON c.customer_id = s.customer_id
     AND (c.signup_date IS NULL OR c.signup_date < s.observation_date)
 """
+
+_LIFETIME_SQL = """,
+timeline AS (
+    -- Snapshot rows and active days of a customer in one sequence, a snapshot before an active
+    -- day of the same date: running figures read at a snapshot row cover exactly the days
+    -- strictly before it (an as-of join in plain window SQL, sorted once, not a range join).
+    SELECT customer_id, observation_date AS day, 0 AS is_day, observation_date, 0 AS n_events
+    FROM snap
+    UNION ALL
+    SELECT customer_id, day, 1 AS is_day, NULL AS observation_date, n_events
+    FROM daily
+),
+history AS (
+    -- One running frame for all three (one sort): where a day precedes the row, the running
+    -- min is the customer's first day.
+    SELECT customer_id, observation_date, is_day,
+        max(CASE WHEN is_day = 1 THEN day END) OVER running AS last_day,
+        sum(n_events) OVER running AS running_events,
+        min(CASE WHEN is_day = 1 THEN day END) OVER running AS first_day
+    FROM timeline
+    WINDOW running AS (PARTITION BY customer_id ORDER BY day, is_day
+        ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+),
+lifetime AS (
+    -- NULL for a customer with no day before T, as an aggregate over no rows would be.
+    SELECT customer_id, observation_date,
+        date_diff('day', last_day, observation_date) AS recency,
+        CASE WHEN last_day IS NOT NULL THEN date_diff('day', first_day, observation_date) END
+            AS first_age,
+        CASE WHEN last_day IS NOT NULL THEN running_events END AS lifetime_events
+    FROM history
+    WHERE is_day = 0
+)"""
+
+_LIFETIME_JOIN = """
+LEFT JOIN lifetime l ON l.customer_id = s.customer_id AND l.observation_date = s.observation_date"""
 
 
 def _in_window(w: int, value: str) -> str:
@@ -456,14 +510,18 @@ def _generic_sql(spec: EventFeatureSpec, sources: SourceTables) -> str:
     measure_columns = "".join(
         f", e.{quote_identifier(measure)} AS m_{i}" for i, measure in enumerate(spec.measures)
     )
-    daily = [f"sum(CASE WHEN code = {code} THEN 1 ELSE 0 END) AS n_type_{code}" for code in codes]
+    # Per session (the first grouping), then summed per day with the same names.
+    per_session = [
+        f"sum(CASE WHEN code = {code} THEN 1 ELSE 0 END) AS n_type_{code}" for code in codes
+    ]
     if spec.other_types:
-        daily.append("sum(CASE WHEN code = 0 THEN 1 ELSE 0 END) AS n_type_0")
+        per_session.append("sum(CASE WHEN code = 0 THEN 1 ELSE 0 END) AS n_type_0")
     for i, _ in enumerate(measures):
         # Integer thousandths: float sums would depend on the order threads add rows in.
-        daily.append(f"sum(CAST(round(m_{i} * 1000) AS BIGINT)) AS m_{i}_milli")
-        daily.append(f"count(m_{i}) AS m_{i}_n")
-    daily_names = [column.rsplit(" AS ", 1)[1] for column in daily]
+        per_session.append(f"sum(CAST(round(m_{i} * 1000) AS BIGINT)) AS m_{i}_milli")
+        per_session.append(f"count(m_{i}) AS m_{i}_n")
+    daily_names = [column.rsplit(" AS ", 1)[1] for column in per_session]
+    daily = [f"CAST(sum({name}) AS BIGINT) AS {name}" for name in daily_names]
     horizon = spec.windows[-1]
     windows: list[str] = []
     for w in spec.windows:
@@ -497,7 +555,9 @@ def _generic_sql(spec: EventFeatureSpec, sources: SourceTables) -> str:
                 f"CAST(a.m_{i}_milli_{w}d / 1000.0 / nullif(a.m_{i}_n_{w}d, 0) AS DOUBLE)"
             )
     selected = []
-    for generated in _generic_kept(spec):
+    kept = _generic_kept(spec)
+    lifetime = any(generated.lifetime for generated in kept)
+    for generated in kept:
         name = generated.feature.name
         expression = generated.expression or expressions[name]
         selected.append(f"{expression} AS {quote_identifier(name)}")
@@ -519,11 +579,17 @@ def _generic_sql(spec: EventFeatureSpec, sources: SourceTables) -> str:
         vocabulary=sources.vocabulary,
         customers=sources.customers,
         measure_columns=measure_columns,
-        # A log without sessions skips the costly distinct count (the features are not emitted).
-        sessions="count(DISTINCT session_id)" if spec.has_sessions else "0",
+        # Each non-NULL session of the day is one group of `sessions`.
+        sessions="count(session_id)" if spec.has_sessions else "0",
+        # A log without sessions groups by day alone (its session features are not emitted).
+        session_key=", session_id" if spec.has_sessions else "",
+        session_columns="".join(f",\n        {column}" for column in per_session),
         daily_columns="".join(f",\n        {column}" for column in daily),
         aged_columns="".join(f", d.{name}" for name in daily_names),
+        horizon=horizon,
         window_columns="".join(f",\n        {column}" for column in windows),
+        lifetime=_LIFETIME_SQL if lifetime else "",
+        lifetime_join=_LIFETIME_JOIN if lifetime else "",
         select_columns="".join(f",\n    {column}" for column in selected),
     )
 
