@@ -45,20 +45,42 @@ def step_seconds(log: str) -> dict[str, float]:
     return {m[1]: round(float(m[2]) * _UNIT[m[3]], 2) for m in STEP_LINE.finditer(log)}
 
 
+def output_tail(text: str, lines: int = 20, chars: int = 2000) -> str:
+    """The last ``lines`` non-empty lines of a command's output (at most ``chars``): where a
+    traceback or Dagster's failure event ends, so a recorded failure always says why."""
+    kept = [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)[-chars:]
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value or ""
+
+
 def _run(command: list[str], env: dict[str, str], log: Path, timeout: float) -> tuple[float, str]:
+    """Run ``command`` into ``log``; on a non-zero exit or a timeout raise with the error lines
+    and the output's tail (never a bare "failed")."""
     started = time.perf_counter()
-    completed = subprocess.run(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    log.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        completed = subprocess.run(
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as expired:
+        output = _text(expired.stdout) + _text(expired.stderr)
+        log.write_text(output)
+        raise RuntimeError(
+            f"{command[0]} ... timed out after {timeout:.0f} s; last output:\n{output_tail(output)}"
+        ) from None
     seconds = time.perf_counter() - started
     output = completed.stdout + completed.stderr
-    log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(output)
     if completed.returncode != 0:
         lines = output.splitlines()
@@ -68,25 +90,63 @@ def _run(command: list[str], env: dict[str, str], log: Path, timeout: float) -> 
             if "Error" in x and "Warning" not in x and "raise " not in x
         ]
         raise RuntimeError(
-            f"{command[0]} ... failed ({completed.returncode}): {' | '.join(errors[-2:])}"
+            f"{command[0]} ... failed ({completed.returncode}): {' | '.join(errors[-2:])}\n"
+            f"last output:\n{output_tail(output)}"
         )
     return seconds, output
 
 
+def instance_steps(dagster_home: Path) -> tuple[dict[str, float], dict[str, str]]:
+    """(seconds per step that succeeded, error per step that failed) over every run the
+    instance at ``dagster_home`` holds, read from its event log: unlike the console log, the
+    event log has them at any ``CHURN_LOG_LEVEL`` (``make pipeline`` logs at INFO, which
+    leaves out Dagster's step-finished lines)."""
+    import dagster as dg
+
+    seconds: dict[str, float] = {}
+    errors: dict[str, str] = {}
+    wanted = {dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for record in instance.get_run_records():
+            for entry in instance.all_logs(record.dagster_run.run_id):
+                event = entry.dagster_event
+                if event is None or event.event_type not in wanted or event.step_key is None:
+                    continue
+                data = event.event_specific_data
+                if event.event_type == dg.DagsterEventType.STEP_SUCCESS:
+                    seconds[event.step_key] = round(data.duration_ms / 1000, 2)
+                else:
+                    error = getattr(data, "error", None)
+                    errors[event.step_key] = (
+                        error.to_string()[-2000:] if error is not None else event.message or ""
+                    )
+    return seconds, errors
+
+
 def make_pipeline(home: Path) -> dict:
     """``make pipeline`` on the default synthetic data into ``home``: wall time (imports
-    included) and the Dagster step times."""
+    included), the CPU time of the whole process tree, and the Dagster step times."""
     env = home_env(home)
     if shutil.which("make"):
         command = ["make", "--no-print-directory", "pipeline"]
     else:
         command = [sys.executable, "-m", "churn_assets.pipeline"]
+    cpu_before = _children_cpu()
     seconds, output = _run(command, env, home / "make_pipeline.log", timeout=1800)
+    steps = step_seconds(output) | instance_steps(Path(env["DAGSTER_HOME"]))[0]
     return {
         "command": " ".join(command),
         "seconds": round(seconds, 1),
-        "steps": step_seconds(output),
+        "cpu_seconds": round(_children_cpu() - cpu_before, 1),
+        "steps": steps,
+        "outside_steps_seconds": round(seconds - sum(steps.values()), 1),
     }
+
+
+def _children_cpu() -> float:
+    """User + system seconds of this process's waited-for children so far."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
 
 
 def generator(customers: int, months: int) -> dict:
@@ -140,7 +200,15 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         # place: time the SQL anyway and report the failure next to the figures.
         materialize_error, seconds = str(error), float("nan")
         output = (home / "materialize.log").read_text()
-    steps = step_seconds(output)
+    steps, step_errors = instance_steps(Path(env["DAGSTER_HOME"]))
+    steps = step_seconds(output) | steps
+    step_error = None
+    if "customer_features" not in steps:  # say why the asset step has no time
+        step_error = step_errors.get("customer_features") or (
+            f"the run did not reach customer_features: {materialize_error}"
+            if materialize_error
+            else "no step time for customer_features in the run's event log"
+        )
     con = duckdb.connect(str(home / "warehouse.duckdb"))
     try:
         snapshot_rows = con.execute("SELECT count(*) FROM customer_snapshots").fetchone()[0]
@@ -171,6 +239,7 @@ def features(customers: int, months: int, workdir: Path) -> dict:
         "leakage_check_seconds": round(leakage_seconds, 2),
         "leakage_rows_differing": leaking,
         "asset_step_seconds": steps.get("customer_features"),
+        "asset_step_error": step_error,
         "upstream_materialize_seconds": round(seconds, 1),
         "materialize_error": materialize_error,
         "steps": steps,

@@ -132,6 +132,7 @@ def alternate(
     """``seconds`` of load per system, in ``slices`` interleaved slices (rotating the order)."""
     per: dict[str, list[load.LoadResult]] = {name: [] for name in names}
     rss: dict[str, float] = {}
+    load_at_start = round(os.getloadavg()[0], 2)  # written beside the cell's figures
     for k in range(slices):
         order = names[k % len(names) :] + names[: k % len(names)]
         for name in order:
@@ -139,7 +140,11 @@ def alternate(
                 load.run(servers[name].port, path, body, concurrency, seconds / slices, driver)
             )
             rss[name] = max(rss.get(name, 0.0), servers[name].rss_mib())
-    return {name: load.merge(per[name]) | {"rss_mib": rss[name]} for name in names}
+    loads = [load_at_start, round(os.getloadavg()[0], 2)]
+    return {
+        name: load.merge(per[name]) | {"rss_mib": rss[name], "load_average": loads}
+        for name in names
+    }
 
 
 def run(env: dict[str, str], model_tag: str, warehouse: Path, logs: Path, settings: dict) -> dict:
