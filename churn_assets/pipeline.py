@@ -17,26 +17,15 @@ The run uses the code location's in-process executor (``churn_assets.definitions
 launched from the Dagster UI do: every step writes the one DuckDB file, so they run one at a time
 anyway, and the multiprocess executor's process launch and code-location import per step cost
 ~5 s each (82 s against 10 s for the data graph at the default size).
-
-Both commands run in this process, through the ``dagster asset materialize`` command's own code
-(:func:`run_step`: the same click command, arguments, instance and run config), not as two
-``dagster`` subprocesses: each of those paid a Python start, the Dagster import and the code
-location's import again (~3 s of CPU each, docs/performance.md "Pipeline"), and this process
-has already imported Dagster to read the calendar. The code location is imported once and the
-second step reuses it: nothing in it depends on what the first step landed (the staged months
-live in the instance, which every run reads afresh). ``CHURN_PIPELINE_SUBPROCESS=1`` runs the
-two commands as subprocesses, as before (for comparison).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
 import time
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -146,38 +135,6 @@ def release_stale_claims(settings: Settings) -> None:
             print(f"  {stale.describe()}", flush=True)
 
 
-SUBPROCESS_ENV = "CHURN_PIPELINE_SUBPROCESS"
-"""Set to ``1``: run the two steps as ``dagster`` subprocesses (the old way, for comparison)."""
-
-
-def run_step(command: list[str], env: dict[str, str]) -> int:
-    """Run one ``dagster asset materialize ...`` command (as built by :func:`land_command` or
-    :func:`materialize_command`) in this process, through the CLI command's own click code, and
-    return its exit status (0 on success, 1 when the run failed, as the CLI exits).
-
-    ``env`` is what the subprocess would have had: its ``DAGSTER_HOME`` (the instance the CLI
-    opens) is set in this process's environment first."""
-    if command[:3] != ["dagster", "asset", "materialize"]:
-        raise ValueError(f"not a dagster asset materialize command: {command[:3]}")
-    import click
-    from dagster._cli.asset import asset_materialize_command
-
-    os.environ[DAGSTER_HOME_ENV] = env[DAGSTER_HOME_ENV]
-    with warnings.catch_warnings():
-        # the CLI's supersession notice (QUIET_DAGSTER_CLI) is noise here too
-        warnings.simplefilter("ignore", FutureWarning)
-        try:
-            asset_materialize_command.main(
-                args=command[3:], prog_name="dagster asset materialize", standalone_mode=False
-            )
-        except click.ClickException as error:  # "Materialization failed." as the CLI says it
-            error.show()
-            return error.exit_code
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return 0
-
-
 def main() -> int:
     settings = load_settings()
     settings = replace(settings, dagster_home=dagster_home(settings))
@@ -193,14 +150,11 @@ def main() -> int:
             step = materialize_command(found, log_level=settings.log_level)
         shown = step[: step.index("--config-json")]  # the plain command; the log level is ours
         print(f"$ {' '.join(shlex.quote(part) for part in shown)}", flush=True)
-        if env.get(SUBPROCESS_ENV) == "1":
-            returncode = subprocess.run(step, env=env, check=False).returncode
-        else:
-            returncode = run_step(step, env)
-        if returncode != 0:
+        completed = subprocess.run(step, env=env, check=False)
+        if completed.returncode != 0:
             seconds = time.perf_counter() - started
             print(f"pipeline failed after {seconds:.0f} s (see the log above)", file=sys.stderr)
-            return returncode
+            return completed.returncode
     seconds = time.perf_counter() - started
     print(f"pipeline done in {seconds:.0f} s\n" + summary(settings, since=started_at))
     _write_sample(settings)

@@ -56,10 +56,9 @@ Evidently is imported inside the functions: its import is slow (seconds) and the
 
 Cost. Evidently's drift preset computes each column's test three times (its per-column
 ``ValueDrift`` values, the dataset-drift counter, the HTML's drift table) and renders a Plotly
-figure set for every ``ValueDrift`` value that the preset's own HTML never shows (the preset
-renders the counter and the table instead). :func:`run_report` skips that unused rendering
-(:func:`_unshown_value_drift_widgets`): a third of the report's CPU on the default data, with
-the same values, verdicts, JSON and HTML. Frames above :data:`MAX_ROWS` rows are sampled to it
+figure set for every ``ValueDrift`` value that the preset's own HTML never shows: about a third
+of the report's CPU (docs/performance.md, "Pipeline"). Evidently offers no switch for it, and we
+do not patch its classes, so that cost stays. Frames above :data:`MAX_ROWS` rows are sampled to it
 with a fixed seed (:data:`SAMPLE_SEED`) before comparing: the tests' verdicts do not need more
 rows than that, and the report's cost grows with them; the default data (a few thousand rows per
 month) is never sampled.
@@ -68,8 +67,7 @@ month) is never sampled.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -355,29 +353,6 @@ def sampled(frame: pd.DataFrame, max_rows: int = MAX_ROWS) -> pd.DataFrame:
     return frame.sample(n=max_rows, random_state=SAMPLE_SEED)
 
 
-@contextmanager
-def _unshown_value_drift_widgets() -> Iterator[None]:
-    """While a drift preset runs, its per-column ``ValueDrift`` results are not rendered.
-
-    Evidently's ``ValueDriftCalculation`` builds Plotly figures for every column's value as it
-    computes it, but ``DataDriftPreset.render`` shows its own counter and drift table instead,
-    so those figures end up in neither the HTML nor the snapshot's dict (checked in
-    ``tests/test_drift.py``). Rendering them was a third of the report's CPU. Scoped to the
-    run (the class attribute is restored), and the pipeline runs one step at a time."""
-    from evidently.metrics.column_statistics import ValueDriftCalculation
-
-    render = ValueDriftCalculation._render
-    ValueDriftCalculation._render = _no_widgets  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        ValueDriftCalculation._render = render  # type: ignore[method-assign]
-
-
-def _no_widgets(self: Any, *args: Any, **kwargs: Any) -> list:
-    return []
-
-
 def run_report(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -386,7 +361,6 @@ def run_report(
     drift_share: float = DEFAULT_DRIFT_SHARE,
     time_growing: Collection[str] = (),
     elapsed_days: int | None = None,
-    render_unshown: bool = False,
     max_rows: int = MAX_ROWS,
 ) -> tuple[DriftResult, Any]:
     """Run Evidently's drift preset with explicit types and per-column methods.
@@ -395,9 +369,7 @@ def run_report(
     whose HTML is what a person opens from the Dagster UI. ``drift_share`` is the dataset-level
     limit the report shows; pass the one ``drift_check`` applies. The HTML shows the raw
     comparison of every column; the time-growing rule (``time_growing``, ``elapsed_days``: see
-    :func:`column_scores`) is applied to the returned verdicts. ``render_unshown`` renders
-    Evidently's per-column figures that the HTML never shows, as Evidently alone would (slower;
-    the test that skipping them changes nothing uses it). Frames over ``max_rows`` rows are
+    :func:`column_scores`) is applied to the returned verdicts. Frames over ``max_rows`` rows are
     sampled (:func:`sampled`); the result records their full sizes.
     """
     from evidently import DataDefinition, Dataset, Report
@@ -421,11 +393,10 @@ def run_report(
     )
     rows = len(reference), len(current)
     reference, current = sampled(reference, max_rows), sampled(current, max_rows)
-    with nullcontext() if render_unshown else _unshown_value_drift_widgets():
-        snapshot = report.run(
-            Dataset.from_pandas(_prepared(current, columns, kinds), data_definition=definition),
-            Dataset.from_pandas(_prepared(reference, columns, kinds), data_definition=definition),
-        )
+    snapshot = report.run(
+        Dataset.from_pandas(_prepared(current, columns, kinds), data_definition=definition),
+        Dataset.from_pandas(_prepared(reference, columns, kinds), data_definition=definition),
+    )
     scores = _scores_from_snapshot(snapshot.dict())
     results = [
         ColumnDrift(
