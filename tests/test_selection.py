@@ -236,3 +236,31 @@ def test_selection_is_none_without_a_scorable_fold(small):
     one_date = replace(time_folds(frame["observation_date"], horizon_days=HORIZON_DAYS)[0])
     y_flat = np.zeros_like(y)
     assert select(X, y_flat, data.specs, [one_date], [Candidate(LOGISTIC)]) is None
+
+
+def test_the_card_records_what_was_tried_and_chosen(small, selection):
+    import json
+
+    from churn.modeling.card import build_card, json_safe
+    from churn.modeling.gate import decide
+
+    data, _ = small
+    models = train_candidates(data, LogisticConfig(), FAST_TREES, selection)
+    evaluation = evaluate_candidates(data, models, None, Economics(), winner=selection.chosen)
+    evaluation.selection = json_safe(selection.to_dict())
+    decision = decide(evaluation.winning.test["roc_auc"], auc_floor=0.5)
+    card = build_card(
+        data,
+        evaluation,
+        decision,
+        run_id="r",
+        source="synthetic",
+        horizon_days=HORIZON_DAYS,
+        gate_settings={},
+    )
+    json.dumps(card, allow_nan=False)  # strict JSON, as /model returns it
+    chosen = card["model_selection"]
+    assert card["model_kind"] == chosen["winner_family"] == selection.chosen
+    assert chosen["chosen"][selection.chosen] == selection.best[selection.chosen].name
+    assert len(chosen["trials"]) == len(selection.trials)
+    assert all(fold["held_dates"] for fold in chosen["folds"])
