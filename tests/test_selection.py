@@ -264,3 +264,32 @@ def test_the_card_records_what_was_tried_and_chosen(small, selection):
     assert chosen["chosen"][selection.chosen] == selection.best[selection.chosen].name
     assert len(chosen["trials"]) == len(selection.trials)
     assert all(fold["held_dates"] for fold in chosen["folds"])
+
+
+def test_the_backtest_refits_with_the_chosen_window(small):
+    import pandas as pd
+
+    from churn.modeling.backtest import backtest, recipe_of
+    from churn.modeling.selection import fit_candidate
+
+    data, _ = small
+    frame = pd.concat([data.train.frame, data.validation.frame, data.test.frame])
+    recent = Candidate(LOGISTIC, logistic=LogisticConfig(), window=Window("recent", 2))
+    model = fit_candidate(
+        recent,
+        data.train.X,
+        data.train.y,
+        recent.window.weights(data.train.frame["observation_date"]),
+        data.validation.X,
+        data.validation.y,
+        data.specs,
+    )
+    model.params["window"] = {"kind": "recent", "months": 2}
+    recipe = recipe_of(model)
+    assert recipe.window == ("recent", 2)
+    everything = replace(recipe, window=("all", 0))
+    windowed = backtest(frame, list(FEATURES), recipe, horizon_days=HORIZON_DAYS, months=2)
+    full = backtest(frame, list(FEATURES), everything, horizon_days=HORIZON_DAYS, months=2)
+    assert [m.train_rows for m in windowed] == [m.train_rows for m in full]
+    assert all(m.roc_auc is not None for m in windowed)
+    assert [m.roc_auc for m in windowed] != [m.roc_auc for m in full]
