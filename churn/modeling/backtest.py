@@ -27,6 +27,7 @@ from churn.modeling.candidates import (
     train_logistic,
 )
 from churn.modeling.metrics import auc, top_share_stats
+from churn.modeling.selection import Window
 from churn.modeling.spec import FeatureSpec, build_feature_specs, encode_frame
 from churn.modeling.split import _as_days
 
@@ -47,20 +48,27 @@ class Recipe:
     lightgbm: LightGBMConfig | None = None
     rounds: int | None = None
     logistic: LogisticConfig | None = None
+    window: tuple[str, int] = ("all", 0)
+    """The training window model selection chose (:class:`churn.modeling.selection.Window`'s
+    kind and months), applied to each origin's own training dates."""
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rounds": self.rounds}
+        return {"kind": self.kind, "rounds": self.rounds, "window": list(self.window)}
 
 
 def recipe_of(model: ChurnModel) -> Recipe:
-    """The recipe a trained candidate stands for (``model.params`` records its config)."""
+    """The recipe a trained candidate stands for (``model.params`` records its config and,
+    since model selection, its training window)."""
+    chosen = model.params.get("window") or {}
+    window = (str(chosen.get("kind", "all")), int(chosen.get("months", 0)))
     if model.kind == "lightgbm":
         known = {f.name for f in fields(LightGBMConfig)}
         config = LightGBMConfig(**{k: v for k, v in model.params.items() if k in known})
-        return Recipe("lightgbm", lightgbm=config, rounds=int(model.best_iteration))  # type: ignore[attr-defined]
+        rounds = int(model.best_iteration)  # type: ignore[attr-defined]
+        return Recipe("lightgbm", lightgbm=config, rounds=rounds, window=window)
     known = {f.name for f in fields(LogisticConfig)}
     config = LogisticConfig(**{k: v for k, v in model.params.items() if k in known})
-    return Recipe("logistic_regression", logistic=config)
+    return Recipe("logistic_regression", logistic=config, window=window)
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,15 @@ def backtest(
         scored = frame.loc[days == np.datetime64(origin, "D")]
         specs = build_feature_specs(train, features)
         started = time.perf_counter()
-        predict = _fit(recipe, encode_frame(train, specs), train[LABEL].to_numpy(), specs)
+        weights = Window(*recipe.window).weights(train["observation_date"])  # type: ignore[arg-type]
+        kept = weights > 0
+        predict = _fit(
+            recipe,
+            encode_frame(train, specs)[kept],
+            train[LABEL].to_numpy()[kept],
+            specs,
+            weights[kept],
+        )
         fit_seconds = time.perf_counter() - started
         y = scored[LABEL].to_numpy(dtype=np.int8)
         scores = predict(encode_frame(scored, specs))
@@ -144,8 +160,17 @@ def _finite(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _fit(recipe: Recipe, X: np.ndarray, y: np.ndarray, specs: list[FeatureSpec]):
-    """A predict function for ``recipe`` fitted on ``(X, y)``."""
+def _fit(
+    recipe: Recipe,
+    X: np.ndarray,
+    y: np.ndarray,
+    specs: list[FeatureSpec],
+    weights: np.ndarray | None = None,
+):
+    """A predict function for ``recipe`` fitted on ``(X, y)`` (rows weighted by ``weights``
+    when they are not all 1)."""
+    if weights is not None and np.all(weights == 1.0):
+        weights = None
     if recipe.kind == "lightgbm":
         import lightgbm as lgb
 
@@ -154,6 +179,7 @@ def _fit(recipe: Recipe, X: np.ndarray, y: np.ndarray, specs: list[FeatureSpec])
         dataset = lgb.Dataset(
             X,
             label=np.asarray(y, dtype=np.float64),
+            weight=weights,
             feature_name=[spec.name for spec in specs],
             categorical_feature=categorical,
         )
@@ -161,7 +187,7 @@ def _fit(recipe: Recipe, X: np.ndarray, y: np.ndarray, specs: list[FeatureSpec])
             lightgbm_params(config), dataset, num_boost_round=max(int(recipe.rounds or 1), 1)
         )
         return lambda matrix: booster.predict(matrix, num_threads=config.num_threads)
-    model = train_logistic(X, y, specs, recipe.logistic)
+    model = train_logistic(X, y, specs, recipe.logistic, sample_weight=weights)
     return model.predict_proba
 
 

@@ -72,9 +72,13 @@ def train_logistic(
     train_y: np.ndarray,
     specs: Sequence[FeatureSpec],
     config: LogisticConfig | None = None,
+    *,
+    sample_weight: np.ndarray | None = None,
 ) -> LogisticChurnModel:
     """One-hot categoricals with every spec category declared up front, so a category absent
-    from this training slice still gets a (zero) column and the coefficient layout is fixed."""
+    from this training slice still gets a (zero) column and the coefficient layout is fixed.
+    ``sample_weight`` (one per row) carries a time-decayed training window
+    (:class:`churn.modeling.selection.Window`)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
@@ -107,7 +111,8 @@ def train_logistic(
     )
     pipeline = Pipeline([("columns", columns), ("classifier", classifier)])
     started = time.perf_counter()
-    pipeline.fit(np.asarray(train_X, dtype=np.float64), np.asarray(train_y))
+    fit_params = {} if sample_weight is None else {"classifier__sample_weight": sample_weight}
+    pipeline.fit(np.asarray(train_X, dtype=np.float64), np.asarray(train_y), **fit_params)
     model = LogisticChurnModel(pipeline, specs, fit_seconds=time.perf_counter() - started)
     model.params = asdict(config)
     return model
@@ -142,6 +147,8 @@ def train_lightgbm(
     valid_y: np.ndarray,
     specs: Sequence[FeatureSpec],
     config: LightGBMConfig | None = None,
+    *,
+    sample_weight: np.ndarray | None = None,
 ) -> LightGBMChurnModel:
     """Early-stop on the validation slice (log loss, because the probabilities themselves are
     used downstream), then keep only the best trees so the shipped model is as small and fast
@@ -155,6 +162,7 @@ def train_lightgbm(
     train = lgb.Dataset(
         np.asarray(train_X, dtype=np.float64),
         label=np.asarray(train_y, dtype=np.float64),
+        weight=None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64),
         feature_name=names,
         categorical_feature=categorical,
         free_raw_data=True,

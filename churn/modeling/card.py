@@ -112,6 +112,8 @@ def build_card(
                 "at_decision_threshold": evaluation.decision_metrics,
             },
             "backtest": evaluation.backtest,
+            # what time-ordered CV tried and chose (churn.modeling.selection); None when off
+            "model_selection": evaluation.selection,
             "data_window": data.window(),
             "horizon_days": horizon_days,
             "lineage": {

@@ -22,6 +22,7 @@ from churn.modeling.candidates import (
 )
 from churn.modeling.metrics import auc, evaluate
 from churn.modeling.model import ChurnModel
+from churn.modeling.selection import Selection
 from churn.modeling.spec import FeatureSpec, build_feature_specs, encode_frame
 from churn.modeling.split import StratifiedSplit, TimeSplit, stratified_split, time_split
 from churn.modeling.thresholds import expected_value_threshold, risk_tiers
@@ -280,20 +281,83 @@ def cross_validate(
     return scores
 
 
+SELECTION_TIME_FOLDS = 3
+"""Expanding-window folds of the time-ordered model selection: three months of evidence."""
+
+
+def pooled(data: TrainingData) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """The train and validation rows as one block (X, y, frame): what model selection
+    cross-validates on. The test rows are never part of it."""
+    import pandas as pd
+
+    frame = pd.concat([data.train.frame, data.validation.frame], ignore_index=True)
+    return (
+        np.vstack([data.train.X, data.validation.X]),
+        np.concatenate([data.train.y, data.validation.y]),
+        frame,
+    )
+
+
+def select_candidates(
+    data: TrainingData,
+    logistic: LogisticConfig,
+    lightgbm: LightGBMConfig,
+    *,
+    horizon_days: int,
+    folds: int = 0,
+    seed: int = 42,
+    log=None,
+) -> Selection | None:
+    """Time-ordered CV (:mod:`churn.modeling.selection`) over the pooled train and validation
+    rows: expanding windows by observation date on a time split, customer-grouped K-fold
+    (``folds``, default 3) on a stratified one. None when no fold can be scored."""
+    from churn.modeling.selection import default_grid, group_folds, select, time_folds
+
+    X, y, frame = pooled(data)
+    dates = frame["observation_date"]
+    grid, windows = default_grid(lightgbm, logistic, dates=int(dates.nunique()))
+    if isinstance(data.split, TimeSplit):
+        fold_list = time_folds(dates, horizon_days=horizon_days, folds=SELECTION_TIME_FOLDS)
+        return select(X, y, data.specs, fold_list, grid, windows, dates=dates, log=log)
+    fold_list = group_folds(y, frame["customer_id"], folds=folds or 3, seed=seed)
+    return select(X, y, data.specs, fold_list, grid, log=log)
+
+
 def train_candidates(
-    data: TrainingData, logistic: LogisticConfig, lightgbm: LightGBMConfig
+    data: TrainingData,
+    logistic: LogisticConfig,
+    lightgbm: LightGBMConfig,
+    selection: Selection | None = None,
 ) -> dict[str, ChurnModel]:
-    return {
-        "logistic_regression": train_logistic(data.train.X, data.train.y, data.specs, logistic),
-        "lightgbm": train_lightgbm(
+    """Both families on the training block, LightGBM early-stopped on the validation block;
+    with a ``selection``, each with its family's chosen settings and training window (the
+    window's weights recorded in ``model.params["window"]``)."""
+    from churn.modeling.selection import LIGHTGBM, LOGISTIC, Candidate, fit_candidate
+
+    chosen = dict(selection.best) if selection is not None else {}
+    candidates = {
+        LOGISTIC: chosen.get(LOGISTIC, Candidate(LOGISTIC, logistic=logistic)),
+        LIGHTGBM: chosen.get(LIGHTGBM, Candidate(LIGHTGBM, lightgbm=lightgbm)),
+    }
+    models: dict[str, ChurnModel] = {}
+    for name, candidate in candidates.items():
+        weights = candidate.window.weights(data.train.frame["observation_date"])
+        model = fit_candidate(
+            candidate,
             data.train.X,
             data.train.y,
+            weights,
             data.validation.X,
             data.validation.y,
             data.specs,
-            lightgbm,
-        ),
-    }
+        )
+        model.params["window"] = {
+            "kind": candidate.window.kind,
+            "months": candidate.window.months,
+            "rows": int((weights > 0).sum()),
+        }
+        models[name] = model
+    return models
 
 
 @dataclass(frozen=True)
@@ -340,6 +404,9 @@ class Evaluation:
     calibration: dict[str, Any] | None = None
     """The winner's calibration (:mod:`churn.modeling.calibration`): kept or not, validation
     and test ECE, Brier and log loss before and after; set by ``model_evaluation``."""
+    selection: dict[str, Any] | None = None
+    """What model selection tried and chose (:meth:`churn.modeling.selection.Selection.
+    to_dict`), set by the caller that ran it; the card keeps it."""
     backtest: list[dict[str, Any]] | None = None
     """Rolling-origin results of the winner's recipe (:mod:`churn.modeling.backtest`), set by
     the caller that has the whole matured history."""
@@ -389,7 +456,11 @@ def evaluate_candidates(
     economics: Economics,
     *,
     default_threshold: float = 0.5,
+    winner: str | None = None,
 ) -> Evaluation:
+    """Each candidate at its own decision threshold on validation and test; the winner is
+    ``winner`` when given (model selection's choice on cross-validated AUC, which saw more
+    months than the validation block alone), else the best validation AUC."""
     results: dict[str, CandidateResult] = {}
     ev_thresholds: dict[str, tuple[float, float]] = {}
     for name, model in models.items():
@@ -413,7 +484,8 @@ def evaluate_candidates(
             validation_scores=validation_scores,
             test_scores=test_scores,
         )
-    winner = max(results, key=lambda name: results[name].validation["roc_auc"])
+    if winner is None or winner not in results:
+        winner = max(results, key=lambda name: results[name].validation["roc_auc"])
     chosen = results[winner]
     ev_threshold, ev_per_customer = ev_thresholds[winner]
     return Evaluation(
@@ -462,3 +534,19 @@ def at_threshold(
         "recall": hits / positives if positives else None,
         "expected_value_per_customer": (gain - cost) / y.size if y.size else 0.0,
     }
+
+
+def btyd_experiment(
+    con: Any, data: TrainingData, selection: Selection, *, horizon_days: int
+) -> dict[str, Any]:
+    """Would BG/NBD's P(alive) and expected events, as features, improve the cross-validated
+    AUC of the chosen LightGBM setting? Measured on the selection's own folds; reported, never
+    used by the champion (:mod:`churn.modeling.btyd_features` says why)."""
+    from churn.modeling.btyd_features import NAMES, btyd_columns
+    from churn.modeling.selection import compare_extra_columns
+
+    X, y, frame = pooled(data)
+    columns, _ = btyd_columns(con, frame, horizon_days)
+    dates = frame["observation_date"] if selection.kind == "time" else None
+    report = compare_extra_columns(selection, X, y, columns, NAMES, data.specs, dates=dates)
+    return report | {"in_champion": False, "why": "training-only: not in the serving definition"}

@@ -72,6 +72,10 @@ class LightGBMParams(dg.Config):
 class CandidateConfig(dg.Config):
     validation_months: int = 1
     test_months: int = 2
+    select: bool = True
+    """Time-ordered CV model selection (:mod:`churn.modeling.selection`) over the train and
+    validation months: settings, model family and training window. False: the configured
+    settings, winner on validation AUC."""
     logistic: LogisticParams = LogisticParams()
     lightgbm: LightGBMParams = LightGBMParams()
 
@@ -162,7 +166,8 @@ def candidate_models(
     context.log.info(
         f"training 2 candidates on {data.train.rows:,} rows, {len(data.specs)} features"
     )
-    models = train_candidates(data, logistic, lightgbm)
+    selection = _select(context, warehouse, config, data, logistic, lightgbm, source, stratified)
+    models = train_candidates(data, logistic, lightgbm, selection)
     for name, model in models.items():
         context.log.info(f"trained {name} in {model.fit_seconds:.2f} s")
     calibration = _calibrate(context, models, data)
@@ -176,6 +181,7 @@ def candidate_models(
         "training_rows": data.train.rows,
         "calibration": dg.MetadataValue.json(json_safe(calibration)),
     }
+    metadata |= _selection_metadata(selection)
     if stratified is not None and stratified.cv_folds:
         context.log.info(f"{stratified.cv_folds}-fold cross-validation ...")
         cv = cross_validate(data, logistic, lightgbm, stratified.cv_folds, seed=stratified.seed)
@@ -193,9 +199,59 @@ def candidate_models(
             "card_fields": source.card_fields() | time_growing_fields(source.features),
             "label_days": source.label_days,
             "calibration": calibration,
+            "selection": json_safe(selection.to_dict()) if selection is not None else None,
         },
         metadata=metadata,
     )
+
+
+def _select(context, warehouse, config, data, logistic, lightgbm, source, stratified):
+    """Model selection by time-ordered CV, and the BTYD-features experiment for event logs;
+    None when turned off or when no fold can be scored."""
+    from churn.modeling.training import btyd_experiment, select_candidates
+
+    if not config.select:
+        return None
+    selection = select_candidates(
+        data,
+        logistic,
+        lightgbm,
+        horizon_days=source.label_days,
+        folds=stratified.cv_folds if stratified is not None else 0,
+        seed=stratified.seed if stratified is not None else 42,
+        log=context.log.info,
+    )
+    if selection is None:
+        context.log.warning("model selection: no fold holds both outcomes; configured settings")
+        return None
+    if source.kind != "flat":
+        try:
+            with warehouse.connect(context, read_only=True) as con:
+                selection.extra["btyd_features"] = btyd_experiment(
+                    con, data, selection, horizon_days=source.label_days
+                )
+        except (ValueError, RuntimeError) as error:  # no events table, a fit that fails
+            selection.extra["btyd_features"] = {"skipped": str(error)}
+        context.log.info(f"BTYD features: {selection.extra['btyd_features']}")
+    return selection
+
+
+def _selection_metadata(selection) -> dict:
+    """What model selection tried (candidate, CV AUC mean and sd, chosen) as a table."""
+    if selection is None:
+        return {"model_selection": "off"}
+    return {
+        "model_selection": table_value(
+            ["candidate", "cv_auc_mean", "cv_auc_sd", "folds", "chosen"], selection.table()
+        ),
+        "selection_winner": selection.best[selection.chosen].name,
+        "selection_folds": dg.MetadataValue.json(json_safe(selection.to_dict()["folds"])),
+        **(
+            {"btyd_features": dg.MetadataValue.json(json_safe(selection.extra["btyd_features"]))}
+            if "btyd_features" in selection.extra
+            else {}
+        ),
+    }
 
 
 def _calibrate(context, models, data) -> dict:
@@ -300,13 +356,19 @@ def _registry_rows(context, evaluation, decision, data, models) -> list[tuple]:
                 (history.PASSED_GATE if decision.promoted else "rejected")
                 if is_winner
                 else "not_selected",
-                decision.reason if is_winner else f"{evaluation.winner} won on validation AUC",
+                decision.reason
+                if is_winner
+                else f"{evaluation.winner} won on {_won_on(evaluation)}",
                 json.dumps(data.window()),
                 data.fingerprint,
                 round(models[name].fit_seconds, 3),
             )
         )
     return rows
+
+
+def _won_on(evaluation) -> str:
+    return "time-ordered CV AUC" if evaluation.selection else "validation AUC"
 
 
 @dg.asset(
@@ -356,7 +418,9 @@ def model_evaluation(
         models,
         truth,
         _economics(source_economics(load_settings()), config),
+        winner=(candidate_models.get("selection") or {}).get("winner_family"),
     )
+    evaluation.selection = candidate_models.get("selection")
     # Time to churn and customer value: fitted here, set on the winner (saved with it).
     survival_card = _survival(
         context, data, models, evaluation.winner, candidate_models, evaluation.economics
