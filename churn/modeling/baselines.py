@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -178,27 +178,34 @@ def rfm_before(
     return con.execute(_RFM_SQL.format(events=quote_identifier(events)), {"as_of": as_of}).df()
 
 
-def bgnbd_scores(
-    con: duckdb.DuckDBPyConnection,
-    test: pd.DataFrame,
-    horizon_days: int,
-    events: str = "stg_events",
-) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
-    """P(no event in the horizon) per test row, the model refitted at each observation date on
-    the events before it; and the fitted parameters per date.
+@dataclass(frozen=True)
+class DateFit:
+    """BG/NBD fitted at one observation date on the events before it, and the rows of that date
+    with their history in the model's units (:data:`DAYS_PER_UNIT` days)."""
 
-    A test customer with no event before the date is scored as a new customer (x = 0, t_x = 0)
-    observed for its tenure when the feature table has one, else for no time at all."""
+    as_of: date
+    params: BGNBDParams
+    customers: int
+    rows: np.ndarray
+    x: np.ndarray
+    t_x: np.ndarray
+    T: np.ndarray
+
+
+def fits_by_date(
+    con: duckdb.DuckDBPyConnection, frame: pd.DataFrame, events: str = "stg_events"
+) -> Iterator[DateFit]:
+    """One :class:`DateFit` per observation date of ``frame`` (dates without any earlier event
+    are skipped). A customer with no event before the date is a new customer (x = 0, t_x = 0)
+    observed for its tenure when the frame has one, else for no time at all."""
     import pandas as pd
 
-    scores = np.full(len(test), np.nan)
-    fitted: dict[str, dict[str, float]] = {}
-    dates = pd.to_datetime(test["observation_date"]).dt.date.to_numpy()
-    ids = test["customer_id"].astype(str).to_numpy()
+    dates = pd.to_datetime(frame["observation_date"]).dt.date.to_numpy()
+    ids = frame["customer_id"].astype(str).to_numpy()
     tenure = (
-        test[TENURE_FEATURE].astype("float64").fillna(0.0).to_numpy()
-        if TENURE_FEATURE in test.columns
-        else np.zeros(len(test))
+        frame[TENURE_FEATURE].astype("float64").fillna(0.0).to_numpy()
+        if TENURE_FEATURE in frame.columns
+        else np.zeros(len(frame))
     )
     for as_of in sorted(set(dates)):
         rfm = rfm_before(con, as_of, events)
@@ -207,15 +214,29 @@ def bgnbd_scores(
         params = fit_bgnbd(
             rfm["x"].to_numpy(), rfm["t_x"] / DAYS_PER_UNIT, rfm["T"] / DAYS_PER_UNIT
         )
-        fitted[as_of.isoformat()] = params.as_dict() | {"customers": float(len(rfm))}
         rows = np.flatnonzero(dates == as_of)
         known = rfm.set_index("customer_id").reindex(ids[rows])
         x = known["x"].fillna(0.0).to_numpy(dtype=np.float64)
         t_x = known["t_x"].fillna(0.0).to_numpy(dtype=np.float64)
         T = known["T"].to_numpy(dtype=np.float64)
         T = np.where(np.isnan(T), np.maximum(tenure[rows], 0.0), T)
-        scores[rows] = p_no_event(
-            params, x, t_x / DAYS_PER_UNIT, T / DAYS_PER_UNIT, horizon_days / DAYS_PER_UNIT
+        yield DateFit(as_of, params, len(rfm), rows, x, t_x / DAYS_PER_UNIT, T / DAYS_PER_UNIT)
+
+
+def bgnbd_scores(
+    con: duckdb.DuckDBPyConnection,
+    test: pd.DataFrame,
+    horizon_days: int,
+    events: str = "stg_events",
+) -> tuple[np.ndarray, dict[str, dict[str, float]]]:
+    """P(no event in the horizon) per test row, the model refitted at each observation date on
+    the events before it (:func:`fits_by_date`); and the fitted parameters per date."""
+    scores = np.full(len(test), np.nan)
+    fitted: dict[str, dict[str, float]] = {}
+    for fit in fits_by_date(con, test, events):
+        fitted[fit.as_of.isoformat()] = fit.params.as_dict() | {"customers": float(fit.customers)}
+        scores[fit.rows] = p_no_event(
+            fit.params, fit.x, fit.t_x, fit.T, horizon_days / DAYS_PER_UNIT
         )
     return scores, fitted
 

@@ -23,11 +23,9 @@ import numpy as np
 
 from churn.modeling.baselines import (
     DAYS_PER_UNIT,
-    TENURE_FEATURE,
     BGNBDParams,
-    fit_bgnbd,
+    fits_by_date,
     p_alive,
-    rfm_before,
 )
 
 if TYPE_CHECKING:
@@ -80,32 +78,11 @@ def btyd_columns(
 
     A customer with no event before the date is a new customer (x = 0, t_x = 0) observed for
     its tenure when the frame has one."""
-    import pandas as pd
-
     out = np.full((len(frame), 2), np.nan)
     fitted: dict[str, dict[str, float]] = {}
-    dates = pd.to_datetime(frame["observation_date"]).dt.date.to_numpy()
-    ids = frame["customer_id"].astype(str).to_numpy()
-    tenure = (
-        frame[TENURE_FEATURE].astype("float64").fillna(0.0).to_numpy()
-        if TENURE_FEATURE in frame.columns
-        else np.zeros(len(frame))
-    )
     horizon = horizon_days / DAYS_PER_UNIT
-    for as_of in sorted(set(dates)):
-        rfm = rfm_before(con, as_of, events)
-        if rfm.empty:
-            continue
-        params = fit_bgnbd(
-            rfm["x"].to_numpy(), rfm["t_x"] / DAYS_PER_UNIT, rfm["T"] / DAYS_PER_UNIT
-        )
-        fitted[as_of.isoformat()] = params.as_dict()
-        rows = np.flatnonzero(dates == as_of)
-        known = rfm.set_index("customer_id").reindex(ids[rows])
-        x = known["x"].fillna(0.0).to_numpy(dtype=np.float64)
-        t_x = known["t_x"].fillna(0.0).to_numpy(dtype=np.float64) / DAYS_PER_UNIT
-        T = known["T"].to_numpy(dtype=np.float64)
-        T = np.where(np.isnan(T), np.maximum(tenure[rows], 0.0), T) / DAYS_PER_UNIT
-        out[rows, 0] = p_alive(params, x, t_x, T)
-        out[rows, 1] = expected_events(params, x, t_x, T, horizon)
+    for fit in fits_by_date(con, frame, events):
+        fitted[fit.as_of.isoformat()] = fit.params.as_dict()
+        out[fit.rows, 0] = p_alive(fit.params, fit.x, fit.t_x, fit.T)
+        out[fit.rows, 1] = expected_events(fit.params, fit.x, fit.t_x, fit.T, horizon)
     return out, fitted

@@ -162,11 +162,10 @@ def time_folds(observation_dates: Any, *, horizon_days: int, folds: int = 3) -> 
     return result
 
 
-def group_folds(y: np.ndarray, groups: Any, *, folds: int, seed: int = 42) -> list[Fold]:
-    """K-fold for rows without a time axis: a customer's rows share one fold, folds are
-    stratified by whether any of the customer's rows is positive."""
-    y = np.asarray(y)
-    _, group_of = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+def fold_of_rows(y: np.ndarray, group_of: np.ndarray, *, folds: int, seed: int) -> np.ndarray:
+    """Each row's fold (0..folds-1): a group's rows share one fold, and the groups are dealt
+    round-robin in a seeded random order within each class of "any row positive", so every
+    fold gets its share of churners. ``group_of`` numbers the groups 0..n-1."""
     group_y = np.zeros(group_of.max() + 1 if group_of.size else 0, dtype=y.dtype)
     np.maximum.at(group_y, group_of, y)
     rng = np.random.default_rng(seed)
@@ -174,7 +173,14 @@ def group_folds(y: np.ndarray, groups: Any, *, folds: int, seed: int = 42) -> li
     for value in np.unique(group_y):
         members = rng.permutation(np.flatnonzero(group_y == value))
         fold_of_group[members] = np.arange(members.size) % folds
-    fold_of = fold_of_group[group_of]
+    return fold_of_group[group_of]
+
+
+def group_folds(y: np.ndarray, groups: Any, *, folds: int, seed: int = 42) -> list[Fold]:
+    """K-fold for rows without a time axis: a customer's rows share one fold, folds are
+    stratified by whether any of the customer's rows is positive."""
+    _, group_of = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    fold_of = fold_of_rows(np.asarray(y), group_of, folds=folds, seed=seed)
     return [
         Fold(fit=np.flatnonzero(fold_of != k), held=np.flatnonzero(fold_of == k))
         for k in range(folds)

@@ -22,7 +22,7 @@ from churn.modeling.candidates import (
 )
 from churn.modeling.metrics import auc, evaluate
 from churn.modeling.model import ChurnModel
-from churn.modeling.selection import Selection
+from churn.modeling.selection import Selection, fold_of_rows
 from churn.modeling.spec import FeatureSpec, build_feature_specs, encode_frame
 from churn.modeling.split import StratifiedSplit, TimeSplit, stratified_split, time_split
 from churn.modeling.thresholds import expected_value_threshold, risk_tiers
@@ -255,14 +255,7 @@ def cross_validate(
     repeated = group_of.max(initial=-1) + 1 < len(customers)
     if not repeated:  # one row per customer: each row its own group, in row order
         group_of = np.arange(len(customers))
-    group_y = np.zeros(group_of.max() + 1 if group_of.size else 0, dtype=y.dtype)
-    np.maximum.at(group_y, group_of, y)
-    rng = np.random.default_rng(seed)
-    fold_of_group = np.empty(group_y.size, dtype=int)
-    for value in np.unique(group_y):
-        members = rng.permutation(np.flatnonzero(group_y == value))
-        fold_of_group[members] = np.arange(members.size) % folds
-    fold_of = fold_of_group[group_of]
+    fold_of = fold_of_rows(y, group_of, folds=folds, seed=seed)
     scores: dict[str, list[float]] = {"logistic_regression": [], "lightgbm": []}
     for fold in range(folds):
         held, kept = fold_of == fold, np.flatnonzero(fold_of != fold)
