@@ -100,8 +100,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def ensure_images(env: Mapping[str, str]) -> None:
-    """Build each image the compose file names that podman does not have yet."""
+def ensure_images(env: Mapping[str, str], rebuild_service: bool = False) -> None:
+    """Build the images the compose file names. The code image is built every time (podman's
+    layer cache makes that cheap when nothing changed), so the stack runs this checkout's
+    code; the others are built when podman does not have them, the service image also with
+    ``rebuild_service`` (it takes a pipeline run and ``bentoml containerize``)."""
     if not image_exists(BASE_IMAGE) or not image_exists(DEBIAN_IMAGE):
         say("build base images (deploy/base-image.sh)")
         run(["bash", str(DEPLOY / "base-image.sh")], quiet=False)
@@ -109,11 +112,10 @@ def ensure_images(env: Mapping[str, str]) -> None:
         say(f"build {env['CHURN_POSTGRES_IMAGE']}")
         run(["podman", "build", "--network", "host", "-t", env["CHURN_POSTGRES_IMAGE"],
              str(DEPLOY / "postgres")])  # fmt: skip
-    if not image_exists(env["CHURN_CODE_IMAGE"]):
-        say(f"build {env['CHURN_CODE_IMAGE']}")
-        run(["podman", "build", "--network", "host", "-f", str(DEPLOY / "Containerfile"),
-             "-t", env["CHURN_CODE_IMAGE"], str(ROOT)])  # fmt: skip
-    if not image_exists(env["CHURN_SERVICE_IMAGE"]):
+    say(f"build {env['CHURN_CODE_IMAGE']} (cached layers when nothing changed)")
+    run(["podman", "build", "--network", "host", "-f", str(DEPLOY / "Containerfile"),
+         "-t", env["CHURN_CODE_IMAGE"], str(ROOT)])  # fmt: skip
+    if rebuild_service or not image_exists(env["CHURN_SERVICE_IMAGE"]):
         build_service_image(env["CHURN_SERVICE_IMAGE"])
 
 
@@ -404,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per wait")
     parser.add_argument("--keep", action="store_true", help="leave the stack up at the end")
     parser.add_argument(
+        "--rebuild-service",
+        action="store_true",
+        help="rebuild the service image even when podman has it (a new champion or serving code)",
+    )
+    parser.add_argument(
         "--instance-config",
         help="dagster.yaml to mount instead of deploy/dagster.yaml",
     )
@@ -416,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.time()
     try:
-        ensure_images(env)
+        ensure_images(env, rebuild_service=args.rebuild_service)
         report("images", ", ".join(env[k] for k in
                ("CHURN_POSTGRES_IMAGE", "CHURN_CODE_IMAGE", "CHURN_SERVICE_IMAGE")))  # fmt: skip
         run(compose(env, stack.project, "down", "-v"), env=env)  # a previous run's leftovers
