@@ -521,7 +521,14 @@ def _generic_sql(spec: EventFeatureSpec, sources: SourceTables) -> str:
         per_session.append(f"sum(CAST(round(m_{i} * 1000) AS BIGINT)) AS m_{i}_milli")
         per_session.append(f"count(m_{i}) AS m_{i}_n")
     daily_names = [column.rsplit(" AS ", 1)[1] for column in per_session]
-    daily = [f"CAST(sum({name}) AS BIGINT) AS {name}" for name in daily_names]
+    # Counts go back to BIGINT (the one-step sums' type); measure thousandths keep the wide
+    # type their sum has (HUGEINT on DuckDB): measures up to the staging bound overflow BIGINT.
+    daily = [
+        f"sum({name}) AS {name}"
+        if name.endswith("_milli")
+        else f"CAST(sum({name}) AS BIGINT) AS {name}"
+        for name in daily_names
+    ]
     horizon = spec.windows[-1]
     windows: list[str] = []
     for w in spec.windows:
