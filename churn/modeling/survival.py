@@ -83,19 +83,25 @@ class SurvivalModel:
     value: ValueRule | None = None
     """Each customer's value per month for ``clv``; None: no ``clv``."""
 
-    def monthly_hazard(self, X: np.ndarray) -> np.ndarray:
-        """h per row: the hazard model's probability, brought to one month."""
-        p = np.clip(self.hazard.predict_proba(X), 0.0, 1.0)
+    def monthly_hazard(self, X: np.ndarray, hazard_proba: np.ndarray | None = None) -> np.ndarray:
+        """h per row: the hazard model's probability, brought to one month. ``hazard_proba``
+        is that probability when the caller already has it (see :meth:`predict`)."""
+        p = self.hazard.predict_proba(X) if hazard_proba is None else hazard_proba
+        p = np.clip(p, 0.0, 1.0)
         if self.period_months == 1.0:
             return p
         return 1.0 - (1.0 - p) ** (1.0 / self.period_months)
 
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(
+        self, X: np.ndarray, hazard_proba: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """The survival columns of the encoded rows ``X``: the kept horizons, expected lifetime
-        and, with a value rule, ``clv``."""
+        and, with a value rule, ``clv``. When the hazard model is the champion classifier itself
+        (a LightGBM winner), the scorer passes the probabilities it has just computed as
+        ``hazard_proba``, so the rows go through the booster once, not twice."""
         X = self.hazard._check(X)
         monthly = self.value.monthly(X) if self.value is not None else None
-        return survival_columns(self.monthly_hazard(X), self.horizons, monthly)
+        return survival_columns(self.monthly_hazard(X, hazard_proba), self.horizons, monthly)
 
     def card(self) -> dict[str, Any]:
         return {
@@ -405,13 +411,16 @@ def value_rule(economics: Any, config: Any, specs: Sequence[FeatureSpec]) -> Val
     return ValueRule(names.index(column), factor, float(economics.retained_value) / months, column)
 
 
-def score_columns(model: ChurnModel, X: np.ndarray) -> dict[str, np.ndarray]:
+def score_columns(
+    model: ChurnModel, X: np.ndarray, probabilities: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
     """The survival columns of the encoded rows ``X`` for the scores: NaN (NULL) throughout
     when ``model`` has no survival model (a flat source, a champion saved before it existed),
-    and in a horizon the matured history could not check."""
+    and in a horizon the matured history could not check. ``probabilities``: the model's own,
+    already computed for ``X`` (reused when the model is its own hazard model)."""
     n = X.shape[0]
     survival = getattr(model, "survival", None)
     if survival is None:
         return {name: np.full(n, np.nan) for name in SURVIVAL_COLUMNS}
-    found = survival.predict(X)
+    found = survival.predict(X, probabilities if survival.hazard is model else None)
     return {name: found.get(name, np.full(n, np.nan)) for name in SURVIVAL_COLUMNS}

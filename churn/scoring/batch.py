@@ -154,7 +154,7 @@ def score_frame(
     columns["retained_value"] = values
     columns["expected_value"] = expected_values(probabilities, values, economics)
     columns["contact"], columns["holdout"] = choose_contacts(pd.DataFrame(columns), economics)
-    for name, column in score_columns(scorer.model, X).items():
+    for name, column in score_columns(scorer.model, X, probabilities).items():
         columns[name] = pd.array(column, dtype="Float64")  # NaN -> NULL in the table
     columns["model_version"] = np.full(n, scorer.model_version, dtype=object)
     return pd.DataFrame(columns, columns=SCORE_COLUMNS)

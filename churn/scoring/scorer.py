@@ -169,8 +169,10 @@ class Scorer:
                 strict=True,
             )
         ]
-        if self.model.survival is not None:
-            _add_survival(scores, self.model.survival.predict(X))
+        survival = self.model.survival
+        if survival is not None:
+            known = probabilities if survival.hazard is self.model else None
+            _add_survival(scores, survival.predict(X, known))
         return ScoredRows(probabilities, labels, tiers, scores)
 
 
